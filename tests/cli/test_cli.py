@@ -1,0 +1,106 @@
+"""The command line against a real vault: exact JSON shapes, exit codes, byte-exact export."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from kvdesk.cli import main
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "memo.txt").write_text("Memo about the new printer in room 4.")
+    (root / "plan.md").write_text("# Plan\n\nMove the archive to the basement.")
+    (root / "tool.exe").write_bytes(b"MZ\x00\x00")
+    return root
+
+
+def test_import_json_report_and_list(tmp_path: Path, docs: Path) -> None:
+    vault = str(tmp_path / "v.kvdb")
+    code, out = run("--vault", vault, "import", str(docs), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert set(report) == {"imported", "updated", "unchanged", "duplicates", "skipped", "failed"}
+    assert sorted(Path(i["path"]).name for i in report["imported"]) == ["memo.txt", "plan.md"]
+    assert all(set(i) == {"path", "id"} for i in report["imported"])
+    assert report["skipped"] == [{"path": str(docs / "tool.exe"), "reason": "unsupported file type"}]
+    code, out = run("--vault", vault, "list", "--json")
+    assert code == 0 and {r["title"] for r in json.loads(out)} == {"memo", "Plan"}
+    code, out = run("--vault", vault, "import", str(docs), "--json")
+    assert len(json.loads(out)["unchanged"]) == 2
+
+
+def test_show_export_and_check(tmp_path: Path, docs: Path) -> None:
+    vault = str(tmp_path / "v.kvdb")
+    _, out = run("--vault", vault, "import", str(docs / "memo.txt"), "--json")
+    ident = json.loads(out)["imported"][0]["id"]
+    code, out = run("--vault", vault, "show", ident, "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["id"] == ident and "printer" in shown["text_excerpt"]
+    assert shown["versions"][0]["sha256"] == shown["sha256"]
+    target = tmp_path / "out.bin"
+    assert run("--vault", vault, "export", ident, str(target))[0] == 0
+    assert target.read_bytes() == (docs / "memo.txt").read_bytes()
+    code, out = run("--vault", vault, "check", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] and report["values"] == 1 and report["problems"] == []
+    assert len(report["values_digest"]) == 64
+
+
+def test_check_fails_with_exit_1_on_corruption(tmp_path: Path, docs: Path) -> None:
+    import sqlite3
+
+    vault = tmp_path / "v.kvdb"
+    run("--vault", str(vault), "import", str(docs))
+    conn = sqlite3.connect(vault)
+    conn.execute("UPDATE blob SET data = x'00'")
+    conn.commit()
+    conn.close()
+    code, out = run("--vault", str(vault), "check", "--json")
+    assert code == 1 and json.loads(out)["ok"] is False
+
+
+def test_errors_and_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    vault = str(tmp_path / "v.kvdb")
+    assert run("--vault", vault, "show", "DOC-404")[0] == 1
+    assert "no document" in capsys.readouterr().err
+    assert run("--vault", vault, "frobnicate")[0] == 2
+    assert run("--vault", vault, "import")[0] == 2
+    assert run("--vault", str(tmp_path), "list")[0] == 1  # a folder is not a vault
+
+
+def test_non_utf8_paths_use_surrogate_escapes(tmp_path: Path) -> None:
+    root = tmp_path / "odd"
+    root.mkdir()
+    with open(os.fsencode(root) + b"/caf\xe9.txt", "wb") as handle:
+        handle.write(b"latin-1 named file")
+    code, out = run("--vault", str(tmp_path / "v.kvdb"), "import", str(root), "--json")
+    assert code == 0
+    assert "\\udce9" in out
+    assert json.loads(out)["imported"][0]["path"].endswith("caf\udce9.txt")
+
+
+def test_default_vault_lives_under_kvdesk_home(docs: Path) -> None:
+    code, _ = run("import", str(docs))
+    assert code == 0
+    assert (Path(os.environ["KVDESK_HOME"]) / "vault.kvdb").exists()
+
+
+def test_doctor_reports_provider() -> None:
+    code, out = run("doctor", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["kvdesk"] and data["vault"].endswith("vault.kvdb")
+    assert "execution_provider" in data
