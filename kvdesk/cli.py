@@ -111,8 +111,12 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
                 report = kb.import_records(args.records, progress=sink, cancel=cancel)
             else:
                 report = kb.import_paths(args.paths, progress=sink, cancel=cancel)
+            if not args.no_dense and not report.cancelled:
+                kb.build_dense_keys(progress=sink, cancel=cancel)
         except KeyboardInterrupt:
-            raise Cancelled("import interrupted; run the same command again to finish") from None
+            raise Cancelled(
+                "import interrupted; what was stored is safe, and the same command finishes the rest"
+            ) from None
         finally:
             sink.close()
     if args.json:
@@ -242,6 +246,20 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_gui(args: argparse.Namespace, out: TextIO) -> int:
+    # The only way from the CLI into Qt: imported here so every other command stays Qt-free.
+    from kvdesk.ui.app import main as gui_main
+
+    argv: list[str] = []
+    if args.vault is not None:
+        argv += ["--vault", str(args.vault)]
+    if args.search:
+        argv += ["--search", args.search]
+    if args.screenshot:
+        argv += ["--screenshot", args.screenshot]
+    return int(gui_main(argv))
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -280,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="store_true", help="log each document on stderr as it is stored"
     )
+    p.add_argument(
+        "--no-dense", action="store_true",
+        help="store values and lexical keys only; dense keys follow on the next search or rekey",
+    )
 
     p = add("show", cmd_show, "show a document's metadata, versions and text")
     p.add_argument("id", metavar="ID")
@@ -302,17 +324,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     _add_later_commands(add)
+
+    p = add("gui", cmd_gui, "open the desktop app")
+    p.add_argument("--search", metavar="QUERY", help="run this search at start")
+    p.add_argument("--screenshot", metavar="FILE.png", help="save a PNG of the window and exit")
     return parser
 
 
 def _add_later_commands(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
     """Commands that live in their own modules (search, eval, rekey, tags, gui)."""
+    from kvdesk import cli_search
+
+    cli_search.register(add)
     try:
-        from kvdesk import cli_search
-    except ImportError:
-        pass
-    else:
-        cli_search.register(add)
+        from kvdesk import cli_tags
+    except ImportError:  # the tagging commands arrive with their module
+        return
+    cli_tags.register(add)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

@@ -1,0 +1,191 @@
+"""Search, evaluation and key-set commands of the command line."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from kvdesk.core.errors import Cancelled
+
+Command = Callable[[argparse.Namespace, TextIO], int]
+_TAGS = re.compile(r"</?b>")
+
+
+def _kb(args: argparse.Namespace, vault: str | None = None) -> Any:
+    from kvdesk.core.knowledge_base import KnowledgeBase
+
+    return KnowledgeBase.open(vault if vault is not None else args.vault, threads=args.threads)
+
+
+def _complete_dense(kb: Any, quiet: bool) -> None:
+    from kvdesk.cli import TerminalProgress
+
+    sink = TerminalProgress(quiet=quiet)
+    try:
+        kb.build_dense_keys(progress=sink)
+    except KeyboardInterrupt:
+        raise Cancelled("interrupted; the dense keys built so far are kept") from None
+    finally:
+        sink.close()
+
+
+def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
+    from kvdesk.cli import _print_json
+
+    with _kb(args) as kb:
+        if args.mode in ("hybrid", "dense"):
+            _complete_dense(kb, args.quiet)
+        result = kb.search(args.query, k=args.k, mode=args.mode, details=True)
+    if args.json:
+        _print_json(result.to_json(explain=args.explain), out)
+        return 0
+    if not result.hits:
+        out.write("no results\n")
+    elif not result.confident:
+        out.write("no confident match: these are the closest documents\n")
+    for rank, hit in enumerate(result.hits, start=1):
+        ext = f" [{hit.external_id}]" if hit.external_id else ""
+        out.write(f"{rank:>2}. {hit.identifier}{ext}  {hit.title}  ({hit.score:.3f}, w={hit.weight:.2f})\n")
+        snippet = html.unescape(_TAGS.sub("**", hit.snippet_html)).replace("\n", " ")
+        if snippet:
+            out.write(f"    {snippet[:200]}\n")
+        if args.explain:
+            for space, part in hit.explanation.to_json(details=True).items():
+                out.write(f"    {space:<8} {part['score']:.4f}")
+                if space == "lexical":
+                    out.write("  " + ", ".join(f"{t['term']}({t['field']}) {t['score']:.4f}" for t in part.get("terms", [])))
+                elif space == "dense":
+                    out.write(f"  cosine {part['cosine']:.3f}, passage {part['passage']} (rank {part['passage_rank']})")
+                elif space == "tags":
+                    out.write("  " + ", ".join(part.get("tags", [])))
+                out.write("\n")
+    out.write(f"[{result.mode}, provider {result.provider}, {result.elapsed_ms:.0f} ms]\n")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
+    from kvdesk.cli import TerminalProgress, _print_json
+    from kvdesk.core.evaluation import (
+        load_collection, percentile, score_run, write_trec_run,
+    )
+
+    collection = load_collection(args.beir_dir, args.split)
+    modes = ["lexical", "dense", "hybrid"] if args.mode == "all" else [args.mode]
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    vault = args.vault
+    if vault is None:
+        tmp = tempfile.TemporaryDirectory(prefix="kvdesk-eval-")
+        vault = str(Path(tmp.name) / "eval.kvdb")
+    sink = TerminalProgress(quiet=args.quiet)
+    try:
+        with _kb(args, vault) as kb:
+            started = time.perf_counter()
+            kb.import_records(collection.corpus_path, progress=sink)
+            if any(m in ("dense", "hybrid") for m in modes):
+                kb.build_dense_keys(progress=sink)
+            index_seconds = time.perf_counter() - started
+            sink.close()
+            ext = dict(kb.vault.conn.execute("SELECT id, external_id FROM value"))
+            results: dict[str, Any] = {}
+            latencies: list[float] = []
+            run_mode = "hybrid" if args.mode == "all" else args.mode
+            trec: dict[str, list[tuple[str, float]]] = {}
+            for mode in modes:
+                runs: dict[str, list[str]] = {}
+                for qid, text in collection.queries.items():
+                    t0 = time.perf_counter()
+                    ranked = kb.retriever.rank_ids(text, mode=mode, k=100)
+                    if mode == run_mode:
+                        latencies.append((time.perf_counter() - t0) * 1000)
+                        trec[qid] = [(str(ext[v]), s) for v, s in ranked]
+                    runs[qid] = [str(ext[v]) for v, _s in ranked]
+                results[mode] = score_run(runs, collection.qrels).to_json()
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    if args.run:
+        write_trec_run(args.run, trec, run_mode)
+    report = {
+        "collection": collection.name,
+        "split": args.split,
+        "queries": len(collection.queries),
+        "modes": results,
+        "index_seconds": round(index_seconds, 2),
+        "query_ms_p50": round(percentile(latencies, 50), 2),
+        "query_ms_p95": round(percentile(latencies, 95), 2),
+    }
+    if args.json:
+        _print_json(report, out)
+    else:
+        out.write(f"{collection.name} ({args.split}, {len(collection.queries)} queries)\n")
+        for mode, scores in results.items():
+            out.write(f"  {mode:<8} " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + "\n")
+        out.write(
+            f"  indexing {report['index_seconds']} s; query p50 {report['query_ms_p50']} ms,"
+            f" p95 {report['query_ms_p95']} ms\n"
+        )
+    return 0
+
+
+def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
+    from kvdesk.cli import TerminalProgress, _print_json
+
+    sink = TerminalProgress(quiet=args.quiet)
+    with _kb(args) as kb:
+        before = kb.keys.active_key_set()
+        try:
+            key_set = kb.rekey(args.model, progress=sink)
+        except KeyboardInterrupt:
+            raise Cancelled("rekey interrupted; search keeps the old keys, rerun to resume") from None
+        finally:
+            sink.close()
+        status = kb.dense_status()
+    data = {
+        "previous_key_set": before.id if before else None,
+        "key_set": key_set.id,
+        "model": key_set.name,
+        "model_sha256": key_set.params["model_sha256"],
+        "keyed_values": status.keyed_values,
+    }
+    if args.json:
+        _print_json(data, out)
+    else:
+        out.write(
+            f"key set {key_set.id} ({key_set.name}) is now active;"
+            f" {status.keyed_values} values keyed\n"
+        )
+    return 0
+
+
+def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+    p = add("search", cmd_search, "search the vault; every hit explains which keys drove it")
+    p.add_argument("query", metavar="QUERY")
+    p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    p.add_argument("--mode", choices=("hybrid", "lexical", "dense"), default="hybrid")
+    p.add_argument("--explain", action="store_true", help="show each key's contribution")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    p = add("eval", cmd_eval, "measure retrieval on a BEIR folder (nDCG@10, Recall@100, MRR@10)")
+    p.add_argument("beir_dir", metavar="BEIR_DIR")
+    p.add_argument("--split", default="test")
+    p.add_argument("--mode", choices=("lexical", "dense", "hybrid", "all"), default="all")
+    p.add_argument("--run", metavar="FILE", help="write a TREC run of the mode asked")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-q", "--quiet", action="store_true")
+
+    p = add("rekey", cmd_rekey, "build a new dense key set, then switch to it atomically")
+    p.add_argument("--model", default="default", help="model name or folder (model.onnx, tokenizer.json, kvdesk-model.json)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-q", "--quiet", action="store_true")
+    _ = sys

@@ -1,0 +1,397 @@
+"""Keeps the derived key spaces in step with the vault: the vault always wins.
+
+Lexical keys are written as values arrive; dense keys follow in batches (resumable: each value's
+passages are committed with a ``keyed`` row, so an interrupted build continues where it stopped).
+A key set records the model and chunking it was built with; ``rekey`` builds a new one beside
+the active one and switches atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kvdesk.core.errors import KvdeskError, VaultBusyError
+from kvdesk.core.keys.dense import Embedder, ModelSpec, load_model_spec, make_passages
+from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex
+from kvdesk.core.keys.vectors import VectorMatrix
+from kvdesk.core.paths import keys_dir_for
+from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
+from kvdesk.core.vault import Vault, now_iso, path_from_db
+
+log = logging.getLogger("kvdesk.keys")
+
+MAX_TOKENS = 256
+OVERLAP_TOKENS = 32
+LEXICAL_COMMIT_EVERY = 2000
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """One concrete build of a key space."""
+
+    id: int
+    space: str
+    name: str
+    params: dict[str, Any]
+    state: str
+    created_at: str
+    activated_at: str | None
+
+
+@dataclass(frozen=True)
+class DenseStatus:
+    key_set: KeySet | None
+    keyed_values: int
+    total_values: int
+
+    @property
+    def ready(self) -> bool:
+        return self.key_set is not None and self.keyed_values >= self.total_values
+
+
+class KeyManager:
+    """The key spaces of one vault. Lexical writes need :meth:`open_writer` first."""
+
+    def __init__(self, vault: Vault, *, model: str | Path = "default", threads: int | None = None):
+        self.vault = vault
+        self.directory = keys_dir_for(vault.path)
+        self._model_name = model
+        self._threads = threads
+        self._lexical: LexicalIndex | None = None
+        self._lexical_writable = False
+        self._pending_lexical = 0
+        self._embedders: dict[str, Embedder] = {}
+        self._matrix: VectorMatrix | None = None
+        self._matrix_key_set: int | None = None
+        self._lock = threading.RLock()
+
+    # -- lexical --------------------------------------------------------------------------------
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        with self._lock:
+            if self._lexical is None:
+                self._open_lexical(writable=False)
+                self._catch_up_if_stale()
+            assert self._lexical is not None
+            return self._lexical
+
+    def _catch_up_if_stale(self) -> None:
+        """The vault wins: if the lexical keys disagree with it, rebuild what differs now."""
+        assert self._lexical is not None
+        indexed = self._lexical.indexed_versions()
+        current = dict(self.vault.conn.execute("SELECT id, current_version FROM value"))
+        if indexed == current:
+            return
+        try:
+            self.sync_lexical()
+        except VaultBusyError:
+            log.warning("lexical keys are stale, and another kvdesk process is updating them")
+
+    def _open_lexical(self, *, writable: bool) -> None:
+        path = self.directory / "lexical"
+        if not writable and not path.exists():
+            writable = True  # first use: create it (and catch up below)
+        if self._lexical is not None:
+            self._lexical.close()
+        self._lexical = LexicalIndex.open(path, writable=writable)
+        self._lexical_writable = writable
+
+    def open_writer(self) -> None:
+        """Take the lexical index's writer (one process at a time) and catch up with the vault."""
+        with self._lock:
+            if not self._lexical_writable:
+                self._open_lexical(writable=True)
+            self.sync_lexical()
+
+    def sync_lexical(self, progress: ProgressSink = no_progress) -> int:
+        """Re-index values whose lexical keys are missing or stale; drop keys of gone values."""
+        with self._lock:
+            if not self._lexical_writable:
+                self._open_lexical(writable=True)
+            index = self.lexical
+            indexed = index.indexed_versions()
+            current = dict(self.vault.conn.execute("SELECT id, current_version FROM value"))
+            stale = [vid for vid, ver in current.items() if indexed.get(vid) != ver]
+            gone = [vid for vid in indexed if vid not in current]
+            if gone:
+                index.delete(gone)
+            for done, value_id in enumerate(stale, start=1):
+                index.add([self.lexical_doc(value_id)])
+                if done % 500 == 0:
+                    progress(Progress("lexical keys", done, len(stale)))
+            if stale or gone:
+                index.commit()
+                log.info("lexical keys caught up: %d re-indexed, %d removed", len(stale), len(gone))
+            return len(stale)
+
+    def lexical_doc(self, value_id: int) -> LexicalDoc:
+        row = self.vault.conn.execute(
+            "SELECT v.identifier, v.external_id, v.title, v.media_type, v.current_version,"
+            " v.source_path, v.updated_at, ver.text, ver.source_mtime FROM value v"
+            " JOIN version ver ON ver.value_id = v.id AND ver.version = v.current_version"
+            " WHERE v.id = ?",
+            (value_id,),
+        ).fetchone()
+        if row is None:
+            raise KvdeskError(f"value {value_id} vanished while its keys were written")
+        if row["source_mtime"] is not None:
+            updated = dt.datetime.fromtimestamp(row["source_mtime"], dt.UTC)
+        else:
+            updated = dt.datetime.fromisoformat(row["updated_at"])
+        return LexicalDoc(
+            value_id=value_id, version=row["current_version"], identifier=row["identifier"],
+            external_id=row["external_id"], title=row["title"], text=row["text"],
+            tags=self.vault.tags_of(value_id), media_type=row["media_type"],
+            path=path_from_db(row["source_path"]) or "", updated=updated,
+        )
+
+    def value_changed(self, value_id: int) -> None:
+        """Called after a value commits: its lexical keys are written at once (searchable now)."""
+        with self._lock:
+            if not self._lexical_writable:
+                self._open_lexical(writable=True)
+            self.lexical.add([self.lexical_doc(value_id)])
+            self._pending_lexical += 1
+            if self._pending_lexical >= LEXICAL_COMMIT_EVERY:
+                self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._lexical is not None and self._lexical_writable and self._pending_lexical:
+                self._lexical.commit()
+            self._pending_lexical = 0
+
+    # -- key sets -------------------------------------------------------------------------------
+
+    def key_sets(self, space: str = "dense") -> list[KeySet]:
+        rows = self.vault.conn.execute(
+            "SELECT id, space, name, params, state, created_at, activated_at FROM key_set"
+            " WHERE space = ? ORDER BY id",
+            (space,),
+        ).fetchall()
+        return [
+            KeySet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows
+        ]
+
+    def active_key_set(self, space: str = "dense") -> KeySet | None:
+        for key_set in self.key_sets(space):
+            if key_set.state == "active":
+                return key_set
+        return None
+
+    def _params_for(self, spec: ModelSpec, source: str | Path) -> dict[str, Any]:
+        return {
+            "model": spec.name, "source": str(source),
+            "model_sha256": spec.model_sha256, "tokenizer_sha256": spec.tokenizer_sha256,
+            "pooling": spec.pooling, "query_prefix": spec.query_prefix,
+            "passage_prefix": spec.passage_prefix, "max_tokens": min(MAX_TOKENS, spec.max_tokens),
+            "overlap_tokens": OVERLAP_TOKENS, "dim": spec.dim,
+        }
+
+    def ensure_dense_key_set(self) -> KeySet:
+        """The active dense key set, created for the configured model on first use."""
+        active = self.active_key_set()
+        if active is not None:
+            return active
+        return self._create_key_set(self._model_name, state="active")
+
+    def _create_key_set(self, source: str | Path, *, state: str) -> KeySet:
+        spec = load_model_spec(source)
+        params = self._params_for(spec, source)
+        with self.vault.transaction() as tx:
+            stamp = now_iso()
+            cur = tx.execute(
+                "INSERT INTO key_set(space, name, params, state, created_at, activated_at)"
+                " VALUES ('dense', ?, ?, ?, ?, ?)",
+                (spec.name, json.dumps(params), state, stamp, stamp if state == "active" else None),
+            )
+            key_set_id = int(cur.lastrowid or 0)
+        found = [k for k in self.key_sets() if k.id == key_set_id]
+        return found[0]
+
+    def embedder_for(self, key_set: KeySet) -> Embedder:
+        with self._lock:
+            source = str(key_set.params["source"])
+            embedder = self._embedders.get(source)
+            if embedder is None:
+                spec = load_model_spec(source)
+                if spec.model_sha256 != key_set.params["model_sha256"]:
+                    raise KvdeskError(
+                        f"the model of key set {key_set.id} ({key_set.name}) has changed on disk;"
+                        " run `kvdesk rekey` to rebuild the dense keys"
+                    )
+                embedder = Embedder(spec, threads=self._threads)
+                self._embedders[source] = embedder
+            return embedder
+
+    # -- dense ----------------------------------------------------------------------------------
+
+    def dense_status(self, key_set: KeySet | None = None) -> DenseStatus:
+        key_set = key_set or self.active_key_set()
+        total = self.vault.count()
+        if key_set is None:
+            return DenseStatus(None, 0, total)
+        keyed = self.vault.conn.execute(
+            "SELECT count(*) FROM keyed k JOIN value v ON v.id = k.value_id"
+            " AND v.current_version = k.version WHERE k.key_set_id = ?",
+            (key_set.id,),
+        ).fetchone()[0]
+        return DenseStatus(key_set, int(keyed), total)
+
+    def missing_dense(self, key_set: KeySet) -> list[int]:
+        rows = self.vault.conn.execute(
+            "SELECT v.id FROM value v LEFT JOIN keyed k ON k.value_id = v.id"
+            " AND k.key_set_id = ? WHERE k.version IS NULL OR k.version != v.current_version"
+            " ORDER BY v.id",
+            (key_set.id,),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def build_dense(
+        self,
+        key_set: KeySet | None = None,
+        *,
+        progress: ProgressSink = no_progress,
+        cancel: CancelToken | None = None,
+        batch_values: int = 32,
+    ) -> int:
+        """Compute the missing dense keys of ``key_set`` (default: the active one). Resumable."""
+        key_set = key_set or self.ensure_dense_key_set()
+        cancel = cancel or CancelToken()
+        missing = self.missing_dense(key_set)
+        if not missing:
+            return 0
+        embedder = self.embedder_for(key_set)
+        max_tokens = int(key_set.params["max_tokens"])
+        overlap = int(key_set.params["overlap_tokens"])
+        total = len(missing)
+        done = 0
+        progress(Progress("dense keys", 0, total))
+        for start in range(0, total, batch_values):
+            cancel.raise_if_cancelled()
+            batch = missing[start : start + batch_values]
+            rows = self.vault.conn.execute(
+                "SELECT v.id, v.title, v.current_version, ver.text FROM value v JOIN version ver"
+                " ON ver.value_id = v.id AND ver.version = v.current_version"
+                f" WHERE v.id IN ({','.join('?' * len(batch))})",
+                batch,
+            ).fetchall()
+            per_value = []
+            texts: list[str] = []
+            for value_id, title, version, text in rows:
+                passages = make_passages(
+                    title, text, embedder, max_tokens=max_tokens, overlap_tokens=overlap
+                )
+                per_value.append((value_id, version, passages))
+                texts.extend(p.text for p in passages)
+            vectors = embedder.embed_passages(texts) if texts else np.zeros((0, embedder.dim))
+            offset = 0
+            with self.vault.transaction() as tx:
+                for value_id, version, passages in per_value:
+                    n = len(passages)
+                    tx.execute(
+                        "DELETE FROM passage WHERE key_set_id = ? AND value_id = ?",
+                        (key_set.id, value_id),
+                    )
+                    tx.executemany(
+                        "INSERT INTO passage(key_set_id, value_id, version, idx, start, end,"
+                        " vector) VALUES (?,?,?,?,?,?,?)",
+                        [
+                            (key_set.id, value_id, version, p.index, p.start, p.end,
+                             vectors[offset + i].astype(np.float32).tobytes())
+                            for i, p in enumerate(passages)
+                        ],
+                    )
+                    tx.execute(
+                        "INSERT INTO keyed(key_set_id, value_id, version) VALUES (?,?,?)"
+                        " ON CONFLICT(key_set_id, value_id) DO UPDATE SET version = excluded.version",
+                        (key_set.id, value_id, version),
+                    )
+                    offset += n
+            with self._lock:
+                if self._matrix is not None and self._matrix_key_set == key_set.id:
+                    offset = 0
+                    for value_id, _version, passages in per_value:
+                        n = len(passages)
+                        self._matrix.upsert_value(value_id, vectors[offset : offset + n])
+                        offset += n
+            done += len(batch)
+            progress(Progress("dense keys", done, total, rows[-1][1] if rows else ""))
+        return total
+
+    def matrix(self, key_set: KeySet | None = None) -> VectorMatrix:
+        """The in-memory vectors of ``key_set`` (default: active), loaded on first use."""
+        key_set = key_set or self.ensure_dense_key_set()
+        with self._lock:
+            if self._matrix is not None and self._matrix_key_set == key_set.id:
+                return self._matrix
+            matrix = _load_matrix(self.vault, key_set)
+            if key_set.state == "active":
+                self._matrix, self._matrix_key_set = matrix, key_set.id
+            return matrix
+
+    def passage_span(self, key_set: KeySet, value_id: int, index: int) -> tuple[int, int] | None:
+        row = self.vault.conn.execute(
+            "SELECT start, end FROM passage WHERE key_set_id = ? AND value_id = ? AND idx = ?",
+            (key_set.id, value_id, index),
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def rekey(
+        self,
+        model: str | Path = "default",
+        *,
+        progress: ProgressSink = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> KeySet:
+        """Build a new dense key set for ``model`` beside the active one, then switch atomically."""
+        params = self._params_for(load_model_spec(model), model)
+        building = [k for k in self.key_sets() if k.state == "building"]
+        resumable = [k for k in building if k.params == params]
+        key_set = resumable[-1] if resumable else self._create_key_set(model, state="building")
+        self.build_dense(key_set, progress=progress, cancel=cancel)  # Cancelled: resumable later
+        with self.vault.transaction() as tx:
+            tx.execute("UPDATE key_set SET state = 'retired' WHERE space = 'dense' AND state = 'active'")
+            tx.execute(
+                "UPDATE key_set SET state = 'active', activated_at = ? WHERE id = ?",
+                (now_iso(), key_set.id),
+            )
+        with self._lock:
+            self._matrix = None
+            self._matrix_key_set = None
+        self._model_name = model
+        return [k for k in self.key_sets() if k.id == key_set.id][0]
+
+    def close(self) -> None:
+        with self._lock:
+            self.flush()
+            if self._lexical is not None:
+                self._lexical.close()
+                self._lexical = None
+            self._lexical_writable = False
+
+
+def _load_matrix(vault: Vault, key_set: KeySet) -> VectorMatrix:
+    dim = int(key_set.params["dim"])
+    rows = vault.conn.execute(
+        "SELECT p.value_id, p.idx, p.vector FROM passage p JOIN keyed k"
+        " ON k.key_set_id = p.key_set_id AND k.value_id = p.value_id AND k.version = p.version"
+        " WHERE p.key_set_id = ? ORDER BY p.value_id, p.idx",
+        (key_set.id,),
+    ).fetchall()
+    matrix = VectorMatrix(dim)
+    if rows:
+        value_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        idx = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(-1, dim)
+        matrix.replace_all(value_ids, idx, vectors)
+    return matrix

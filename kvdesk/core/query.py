@@ -1,0 +1,180 @@
+"""The search box syntax: words, "phrases", -exclusions and tag:/type:/before:/after: filters."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+
+__all__ = ["ParsedQuery", "has_cjk", "parse_query", "CJK_CHAR_CLASS"]
+
+# Han (with extensions and compatibility ideographs), kana, Hangul and the iteration marks.
+# Punctuation such as 、。「」 is deliberately left out: it separates runs.
+CJK_CHAR_CLASS = (
+    "\u3005-\u3007\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\uff66-\uff9f\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
+    "\U00020000-\U0003134f"
+)
+_CJK_RE = re.compile(f"[{CJK_CHAR_CLASS}]")
+_OPEN_QUOTES = {'"': '"', "\u201c": "\u201d", "\u201d": "\u201d", "\u201e": "\u201c"}
+_CLOSE_QUOTES = {'"', "\u201d", "\u201c"}
+_FILTER_KEYS = ("tag", "type", "before", "after")
+_DATE_RE = re.compile(r"^(\d{4})(?:[-/.](\d{1,2})(?:[-/.](\d{1,2}))?)?$")
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    """A search box string split into what each key space needs.
+
+    Attributes:
+        text: free text without filters or exclusions (what the dense model embeds);
+            phrase words are kept, without their quotes.
+        terms: bare words, in order.
+        phrases: quoted phrases, without quotes.
+        tags: ``tag:NAME`` filters (all must hold); names may contain ``::``.
+        types: ``type:X`` filters (any may hold); short names like ``pdf`` or ``image``.
+        before: only values updated before this day (exclusive).
+        after: only values updated on or after this day (inclusive, as in Gmail).
+        excluded: ``-word`` or ``-"some phrase"``; values containing them are dropped.
+    """
+
+    text: str
+    terms: tuple[str, ...] = ()
+    phrases: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    before: datetime.date | None = None
+    after: datetime.date | None = None
+    excluded: tuple[str, ...] = ()
+
+    @property
+    def has_filters(self) -> bool:
+        """Whether any tag/type/date filter is set."""
+        return bool(self.tags or self.types or self.before or self.after)
+
+
+def has_cjk(text: str) -> bool:
+    """Whether ``text`` holds Chinese, Japanese or Korean characters (they need n-gram keys)."""
+    return _CJK_RE.search(text) is not None
+
+
+def _parse_date(value: str) -> datetime.date | None:
+    """Read ``YYYY-MM-DD`` (also ``YYYY-MM`` and ``YYYY``: the first day); None when invalid."""
+    m = _DATE_RE.match(value)
+    if m is None:
+        return None
+    try:
+        return datetime.date(int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1))
+    except ValueError:
+        return None
+
+
+def _find_close(raw: str, start: int) -> int:
+    """Index of the next closing quote at or after ``start``, or -1."""
+    for j in range(start, len(raw)):
+        if raw[j] in _CLOSE_QUOTES:
+            return j
+    return -1
+
+
+def parse_query(raw: str) -> ParsedQuery:
+    """Split a search box string into its parts; never raises.
+
+    Anything that does not parse (an unbalanced quote, ``tag:`` with no name, a bad date, an
+    unknown ``key:``) degrades to plain words, so a typo never turns into an error message.
+    """
+    raw = raw if isinstance(raw, str) else str(raw)
+    text_parts: list[str] = []
+    terms: list[str] = []
+    phrases: list[str] = []
+    tags: list[str] = []
+    types: list[str] = []
+    excluded: list[str] = []
+    before: datetime.date | None = None
+    after: datetime.date | None = None
+
+    def add_word(word: str, negated: bool) -> None:
+        if not word:
+            return
+        if negated:
+            excluded.append(word)
+        else:
+            terms.append(word)
+            text_parts.append(word)
+
+    i, n = 0, len(raw)
+    while i < n:
+        if raw[i].isspace():
+            i += 1
+            continue
+        negated = False
+        if raw[i] == "-" and i + 1 < n and not raw[i + 1].isspace():
+            negated = True
+            i += 1
+        if raw[i] in _OPEN_QUOTES:
+            close = _find_close(raw, i + 1)
+            if close == -1:  # unbalanced: the quote is just noise
+                i += 1
+                if negated and i < n and not raw[i].isspace():
+                    j = i
+                    while j < n and not raw[j].isspace():
+                        j += 1
+                    add_word(raw[i:j], True)
+                    i = j
+                continue
+            phrase = " ".join(raw[i + 1 : close].split())
+            i = close + 1
+            if not phrase:
+                continue
+            if negated:
+                excluded.append(phrase)
+            elif " " in phrase:
+                phrases.append(phrase)
+                text_parts.append(phrase)
+            else:  # a quoted single word is just a word
+                add_word(phrase, False)
+            continue
+        j = i
+        while j < n and not raw[j].isspace():
+            if raw[j] in _OPEN_QUOTES and j > i and raw[j - 1] == ":":
+                break
+            j += 1
+        word = raw[i:j]
+        key, sep, value = word.partition(":")
+        key = key.lower()
+        if sep and key in _FILTER_KEYS and not negated:
+            if not value and j < n and raw[j] in _OPEN_QUOTES:
+                close = _find_close(raw, j + 1)
+                if close != -1:
+                    value = " ".join(raw[j + 1 : close].split())
+                    j = close + 1
+            if value and key == "tag":
+                tags.append(value)
+                i = j
+                continue
+            if value and key == "type":
+                types.append(value.lower())
+                i = j
+                continue
+            day = _parse_date(value) if value else None
+            if day is not None and key == "before":
+                before = day if before is None else min(before, day)
+                i = j
+                continue
+            if day is not None and key == "after":
+                after = day if after is None else max(after, day)
+                i = j
+                continue
+        add_word(word, negated)
+        i = j
+
+    return ParsedQuery(
+        text=" ".join(text_parts),
+        terms=tuple(terms),
+        phrases=tuple(phrases),
+        tags=tuple(tags),
+        types=tuple(types),
+        before=before,
+        after=after,
+        excluded=tuple(excluded),
+    )

@@ -1,0 +1,473 @@
+"""Hybrid retrieval: candidates from each key space, fused into one score that explains itself.
+
+The read-out is a weighted sum over key spaces, so every hit's score is the exact sum of its
+per-space contributions, and the lexical contribution is the exact sum of its BM25 term parts:
+
+    score = w_lex * bm25 / max_bm25                      (terms scale by the same factor)
+          + w_dense * clip((cos - cos_lo) / (cos_hi - cos_lo), 0, 1)
+          + w_tag * matched tags
+
+``max_bm25`` is the best BM25 score among the lexical candidates; ``cos_hi``/``cos_lo`` are the
+best and the k-th best cosine among the dense candidates. Retrieval weights are a softmax over
+the fused scores (like attention), and a search is "confident" only when an absolute signal says
+so: a good cosine, or the query's words really found in the top hit.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kvdesk.core.keys.lexical import LexicalHit, media_types_for
+from kvdesk.core.keys.manager import KeyManager
+from kvdesk.core.keys.vectors import DenseHit
+from kvdesk.core.query import ParsedQuery, parse_query
+from kvdesk.core.vault import Vault
+
+MODES = ("hybrid", "lexical", "dense")
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    """Fusion settings. Defaults were tuned on one seeded half of SciFact's test queries only."""
+
+    lexical_weight: float = 0.5
+    dense_weight: float = 0.5
+    tag_weight: float = 0.3
+    candidates: int = 100
+    temperature: float = 0.1
+    confident_cosine: float = 0.35
+    confident_coverage: float = 0.6
+
+
+@dataclass(frozen=True)
+class TermContribution:
+    field: str
+    term: str
+    bm25: float
+    score: float
+
+
+@dataclass(frozen=True)
+class LexicalExplanation:
+    score: float
+    bm25: float
+    terms: tuple[TermContribution, ...]
+
+
+@dataclass(frozen=True)
+class DenseExplanation:
+    score: float
+    cosine: float
+    passage_index: int
+    passage_rank: int | None
+    start: int
+    end: int
+    passage_text: str
+
+
+@dataclass(frozen=True)
+class TagExplanation:
+    score: float
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Per key space contributions; they add up to the hit's score."""
+
+    lexical: LexicalExplanation | None = None
+    dense: DenseExplanation | None = None
+    tags: TagExplanation | None = None
+
+    def contributions(self) -> dict[str, float]:
+        parts: dict[str, float] = {}
+        if self.lexical is not None:
+            parts["lexical"] = self.lexical.score
+        if self.dense is not None:
+            parts["dense"] = self.dense.score
+        if self.tags is not None:
+            parts["tags"] = self.tags.score
+        return parts
+
+    def to_json(self, details: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.lexical is not None:
+            lex: dict[str, Any] = {"score": round(self.lexical.score, 6)}
+            if details:
+                lex["bm25"] = round(self.lexical.bm25, 4)
+                lex["terms"] = [
+                    {"field": t.field, "term": t.term, "bm25": round(t.bm25, 4),
+                     "score": round(t.score, 6)}
+                    for t in self.lexical.terms
+                ]
+            out["lexical"] = lex
+        if self.dense is not None:
+            den: dict[str, Any] = {"score": round(self.dense.score, 6)}
+            if details:
+                den.update(
+                    cosine=round(self.dense.cosine, 4), passage=self.dense.passage_index,
+                    passage_rank=self.dense.passage_rank, start=self.dense.start,
+                    end=self.dense.end, text=self.dense.passage_text,
+                )
+            out["dense"] = den
+        if self.tags is not None:
+            tag: dict[str, Any] = {"score": round(self.tags.score, 6)}
+            if details:
+                tag["tags"] = list(self.tags.tags)
+            out["tags"] = tag
+        return out
+
+
+@dataclass(frozen=True)
+class Hit:
+    value_id: int
+    identifier: str
+    external_id: str | None
+    title: str
+    media_type: str
+    score: float
+    weight: float
+    snippet_html: str
+    explanation: Explanation
+    tags: tuple[str, ...] = ()
+    updated_at: str = ""
+    source_path: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    mode: str
+    provider: str
+    confident: bool
+    ready: dict[str, bool]
+    hits: tuple[Hit, ...]
+    elapsed_ms: float
+    parsed: ParsedQuery | None = field(default=None, compare=False)
+
+    def to_json(self, explain: bool = False) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "mode": self.mode,
+            "provider": self.provider,
+            "confident": self.confident,
+            "ready": self.ready,
+            "elapsed_ms": round(self.elapsed_ms, 2),
+            "hits": [
+                {
+                    "id": h.identifier, "external_id": h.external_id, "title": h.title,
+                    "score": round(h.score, 6), "weight": round(h.weight, 6),
+                    "snippet": h.snippet_html, "tags": list(h.tags),
+                    "explanation": h.explanation.to_json(details=explain),
+                }
+                for h in self.hits
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    value_id: int
+    score: float
+    explanation: Explanation
+    snippet_html: str
+
+
+@dataclass
+class _Candidate:
+    value_id: int
+    lexical: LexicalHit | None = None
+    dense: DenseHit | None = None
+    cosine: float | None = None
+    passage_index: int = 0
+    tags: tuple[str, ...] = ()
+
+
+class Retriever:
+    """Runs searches over a vault's key spaces. Thread-safe for concurrent readers."""
+
+    def __init__(self, vault: Vault, keys: KeyManager, params: FusionParams | None = None):
+        self.vault = vault
+        self.keys = keys
+        self.params = params or FusionParams()
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def search(
+        self, query: str, *, k: int = 10, mode: str = "hybrid", details: bool = True
+    ) -> SearchResult:
+        started = time.perf_counter()
+        parsed = parse_query(query)
+        ranked, ready, provider = self._rank(parsed, mode, k, details)
+        hits = self._hits(ranked[:k], parsed, details)
+        confident = self._confident(hits, parsed, mode)
+        return SearchResult(
+            query=query, mode=mode, provider=provider, confident=confident, ready=ready,
+            hits=tuple(hits), elapsed_ms=(time.perf_counter() - started) * 1000, parsed=parsed,
+        )
+
+    def rank_ids(self, query: str, *, mode: str = "hybrid", k: int = 100) -> list[tuple[int, float]]:
+        """Ranked (value id, score) without snippets or explanations: for evaluation runs."""
+        ranked, _ready, _provider = self._rank(parse_query(query), mode, k, details=False)
+        return [(r.value_id, r.score) for r in ranked[:k]]
+
+    # -- ranking --------------------------------------------------------------------------------
+
+    def _rank(
+        self, parsed: ParsedQuery, mode: str, k: int, details: bool
+    ) -> tuple[list[_Ranked], dict[str, bool], str]:
+        if mode not in MODES:
+            mode = "hybrid"
+        p = self.params
+        depth = max(p.candidates, k)
+        use_lex = mode in ("hybrid", "lexical")
+        use_dense = mode in ("hybrid", "dense")
+        candidates: dict[int, _Candidate] = {}
+        ready = {"lexical": True, "dense": False, "tags": True}
+        provider = "none"
+
+        if use_lex:
+            for hit in self.keys.lexical.search(parsed, limit=depth, details=details):
+                candidates.setdefault(hit.value_id, _Candidate(hit.value_id)).lexical = hit
+
+        dense_hits: list[DenseHit] = []
+        cos_hi = cos_lo = 0.0
+        query_vector: np.ndarray | None = None
+        if use_dense and parsed.text.strip():
+            key_set = self.keys.active_key_set()
+            if key_set is not None:
+                status = self.keys.dense_status(key_set)
+                ready["dense"] = status.ready
+                embedder = self.keys.embedder_for(key_set)
+                provider = embedder.provider_info.provider
+                matrix = self.keys.matrix(key_set)
+                if len(matrix):
+                    query_vector = embedder.embed_query(parsed.text)
+                    allowed = self._allowed(parsed)
+                    dense_hits = matrix.search(query_vector, depth, allowed=allowed)
+                    for dh in dense_hits:
+                        c = candidates.setdefault(dh.value_id, _Candidate(dh.value_id))
+                        c.dense, c.cosine, c.passage_index = dh, dh.score, dh.passage_index
+                    if dense_hits:
+                        cos_hi = dense_hits[0].score
+                        cos_lo = dense_hits[-1].score if len(dense_hits) > 1 else 0.0
+                    # Exact cosines for lexical-only candidates: every value's vectors are in RAM.
+                    for c in candidates.values():
+                        if c.cosine is None and c.value_id in matrix:
+                            vecs = matrix.value_vectors(c.value_id)
+                            if len(vecs):
+                                sims = vecs @ query_vector
+                                c.passage_index = int(np.argmax(sims))
+                                c.cosine = float(sims[c.passage_index])
+        elif use_dense:
+            key_set = self.keys.active_key_set()
+            ready["dense"] = key_set is not None and self.keys.dense_status(key_set).ready
+
+        tag_matches: dict[int, tuple[str, ...]] = {}
+        if mode == "hybrid":
+            tag_matches = self._tag_matches(parsed)
+            allowed = self._allowed(parsed) if parsed.has_filters else None
+            for value_id, tags in tag_matches.items():
+                if allowed is not None and value_id not in allowed:
+                    continue
+                candidates.setdefault(value_id, _Candidate(value_id)).tags = tags
+
+        max_bm25 = max((c.lexical.score for c in candidates.values() if c.lexical), default=0.0)
+        ranked: list[_Ranked] = []
+        for c in candidates.values():
+            if mode == "lexical":
+                exp = Explanation(lexical=_lexical_exp(c.lexical, 1.0))
+            elif mode == "dense":
+                cos = c.cosine or 0.0
+                exp = Explanation(dense=self._dense_exp(c, cos, details))
+            else:
+                lex_scale = p.lexical_weight / max_bm25 if max_bm25 > 0 else 0.0
+                spread = cos_hi - cos_lo
+                norm = 0.0
+                if c.cosine is not None and spread > 1e-9:
+                    norm = min(1.0, max(0.0, (c.cosine - cos_lo) / spread))
+                elif c.cosine is not None and dense_hits:
+                    norm = 1.0 if c.cosine >= cos_hi else 0.0
+                tag_score = p.tag_weight * len(c.tags) if c.tags else 0.0
+                exp = Explanation(
+                    lexical=_lexical_exp(c.lexical, lex_scale),
+                    dense=self._dense_exp(c, p.dense_weight * norm, details)
+                    if query_vector is not None else None,
+                    tags=TagExplanation(tag_score, c.tags) if tag_matches else None,
+                )
+            score = sum(exp.contributions().values())
+            snippet = c.lexical.snippet_html if c.lexical is not None else ""
+            ranked.append(_Ranked(c.value_id, score, exp, snippet))
+        ranked.sort(key=lambda item: (-item.score, item.value_id))
+        if not candidates and parsed.has_filters and not parsed.text.strip():
+            ranked = [_Ranked(vid, 0.0, Explanation(), "") for vid in sorted(self._allowed(parsed) or ())]
+        return ranked, ready, provider
+
+    def _dense_exp(self, c: _Candidate, score: float, details: bool) -> DenseExplanation:
+        start = end = 0
+        text = ""
+        if details and c.cosine is not None:
+            key_set = self.keys.active_key_set()
+            span = self.keys.passage_span(key_set, c.value_id, c.passage_index) if key_set else None
+            if span is not None:
+                start, end = span
+                text = self.vault.text(c.value_id)[start:end]
+        return DenseExplanation(
+            score=score, cosine=c.cosine if c.cosine is not None else 0.0,
+            passage_index=c.passage_index,
+            passage_rank=c.dense.passage_rank if c.dense is not None else None,
+            start=start, end=end, passage_text=text,
+        )
+
+    def _allowed(self, parsed: ParsedQuery) -> set[int] | None:
+        """Values that pass the query's filters (tags, type, dates, exclusions), or None."""
+        if not (parsed.has_filters or parsed.excluded):
+            return None
+        clauses: list[str] = []
+        params: list[Any] = []
+        for tag in parsed.tags:
+            clauses.append(
+                "v.id IN (SELECT vt.value_id FROM value_tag vt JOIN tag t ON t.id = vt.tag_id"
+                " WHERE vt.state = 'accepted' AND (t.name = ? OR t.name LIKE ? ESCAPE '\\'))"
+            )
+            params += [tag, _like_escape(tag) + "::%"]
+        if parsed.types:
+            types = [m for name in parsed.types for m in media_types_for(name)]
+            exact = [m for m in types if not m.endswith("/*")]
+            prefixes = [m[:-1] for m in types if m.endswith("/*")]
+            ors = []
+            if exact:
+                ors.append(f"v.media_type IN ({','.join('?' * len(exact))})")
+                params += exact
+            for prefix in prefixes:
+                ors.append("v.media_type LIKE ?")
+                params.append(prefix + "%")
+            clauses.append("(" + " OR ".join(ors or ["0"]) + ")")
+        date_expr = (
+            "coalesce(datetime(ver.source_mtime, 'unixepoch'), datetime(v.updated_at))"
+        )
+        if parsed.before is not None:
+            clauses.append(f"{date_expr} < ?")
+            params.append(parsed.before.isoformat())
+        if parsed.after is not None:
+            clauses.append(f"{date_expr} >= ?")
+            params.append(parsed.after.isoformat())
+        sql = (
+            "SELECT v.id FROM value v JOIN version ver ON ver.value_id = v.id"
+            " AND ver.version = v.current_version"
+        )
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        allowed = {int(r[0]) for r in self.vault.conn.execute(sql, params)}
+        if parsed.excluded:
+            excluded_query = ParsedQuery(text=" ".join(parsed.excluded), terms=parsed.excluded)
+            for hit in self.keys.lexical.search(excluded_query, limit=10_000, details=False):
+                allowed.discard(hit.value_id)
+        return allowed
+
+    def _tag_matches(self, parsed: ParsedQuery) -> dict[int, tuple[str, ...]]:
+        """Accepted tags named in the query's words: those values get the tag key's share."""
+        words = " " + " ".join(_WORD.findall(parsed.text.lower())) + " "
+        if not words.strip():
+            return {}
+        names = [r[0] for r in self.vault.conn.execute("SELECT name FROM tag")]
+        matched = [
+            name for name in names
+            if any(f" {form} " in words for form in _tag_forms(name))
+        ]
+        out: dict[int, list[str]] = {}
+        for name in matched:
+            for (value_id,) in self.vault.conn.execute(
+                "SELECT vt.value_id FROM value_tag vt JOIN tag t ON t.id = vt.tag_id"
+                " WHERE t.name = ? AND vt.state = 'accepted'",
+                (name,),
+            ):
+                out.setdefault(int(value_id), []).append(name)
+        return {vid: tuple(sorted(tags)) for vid, tags in out.items()}
+
+    # -- hits -----------------------------------------------------------------------------------
+
+    def _hits(
+        self, ranked: list[_Ranked], parsed: ParsedQuery, details: bool
+    ) -> list[Hit]:
+        if not ranked:
+            return []
+        top = max(abs(ranked[0].score), 1e-9)
+        logits = np.array([r.score / top for r in ranked]) / self.params.temperature
+        weights = np.exp(logits - logits.max())
+        weights /= weights.sum()
+        hits = []
+        for r, weight in zip(ranked, weights, strict=True):
+            value_id, score, exp = r.value_id, r.score, r.explanation
+            record = self.vault.get(value_id)
+            snippet = r.snippet_html or self._snippet(value_id, exp, details)
+            hits.append(
+                Hit(
+                    value_id=value_id, identifier=record.identifier,
+                    external_id=record.external_id, title=record.title,
+                    media_type=record.media_type, score=score, weight=float(weight),
+                    snippet_html=snippet, explanation=exp, tags=record.tags,
+                    updated_at=record.updated_at, source_path=record.source_path,
+                )
+            )
+        return hits
+
+    def _snippet(self, value_id: int, exp: Explanation, details: bool) -> str:
+        if not details:
+            return ""
+        if exp.dense is not None and exp.dense.passage_text:
+            return html.escape(_shorten(exp.dense.passage_text, 240))
+        return html.escape(_shorten(self.vault.text(value_id), 240))
+
+    def _confident(self, hits: list[Hit], parsed: ParsedQuery, mode: str) -> bool:
+        if not hits:
+            return False
+        top = hits[0].explanation
+        p = self.params
+        if top.dense is not None and top.dense.cosine >= p.confident_cosine:
+            return True
+        if top.tags is not None and top.tags.tags:
+            return True
+        if top.lexical is not None and top.lexical.terms:
+            wanted = {w.lower() for w in (*parsed.terms, *parsed.phrases)}
+            if not wanted:
+                return True
+            found = {t.term.strip('"').lower() for t in top.lexical.terms}
+            return len(wanted & found) / len(wanted) >= p.confident_coverage
+        return False
+
+
+_WORD = re.compile(r"\w+(?:::\w+)*", re.UNICODE)
+
+
+def _tag_forms(name: str) -> Iterable[str]:
+    lower = name.lower()
+    yield " ".join(_WORD.findall(lower))
+    if "::" in lower:
+        yield " ".join(_WORD.findall(lower.rsplit("::", 1)[1]))
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _lexical_exp(hit: LexicalHit | None, scale: float) -> LexicalExplanation | None:
+    if hit is None:
+        return LexicalExplanation(0.0, 0.0, ())
+    terms = tuple(
+        TermContribution(t.field, t.term, t.score, t.score * scale) for t in hit.terms
+    )
+    score = sum(t.score for t in terms) if terms else hit.score * scale
+    return LexicalExplanation(score=score, bm25=hit.score, terms=terms)
+
+
+def _shorten(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"
