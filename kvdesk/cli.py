@@ -7,6 +7,7 @@ command, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -57,8 +58,12 @@ class TerminalProgress:
         bar = self._bars.get(progress.stage)
         if bar is None:
             bar = tqdm(
-                total=progress.total, desc=progress.stage, file=self.stream, unit="doc",
-                dynamic_ncols=True, leave=True,
+                total=progress.total,
+                desc=progress.stage,
+                file=self.stream,
+                unit="doc",
+                dynamic_ncols=True,
+                leave=True,
             )
             self._bars[progress.stage] = bar
         if progress.total is not None and bar.total != progress.total:
@@ -115,7 +120,8 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
                 kb.build_dense_keys(progress=sink, cancel=cancel)
         except KeyboardInterrupt:
             raise Cancelled(
-                "import interrupted; what was stored is safe, and the same command finishes the rest"
+                "import interrupted; what was stored is safe,"
+                " and the same command finishes the rest"
             ) from None
         finally:
             sink.close()
@@ -199,9 +205,14 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
         _print_json(
             [
                 {
-                    "id": r.identifier, "external_id": r.external_id, "title": r.title,
-                    "media_type": r.media_type, "size": r.size, "version": r.version,
-                    "source_path": r.source_path, "source_missing": r.source_missing,
+                    "id": r.identifier,
+                    "external_id": r.external_id,
+                    "title": r.title,
+                    "media_type": r.media_type,
+                    "size": r.size,
+                    "version": r.version,
+                    "source_path": r.source_path,
+                    "source_missing": r.source_missing,
                     "updated_at": r.updated_at,
                 }
                 for r in records
@@ -221,7 +232,9 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         _print_json(
             {
-                "ok": report.ok, "values": report.values, "values_digest": report.values_digest,
+                "ok": report.ok,
+                "values": report.values,
+                "values_digest": report.values_digest,
                 "problems": list(report.problems),
             },
             out,
@@ -278,7 +291,9 @@ Command = Callable[[argparse.Namespace, TextIO], int]
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
-        "--vault", metavar="PATH", default=argparse.SUPPRESS,
+        "--vault",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
         help="vault file (default: vault.kvdb under the user data folder, or $KVDESK_HOME)",
     )
     parser = _Parser(prog="kvdesk", description=__doc__.splitlines()[0], parents=[common])
@@ -292,14 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("import", cmd_import, "import files and folders (recursive, incremental) or records")
     p.add_argument("paths", nargs="*", metavar="PATH")
-    p.add_argument("--records", metavar="FILE.jsonl", help="one document per line: _id, title, text, tags")
+    p.add_argument(
+        "--records", metavar="FILE.jsonl", help="one document per line: _id, title, text, tags"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="log each document on stderr as it is stored"
     )
     p.add_argument(
-        "--no-dense", action="store_true",
+        "--no-dense",
+        action="store_true",
         help="store values and lexical keys only; dense keys follow on the next search or rekey",
     )
 
@@ -336,11 +354,14 @@ def _add_later_commands(add: Callable[[str, Command, str], argparse.ArgumentPars
     from kvdesk import cli_search
 
     cli_search.register(add)
-    try:
-        from kvdesk import cli_tags
-    except ImportError:  # the tagging commands arrive with their module
-        return
-    cli_tags.register(add)
+    for name in ("cli_tags", "cli_pilot"):
+        try:
+            module = importlib.import_module(f"kvdesk.{name}")
+        except ModuleNotFoundError as exc:  # a command group whose module is not written yet
+            if exc.name != f"kvdesk.{name}":
+                raise
+            continue
+        module.register(add)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

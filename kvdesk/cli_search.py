@@ -52,7 +52,10 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
         out.write("no confident match: these are the closest documents\n")
     for rank, hit in enumerate(result.hits, start=1):
         ext = f" [{hit.external_id}]" if hit.external_id else ""
-        out.write(f"{rank:>2}. {hit.identifier}{ext}  {hit.title}  ({hit.score:.3f}, w={hit.weight:.2f})\n")
+        out.write(
+            f"{rank:>2}. {hit.identifier}{ext}  {hit.title}"
+            f"  ({hit.score:.3f}, w={hit.weight:.2f})\n"
+        )
         snippet = html.unescape(_TAGS.sub("**", hit.snippet_html)).replace("\n", " ")
         if snippet:
             out.write(f"    {snippet[:200]}\n")
@@ -60,9 +63,18 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
             for space, part in hit.explanation.to_json(details=True).items():
                 out.write(f"    {space:<8} {part['score']:.4f}")
                 if space == "lexical":
-                    out.write("  " + ", ".join(f"{t['term']}({t['field']}) {t['score']:.4f}" for t in part.get("terms", [])))
+                    out.write(
+                        "  "
+                        + ", ".join(
+                            f"{t['term']}({t['field']}) {t['score']:.4f}"
+                            for t in part.get("terms", [])
+                        )
+                    )
                 elif space == "dense":
-                    out.write(f"  cosine {part['cosine']:.3f}, passage {part['passage']} (rank {part['passage_rank']})")
+                    out.write(
+                        f"  cosine {part['cosine']:.3f}, passage {part['passage']}"
+                        f" (rank {part['passage_rank']})"
+                    )
                 elif space == "tags":
                     out.write("  " + ", ".join(part.get("tags", [])))
                 out.write("\n")
@@ -73,7 +85,10 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     from kvdesk.cli import TerminalProgress, _print_json
     from kvdesk.core.evaluation import (
-        load_collection, percentile, score_run, write_trec_run,
+        load_collection,
+        percentile,
+        score_run,
+        write_trec_run,
     )
 
     collection = load_collection(args.beir_dir, args.split)
@@ -143,7 +158,9 @@ def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
         try:
             key_set = kb.rekey(args.model, progress=sink)
         except KeyboardInterrupt:
-            raise Cancelled("rekey interrupted; search keeps the old keys, rerun to resume") from None
+            raise Cancelled(
+                "rekey interrupted; search keeps the old keys, rerun to resume"
+            ) from None
         finally:
             sink.close()
         status = kb.dense_status()
@@ -184,7 +201,11 @@ def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> Non
     p.add_argument("-q", "--quiet", action="store_true")
 
     p = add("rekey", cmd_rekey, "build a new dense key set, then switch to it atomically")
-    p.add_argument("--model", default="default", help="model name or folder (model.onnx, tokenizer.json, kvdesk-model.json)")
+    p.add_argument(
+        "--model",
+        default="default",
+        help="model name or folder (model.onnx, tokenizer.json, kvdesk-model.json)",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("-q", "--quiet", action="store_true")

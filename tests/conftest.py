@@ -14,7 +14,9 @@ EVAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "eval"
 
 
 @pytest.fixture(autouse=True)
-def _private_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _private_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     home = tmp_path_factory.mktemp("kvdesk-home")
     monkeypatch.setenv("KVDESK_HOME", str(home))
     return home
@@ -27,5 +29,7 @@ def vault_path(tmp_path: Path) -> Path:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "qtbot" in getattr(item, "fixturenames", ()) or "qapp" in getattr(item, "fixturenames", ()):
+        if "qtbot" in getattr(item, "fixturenames", ()) or "qapp" in getattr(
+            item, "fixturenames", ()
+        ):
             item.add_marker(pytest.mark.gui)

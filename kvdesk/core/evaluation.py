@@ -63,9 +63,7 @@ def load_collection(folder: str | Path, split: str = "test") -> Collection:
 
 def ndcg_at(ranked: Sequence[str], relevant: Mapping[str, int], k: int = 10) -> float:
     dcg = sum(
-        1.0 / math.log2(rank + 2)
-        for rank, doc in enumerate(ranked[:k])
-        if relevant.get(doc, 0) > 0
+        1.0 / math.log2(rank + 2) for rank, doc in enumerate(ranked[:k]) if relevant.get(doc, 0) > 0
     )
     ideal_hits = min(k, sum(1 for r in relevant.values() if r > 0))
     idcg = sum(1.0 / math.log2(rank + 2) for rank in range(ideal_hits))

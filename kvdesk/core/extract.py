@@ -309,10 +309,24 @@ def _decode_text(data: bytes, declared: str | None = None) -> tuple[str, str]:
 
 
 _WESTERN_LOOKALIKES = frozenset(
-    {"cp1250", "iso8859_2", "cp1257", "iso8859_13", "iso8859_4", "cp1254", "iso8859_9",
-     "mac_latin2", "cp852", "iso8859_15", "latin_1", "iso8859_1"}
+    {
+        "cp1250",
+        "iso8859_2",
+        "cp1257",
+        "iso8859_13",
+        "iso8859_4",
+        "cp1254",
+        "iso8859_9",
+        "mac_latin2",
+        "cp852",
+        "iso8859_15",
+        "latin_1",
+        "iso8859_1",
+    }
 )
-_WESTERN_LETTERS = frozenset("àáâãäåæçèéêëìíîïñòóôõöøùúûüýÿßÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝœŒ€«»°–—’‘“”…")
+_WESTERN_LETTERS = frozenset(
+    "àáâãäåæçèéêëìíîïñòóôõöøùúûüýÿßÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝœŒ€«»°–—’‘“”…"
+)
 
 
 def _reads_as_western(data: bytes) -> bool:
@@ -506,8 +520,12 @@ def _pdf(data: bytes, filename: str, limits: Limits, deadline: _Deadline) -> _Re
             info = None
         if info is not None:
             title = _pdf_str(info.title)
-            for key, value in (("author", info.author), ("subject", info.subject),
-                               ("creator", info.creator), ("producer", info.producer)):
+            for key, value in (
+                ("author", info.author),
+                ("subject", info.subject),
+                ("creator", info.creator),
+                ("producer", info.producer),
+            ):
                 text_value = _pdf_str(value)
                 if text_value:
                     meta[key] = text_value

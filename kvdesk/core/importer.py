@@ -221,9 +221,16 @@ class Importer:
             if owns_source:
                 value_id = int(source[0])
                 number = self.vault.add_version(
-                    tx, value_id, data=data, sha=sha, media_type=extracted.media_type,
-                    title=extracted.title, text=extracted.text, metadata=extracted.metadata,
-                    source_path=path, source_mtime=mtime,
+                    tx,
+                    value_id,
+                    data=data,
+                    sha=sha,
+                    media_type=extracted.media_type,
+                    title=extracted.title,
+                    text=extracted.text,
+                    metadata=extracted.metadata,
+                    source_path=path,
+                    source_mtime=mtime,
                 )
                 entry = {"path": path, "id": source[4], "version": number}
                 bucket = self.report.updated
@@ -238,9 +245,15 @@ class Importer:
                     bucket = self.report.duplicates
                 else:
                     value_id, ident = self.vault.create_value(
-                        tx, data=data, sha=sha, media_type=extracted.media_type,
-                        title=extracted.title, text=extracted.text, metadata=extracted.metadata,
-                        source_path=path, source_mtime=mtime,
+                        tx,
+                        data=data,
+                        sha=sha,
+                        media_type=extracted.media_type,
+                        title=extracted.title,
+                        text=extracted.text,
+                        metadata=extracted.metadata,
+                        source_path=path,
+                        source_mtime=mtime,
                     )
                     entry = {"path": path, "id": ident}
                     bucket = self.report.imported
@@ -342,15 +355,29 @@ class Importer:
                         return
                     value_id = existing
                     entry["version"] = self.vault.add_version(
-                        tx, value_id, data=data, sha=sha, media_type=RECORD_MEDIA_TYPE,
-                        title=title, text=text, metadata=metadata, source_path=None,
+                        tx,
+                        value_id,
+                        data=data,
+                        sha=sha,
+                        media_type=RECORD_MEDIA_TYPE,
+                        title=title,
+                        text=text,
+                        metadata=metadata,
+                        source_path=None,
                         source_mtime=None,
                     )
                     bucket = self.report.updated
                 else:
                     value_id, entry["id"] = self.vault.create_value(
-                        tx, data=data, sha=sha, media_type=RECORD_MEDIA_TYPE, title=title,
-                        text=text, metadata=metadata, source_path=None, source_mtime=None,
+                        tx,
+                        data=data,
+                        sha=sha,
+                        media_type=RECORD_MEDIA_TYPE,
+                        title=title,
+                        text=text,
+                        metadata=metadata,
+                        source_path=None,
+                        source_mtime=None,
                         external_id=external_id,
                     )
                     bucket = self.report.imported
@@ -423,4 +450,3 @@ def import_paths(vault: Vault, paths: Iterable[str | os.PathLike[str]], **kw: An
 
 def import_records(vault: Vault, records_file: str | os.PathLike[str], **kw: Any) -> ImportReport:
     return Importer(vault, **kw).import_records(records_file)
-

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from kvdesk.core.extract import Limits
-from kvdesk.core.importer import ImportReport, Importer
+from kvdesk.core.importer import Importer, ImportReport
 from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
 from kvdesk.core.paths import default_vault_path
 from kvdesk.core.progress import CancelToken, ProgressSink, no_progress
@@ -72,7 +72,10 @@ class KnowledgeBase:
         """Store values and write their lexical keys (searchable at once). Dense keys follow."""
         self.keys.open_writer()
         importer = Importer(
-            self.vault, limits=limits, progress=progress, cancel=cancel,
+            self.vault,
+            limits=limits,
+            progress=progress,
+            cancel=cancel,
             on_value=self.keys.value_changed,
         )
         try:

@@ -19,15 +19,15 @@ import html
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from kvdesk.core.keys.lexical import LexicalHit, media_types_for
-from kvdesk.core.keys.manager import KeyManager
+from kvdesk.core.keys.manager import KeyManager, KeySet
 from kvdesk.core.keys.vectors import DenseHit
-from kvdesk.core.query import ParsedQuery, parse_query
+from kvdesk.core.query import ParsedQuery, has_cjk, parse_query
 from kvdesk.core.vault import Vault
 
 MODES = ("hybrid", "lexical", "dense")
@@ -41,6 +41,7 @@ class FusionParams:
     dense_weight: float = 0.5
     tag_weight: float = 0.3
     candidates: int = 100
+    cjk_lexical_weight: float = 0.9  # the default model is English-only: trust bigrams for CJK
     temperature: float = 0.1
     confident_cosine: float = 0.35
     confident_coverage: float = 0.6
@@ -63,6 +64,7 @@ class LexicalExplanation:
 
 @dataclass(frozen=True)
 class DenseExplanation:
+    value_id: int
     score: float
     cosine: float
     passage_index: int
@@ -103,8 +105,12 @@ class Explanation:
             if details:
                 lex["bm25"] = round(self.lexical.bm25, 4)
                 lex["terms"] = [
-                    {"field": t.field, "term": t.term, "bm25": round(t.bm25, 4),
-                     "score": round(t.score, 6)}
+                    {
+                        "field": t.field,
+                        "term": t.term,
+                        "bm25": round(t.bm25, 4),
+                        "score": round(t.score, 6),
+                    }
                     for t in self.lexical.terms
                 ]
             out["lexical"] = lex
@@ -112,9 +118,12 @@ class Explanation:
             den: dict[str, Any] = {"score": round(self.dense.score, 6)}
             if details:
                 den.update(
-                    cosine=round(self.dense.cosine, 4), passage=self.dense.passage_index,
-                    passage_rank=self.dense.passage_rank, start=self.dense.start,
-                    end=self.dense.end, text=self.dense.passage_text,
+                    cosine=round(self.dense.cosine, 4),
+                    passage=self.dense.passage_index,
+                    passage_rank=self.dense.passage_rank,
+                    start=self.dense.start,
+                    end=self.dense.end,
+                    text=self.dense.passage_text,
                 )
             out["dense"] = den
         if self.tags is not None:
@@ -162,9 +171,13 @@ class SearchResult:
             "elapsed_ms": round(self.elapsed_ms, 2),
             "hits": [
                 {
-                    "id": h.identifier, "external_id": h.external_id, "title": h.title,
-                    "score": round(h.score, 6), "weight": round(h.weight, 6),
-                    "snippet": h.snippet_html, "tags": list(h.tags),
+                    "id": h.identifier,
+                    "external_id": h.external_id,
+                    "title": h.title,
+                    "score": round(h.score, 6),
+                    "weight": round(h.weight, 6),
+                    "snippet": h.snippet_html,
+                    "tags": list(h.tags),
                     "explanation": h.explanation.to_json(details=explain),
                 }
                 for h in self.hits
@@ -190,13 +203,41 @@ class _Candidate:
     tags: tuple[str, ...] = ()
 
 
+@dataclass
+class Gathered:
+    """Raw per-space evidence for one query, before fusion (lets benchmarks re-fuse cheaply)."""
+
+    parsed: ParsedQuery
+    mode: str
+    candidates: dict[int, _Candidate] = field(default_factory=dict)
+    ready: dict[str, bool] = field(
+        default_factory=lambda: {"lexical": True, "dense": False, "tags": True}
+    )
+    provider: str = "none"
+    dense_used: bool = False
+    cos_hi: float = 0.0
+    cos_lo: float = 0.0
+    tag_matches: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+
 class Retriever:
     """Runs searches over a vault's key spaces. Thread-safe for concurrent readers."""
 
-    def __init__(self, vault: Vault, keys: KeyManager, params: FusionParams | None = None):
+    def __init__(
+        self,
+        vault: Vault,
+        keys: KeyManager,
+        params: FusionParams | None = None,
+        *,
+        dense_key_set: KeySet | None = None,
+    ) -> None:
         self.vault = vault
         self.keys = keys
         self.params = params or FusionParams()
+        self._dense_key_set = dense_key_set  # None: whichever key set is active
+
+    def _key_set(self) -> KeySet | None:
+        return self._dense_key_set or self.keys.active_key_set()
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -205,15 +246,58 @@ class Retriever:
     ) -> SearchResult:
         started = time.perf_counter()
         parsed = parse_query(query)
-        ranked, ready, provider = self._rank(parsed, mode, k, details)
-        hits = self._hits(ranked[:k], parsed, details)
-        confident = self._confident(hits, parsed, mode)
+        # Rank without explanations (they cost ~1 ms a hit), then explain only the hits shown.
+        gathered = self.gather(parsed, mode, max(self.params.candidates, k), details=False)
+        ranked = self.fuse(gathered, self.params)[:k]
+        if details and ranked:
+            ranked = self._explain_lexical(parsed, gathered, ranked)
+        hits = self._hits(ranked, details)
+        confident = self._confident(hits, parsed)
         return SearchResult(
-            query=query, mode=mode, provider=provider, confident=confident, ready=ready,
-            hits=tuple(hits), elapsed_ms=(time.perf_counter() - started) * 1000, parsed=parsed,
+            query=query,
+            mode=gathered.mode,
+            provider=gathered.provider,
+            confident=confident,
+            ready=gathered.ready,
+            hits=tuple(hits),
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+            parsed=parsed,
         )
 
-    def rank_ids(self, query: str, *, mode: str = "hybrid", k: int = 100) -> list[tuple[int, float]]:
+    def _explain_lexical(
+        self, parsed: ParsedQuery, gathered: Gathered, ranked: list[_Ranked]
+    ) -> list[_Ranked]:
+        """Replace the shown hits' lexical parts by their exact term-by-term explanation."""
+        if gathered.mode == "dense":
+            return ranked
+        shown = {r.value_id for r in ranked}
+        detailed = {
+            h.value_id: h
+            for h in self.keys.lexical.search(
+                parsed, limit=max(self.params.candidates, len(ranked)), detail_ids=shown
+            )
+            if h.value_id in shown
+        }
+        out = []
+        for r in ranked:
+            lex, hit = r.explanation.lexical, detailed.get(r.value_id)
+            if lex is None or hit is None or lex.bm25 <= 0:
+                out.append(r)
+                continue
+            exp = replace(r.explanation, lexical=_lexical_exp(hit, lex.score / lex.bm25))
+            out.append(
+                _Ranked(
+                    r.value_id,
+                    sum(exp.contributions().values()),
+                    exp,
+                    hit.snippet_html or r.snippet_html,
+                )
+            )
+        return out
+
+    def rank_ids(
+        self, query: str, *, mode: str = "hybrid", k: int = 100
+    ) -> list[tuple[int, float]]:
         """Ranked (value id, score) without snippets or explanations: for evaluation runs."""
         ranked, _ready, _provider = self._rank(parse_query(query), mode, k, details=False)
         return [(r.value_id, r.score) for r in ranked[:k]]
@@ -223,108 +307,103 @@ class Retriever:
     def _rank(
         self, parsed: ParsedQuery, mode: str, k: int, details: bool
     ) -> tuple[list[_Ranked], dict[str, bool], str]:
+        gathered = self.gather(parsed, mode, max(self.params.candidates, k), details)
+        return self.fuse(gathered, self.params), gathered.ready, gathered.provider
+
+    def gather(self, parsed: ParsedQuery, mode: str, depth: int, details: bool) -> Gathered:
+        """Candidates from each key space with their raw evidence (BM25 parts, cosines)."""
         if mode not in MODES:
             mode = "hybrid"
-        p = self.params
-        depth = max(p.candidates, k)
         use_lex = mode in ("hybrid", "lexical")
         use_dense = mode in ("hybrid", "dense")
-        candidates: dict[int, _Candidate] = {}
-        ready = {"lexical": True, "dense": False, "tags": True}
-        provider = "none"
+        g = Gathered(parsed=parsed, mode=mode)
 
         if use_lex:
             for hit in self.keys.lexical.search(parsed, limit=depth, details=details):
-                candidates.setdefault(hit.value_id, _Candidate(hit.value_id)).lexical = hit
+                g.candidates.setdefault(hit.value_id, _Candidate(hit.value_id)).lexical = hit
 
-        dense_hits: list[DenseHit] = []
-        cos_hi = cos_lo = 0.0
-        query_vector: np.ndarray | None = None
-        if use_dense and parsed.text.strip():
-            key_set = self.keys.active_key_set()
+        if use_dense:
+            key_set = self._key_set()
             if key_set is not None:
-                status = self.keys.dense_status(key_set)
-                ready["dense"] = status.ready
+                g.ready["dense"] = self.keys.dense_status(key_set).ready
+            if key_set is not None and parsed.text.strip():
                 embedder = self.keys.embedder_for(key_set)
-                provider = embedder.provider_info.provider
+                g.provider = embedder.provider_info.provider
                 matrix = self.keys.matrix(key_set)
                 if len(matrix):
                     query_vector = embedder.embed_query(parsed.text)
-                    allowed = self._allowed(parsed)
-                    dense_hits = matrix.search(query_vector, depth, allowed=allowed)
+                    g.dense_used = True
+                    dense_hits = matrix.search(query_vector, depth, allowed=self._allowed(parsed))
                     for dh in dense_hits:
-                        c = candidates.setdefault(dh.value_id, _Candidate(dh.value_id))
+                        c = g.candidates.setdefault(dh.value_id, _Candidate(dh.value_id))
                         c.dense, c.cosine, c.passage_index = dh, dh.score, dh.passage_index
                     if dense_hits:
-                        cos_hi = dense_hits[0].score
-                        cos_lo = dense_hits[-1].score if len(dense_hits) > 1 else 0.0
+                        g.cos_hi = dense_hits[0].score
+                        g.cos_lo = dense_hits[-1].score if len(dense_hits) > 1 else 0.0
                     # Exact cosines for lexical-only candidates: every value's vectors are in RAM.
-                    for c in candidates.values():
+                    for c in g.candidates.values():
                         if c.cosine is None and c.value_id in matrix:
                             vecs = matrix.value_vectors(c.value_id)
                             if len(vecs):
                                 sims = vecs @ query_vector
                                 c.passage_index = int(np.argmax(sims))
                                 c.cosine = float(sims[c.passage_index])
-        elif use_dense:
-            key_set = self.keys.active_key_set()
-            ready["dense"] = key_set is not None and self.keys.dense_status(key_set).ready
 
-        tag_matches: dict[int, tuple[str, ...]] = {}
         if mode == "hybrid":
-            tag_matches = self._tag_matches(parsed)
+            g.tag_matches = self._tag_matches(parsed)
             allowed = self._allowed(parsed) if parsed.has_filters else None
-            for value_id, tags in tag_matches.items():
-                if allowed is not None and value_id not in allowed:
-                    continue
-                candidates.setdefault(value_id, _Candidate(value_id)).tags = tags
+            for value_id, tags in g.tag_matches.items():
+                if allowed is None or value_id in allowed:
+                    g.candidates.setdefault(value_id, _Candidate(value_id)).tags = tags
+        if not g.candidates and parsed.has_filters and not parsed.text.strip():
+            for vid in sorted(self._allowed(parsed) or ()):
+                g.candidates[vid] = _Candidate(vid)
+        return g
 
-        max_bm25 = max((c.lexical.score for c in candidates.values() if c.lexical), default=0.0)
+    def fuse(self, g: Gathered, p: FusionParams) -> list[_Ranked]:
+        """One score per value: the weighted sum of each key space's normalised evidence."""
+        lexical_weight, dense_weight = p.lexical_weight, p.dense_weight
+        if has_cjk(g.parsed.text):
+            lexical_weight, dense_weight = p.cjk_lexical_weight, 1.0 - p.cjk_lexical_weight
+        max_bm25 = max((c.lexical.score for c in g.candidates.values() if c.lexical), default=0.0)
+        lex_scale = lexical_weight / max_bm25 if max_bm25 > 0 else 0.0
+        spread = g.cos_hi - g.cos_lo
         ranked: list[_Ranked] = []
-        for c in candidates.values():
-            if mode == "lexical":
+        for c in g.candidates.values():
+            if g.mode == "lexical":
                 exp = Explanation(lexical=_lexical_exp(c.lexical, 1.0))
-            elif mode == "dense":
-                cos = c.cosine or 0.0
-                exp = Explanation(dense=self._dense_exp(c, cos, details))
+            elif g.mode == "dense":
+                exp = Explanation(dense=_dense_exp(c, c.cosine or 0.0))
             else:
-                lex_scale = p.lexical_weight / max_bm25 if max_bm25 > 0 else 0.0
-                spread = cos_hi - cos_lo
                 norm = 0.0
                 if c.cosine is not None and spread > 1e-9:
-                    norm = min(1.0, max(0.0, (c.cosine - cos_lo) / spread))
-                elif c.cosine is not None and dense_hits:
-                    norm = 1.0 if c.cosine >= cos_hi else 0.0
+                    norm = min(1.0, max(0.0, (c.cosine - g.cos_lo) / spread))
+                elif c.cosine is not None and g.dense_used:
+                    norm = 1.0 if c.cosine >= g.cos_hi else 0.0
                 tag_score = p.tag_weight * len(c.tags) if c.tags else 0.0
                 exp = Explanation(
                     lexical=_lexical_exp(c.lexical, lex_scale),
-                    dense=self._dense_exp(c, p.dense_weight * norm, details)
-                    if query_vector is not None else None,
-                    tags=TagExplanation(tag_score, c.tags) if tag_matches else None,
+                    dense=_dense_exp(c, dense_weight * norm) if g.dense_used else None,
+                    tags=TagExplanation(tag_score, c.tags) if g.tag_matches else None,
                 )
             score = sum(exp.contributions().values())
             snippet = c.lexical.snippet_html if c.lexical is not None else ""
             ranked.append(_Ranked(c.value_id, score, exp, snippet))
         ranked.sort(key=lambda item: (-item.score, item.value_id))
-        if not candidates and parsed.has_filters and not parsed.text.strip():
-            ranked = [_Ranked(vid, 0.0, Explanation(), "") for vid in sorted(self._allowed(parsed) or ())]
-        return ranked, ready, provider
+        return ranked
 
-    def _dense_exp(self, c: _Candidate, score: float, details: bool) -> DenseExplanation:
-        start = end = 0
-        text = ""
-        if details and c.cosine is not None:
-            key_set = self.keys.active_key_set()
-            span = self.keys.passage_span(key_set, c.value_id, c.passage_index) if key_set else None
-            if span is not None:
-                start, end = span
-                text = self.vault.text(c.value_id)[start:end]
-        return DenseExplanation(
-            score=score, cosine=c.cosine if c.cosine is not None else 0.0,
-            passage_index=c.passage_index,
-            passage_rank=c.dense.passage_rank if c.dense is not None else None,
-            start=start, end=end, passage_text=text,
-        )
+    def _with_passage_text(self, exp: Explanation) -> Explanation:
+        """Fill in the best passage's span and text (only for the hits actually shown)."""
+        dense = exp.dense
+        key_set = self._key_set()
+        if dense is None or key_set is None:
+            return exp
+        span = self.keys.passage_span(key_set, dense.value_id, dense.passage_index)
+        if span is None:
+            return exp
+        start, end = span
+        text = self.vault.text(dense.value_id)[start:end]
+        return replace(exp, dense=replace(dense, start=start, end=end, passage_text=text))
 
     def _allowed(self, parsed: ParsedQuery) -> set[int] | None:
         """Values that pass the query's filters (tags, type, dates, exclusions), or None."""
@@ -350,9 +429,7 @@ class Retriever:
                 ors.append("v.media_type LIKE ?")
                 params.append(prefix + "%")
             clauses.append("(" + " OR ".join(ors or ["0"]) + ")")
-        date_expr = (
-            "coalesce(datetime(ver.source_mtime, 'unixepoch'), datetime(v.updated_at))"
-        )
+        date_expr = "coalesce(datetime(ver.source_mtime, 'unixepoch'), datetime(v.updated_at))"
         if parsed.before is not None:
             clauses.append(f"{date_expr} < ?")
             params.append(parsed.before.isoformat())
@@ -378,10 +455,7 @@ class Retriever:
         if not words.strip():
             return {}
         names = [r[0] for r in self.vault.conn.execute("SELECT name FROM tag")]
-        matched = [
-            name for name in names
-            if any(f" {form} " in words for form in _tag_forms(name))
-        ]
+        matched = [name for name in names if any(f" {form} " in words for form in _tag_forms(name))]
         out: dict[int, list[str]] = {}
         for name in matched:
             for (value_id,) in self.vault.conn.execute(
@@ -394,9 +468,7 @@ class Retriever:
 
     # -- hits -----------------------------------------------------------------------------------
 
-    def _hits(
-        self, ranked: list[_Ranked], parsed: ParsedQuery, details: bool
-    ) -> list[Hit]:
+    def _hits(self, ranked: list[_Ranked], details: bool) -> list[Hit]:
         if not ranked:
             return []
         top = max(abs(ranked[0].score), 1e-9)
@@ -405,16 +477,24 @@ class Retriever:
         weights /= weights.sum()
         hits = []
         for r, weight in zip(ranked, weights, strict=True):
-            value_id, score, exp = r.value_id, r.score, r.explanation
+            value_id, score = r.value_id, r.score
+            exp = self._with_passage_text(r.explanation) if details else r.explanation
             record = self.vault.get(value_id)
             snippet = r.snippet_html or self._snippet(value_id, exp, details)
             hits.append(
                 Hit(
-                    value_id=value_id, identifier=record.identifier,
-                    external_id=record.external_id, title=record.title,
-                    media_type=record.media_type, score=score, weight=float(weight),
-                    snippet_html=snippet, explanation=exp, tags=record.tags,
-                    updated_at=record.updated_at, source_path=record.source_path,
+                    value_id=value_id,
+                    identifier=record.identifier,
+                    external_id=record.external_id,
+                    title=record.title,
+                    media_type=record.media_type,
+                    score=score,
+                    weight=float(weight),
+                    snippet_html=snippet,
+                    explanation=exp,
+                    tags=record.tags,
+                    updated_at=record.updated_at,
+                    source_path=record.source_path,
                 )
             )
         return hits
@@ -426,7 +506,7 @@ class Retriever:
             return html.escape(_shorten(exp.dense.passage_text, 240))
         return html.escape(_shorten(self.vault.text(value_id), 240))
 
-    def _confident(self, hits: list[Hit], parsed: ParsedQuery, mode: str) -> bool:
+    def _confident(self, hits: list[Hit], parsed: ParsedQuery) -> bool:
         if not hits:
             return False
         top = hits[0].explanation
@@ -461,11 +541,22 @@ def _like_escape(text: str) -> str:
 def _lexical_exp(hit: LexicalHit | None, scale: float) -> LexicalExplanation | None:
     if hit is None:
         return LexicalExplanation(0.0, 0.0, ())
-    terms = tuple(
-        TermContribution(t.field, t.term, t.score, t.score * scale) for t in hit.terms
-    )
+    terms = tuple(TermContribution(t.field, t.term, t.score, t.score * scale) for t in hit.terms)
     score = sum(t.score for t in terms) if terms else hit.score * scale
     return LexicalExplanation(score=score, bm25=hit.score, terms=terms)
+
+
+def _dense_exp(c: _Candidate, score: float) -> DenseExplanation:
+    return DenseExplanation(
+        value_id=c.value_id,
+        score=score,
+        cosine=c.cosine if c.cosine is not None else 0.0,
+        passage_index=c.passage_index,
+        passage_rank=c.dense.passage_rank if c.dense is not None else None,
+        start=0,
+        end=0,
+        passage_text="",
+    )
 
 
 def _shorten(text: str, limit: int) -> str:

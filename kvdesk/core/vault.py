@@ -117,6 +117,70 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (key_set_id, value_id)
     );
     """,
+    # 2: per-vault settings, the pilot log, golden sets.
+    """
+    CREATE TABLE setting (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE pilot_session (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL DEFAULT '',
+        team TEXT NOT NULL DEFAULT '',
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        outcome TEXT CHECK (outcome IN ('found', 'notfound', 'abandoned')),
+        found_value_id INTEGER REFERENCES value(id) ON DELETE SET NULL,
+        found_at TEXT
+    );
+    CREATE TABLE pilot_query (
+        id INTEGER PRIMARY KEY,
+        session_id INTEGER NOT NULL REFERENCES pilot_session(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        query TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        at TEXT NOT NULL,
+        hit_count INTEGER NOT NULL,
+        confident INTEGER NOT NULL,
+        key_set_id INTEGER
+    );
+    CREATE INDEX pilot_query_session ON pilot_query(session_id, seq);
+    CREATE TABLE pilot_hit (
+        query_id INTEGER NOT NULL REFERENCES pilot_query(id) ON DELETE CASCADE,
+        rank INTEGER NOT NULL,
+        value_id INTEGER NOT NULL,
+        score REAL NOT NULL,
+        PRIMARY KEY (query_id, rank)
+    );
+    CREATE TABLE pilot_open (
+        id INTEGER PRIMARY KEY,
+        session_id INTEGER NOT NULL REFERENCES pilot_session(id) ON DELETE CASCADE,
+        value_id INTEGER NOT NULL,
+        rank INTEGER,
+        opened_at TEXT NOT NULL,
+        seconds REAL
+    );
+    CREATE TABLE golden_set (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE golden_query (
+        id INTEGER PRIMARY KEY,
+        set_id INTEGER NOT NULL REFERENCES golden_set(id) ON DELETE CASCADE,
+        query_key TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (set_id, query_key)
+    );
+    CREATE TABLE golden_judgement (
+        query_id INTEGER NOT NULL REFERENCES golden_query(id) ON DELETE CASCADE,
+        value_id INTEGER NOT NULL REFERENCES value(id) ON DELETE CASCADE,
+        relevance INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (query_id, value_id)
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -134,9 +198,12 @@ def clean_text(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode(
-            "utf-8", "replace"
-        ).decode("utf-8")
+        return (
+            text.encode("utf-8", "surrogateescape")
+            .decode("utf-8", "replace")
+            .encode("utf-8", "replace")
+            .decode("utf-8")
+        )
     return text
 
 
@@ -239,7 +306,7 @@ class Vault:
         if str(mode).lower() != "wal":
             conn.close()
             raise VaultFormatError(f"cannot use write-ahead logging on {self.path}")
-        # NORMAL is durable against process crashes in WAL mode; FULL would add an fsync per document.
+        # NORMAL is durable against process crashes in WAL mode (FULL: an fsync per document).
         conn.execute("PRAGMA synchronous = NORMAL")
         with self._connections_lock:
             self._connections.append(conn)
@@ -300,7 +367,7 @@ class Vault:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold the vault's single-writer lock (across threads and processes) for a write session."""
+        """Hold the single-writer lock (across threads and processes) for a write session."""
         with self._thread_write_lock:
             depth = getattr(self._local, "write_depth", 0)
             if depth == 0:
@@ -338,7 +405,8 @@ class Vault:
 
     def store_blob(self, conn: sqlite3.Connection, data: bytes, sha: str) -> None:
         conn.execute(
-            "INSERT OR IGNORE INTO blob(sha256, size, data) VALUES (?, ?, ?)", (sha, len(data), data)
+            "INSERT OR IGNORE INTO blob(sha256, size, data) VALUES (?, ?, ?)",
+            (sha, len(data), data),
         )
 
     def create_value(
@@ -394,7 +462,16 @@ class Vault:
         number = int(row[0] or 0) + 1
         raw_path = path_to_db(source_path) if source_path is not None else None
         self._insert_version(
-            conn, value_id, number, data, sha, media_type, title, text, metadata, raw_path,
+            conn,
+            value_id,
+            number,
+            data,
+            sha,
+            media_type,
+            title,
+            text,
+            metadata,
+            raw_path,
             source_mtime,
         )
         conn.execute(
@@ -422,9 +499,17 @@ class Vault:
             "INSERT INTO version(value_id, version, sha256, size, media_type, title, source_path,"
             " source_mtime, text, metadata, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
-                value_id, number, sha, len(data), media_type, clean_text(title), raw_path,
-                source_mtime, clean_text(text),
-                clean_text(json.dumps(metadata, ensure_ascii=False, default=str)), now_iso(),
+                value_id,
+                number,
+                sha,
+                len(data),
+                media_type,
+                clean_text(title),
+                raw_path,
+                source_mtime,
+                clean_text(text),
+                clean_text(json.dumps(metadata, ensure_ascii=False, default=str)),
+                now_iso(),
             ),
         )
 
@@ -498,8 +583,14 @@ class Vault:
         ).fetchall()
         return [
             VersionRecord(
-                version=r[0], sha256=r[1], size=r[2], media_type=r[3], title=r[4],
-                source_path=path_from_db(r[5]), source_mtime=r[6], created_at=r[7],
+                version=r[0],
+                sha256=r[1],
+                size=r[2],
+                media_type=r[3],
+                title=r[4],
+                source_path=path_from_db(r[5]),
+                source_mtime=r[6],
+                created_at=r[7],
             )
             for r in rows
         ]
@@ -589,7 +680,9 @@ class Vault:
             digest.update(sha.encode("ascii"))
             count += 1
         return CheckReport(
-            ok=not problems, values=count, values_digest=digest.hexdigest(),
+            ok=not problems,
+            values=count,
+            values_digest=digest.hexdigest(),
             problems=tuple(problems),
         )
 

@@ -36,7 +36,9 @@ def test_import_json_report_and_list(tmp_path: Path, docs: Path) -> None:
     assert set(report) == {"imported", "updated", "unchanged", "duplicates", "skipped", "failed"}
     assert sorted(Path(i["path"]).name for i in report["imported"]) == ["memo.txt", "plan.md"]
     assert all(set(i) == {"path", "id"} for i in report["imported"])
-    assert report["skipped"] == [{"path": str(docs / "tool.exe"), "reason": "unsupported file type"}]
+    assert report["skipped"] == [
+        {"path": str(docs / "tool.exe"), "reason": "unsupported file type"}
+    ]
     code, out = run("--vault", vault, "list", "--json")
     assert code == 0 and {r["title"] for r in json.loads(out)} == {"memo", "Plan"}
     code, out = run("--vault", vault, "import", str(docs), "--json")

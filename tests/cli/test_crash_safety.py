@@ -37,7 +37,9 @@ def test_kill_mid_import_loses_nothing_reported(tmp_path: Path, kill_after: int)
     files = _corpus(tmp_path / "docs", 800)
     vault = tmp_path / "v.kvdb"
     proc = subprocess.Popen(
-        _import_cmd(vault, tmp_path / "docs"), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        _import_cmd(vault, tmp_path / "docs"),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         text=True,
     )
     reported: dict[str, str] = {}
@@ -55,7 +57,9 @@ def test_kill_mid_import_loses_nothing_reported(tmp_path: Path, kill_after: int)
 
     check = subprocess.run(
         [sys.executable, "-m", "kvdesk", "--vault", str(vault), "check", "--json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert json.loads(check.stdout)["ok"]
@@ -66,7 +70,9 @@ def test_kill_mid_import_loses_nothing_reported(tmp_path: Path, kill_after: int)
     assert stored_before >= len(reported)
 
     rerun = subprocess.run(
-        [*_import_cmd(vault, tmp_path / "docs"), "--json"], capture_output=True, text=True,
+        [*_import_cmd(vault, tmp_path / "docs"), "--json"],
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert rerun.returncode == 0, rerun.stderr

@@ -32,7 +32,7 @@ def _png() -> bytes:
 
 def _make_folder(root: Path) -> dict[str, bytes]:
     files = {
-        "notes.txt": "Quarterly budget review for the Osaka office.\n".encode(),
+        "notes.txt": b"Quarterly budget review for the Osaka office.\n",
         "readme.md": b"# Travel policy\n\nBook trains two weeks ahead.\n",
         "page.html": b"<html><head><title>Intranet</title><script>alert('x')</script></head>"
         b"<body><p>Holiday calendar 2026</p></body></html>",

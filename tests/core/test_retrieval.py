@@ -92,7 +92,9 @@ def test_gibberish_is_not_confident(kb: KnowledgeBase) -> None:
     assert not result.confident
 
 
-@pytest.mark.parametrize("query", ['"unbalanced', "tag:", "before:notadate", "((", "AND OR", "-", ""])
+@pytest.mark.parametrize(
+    "query", ['"unbalanced', "tag:", "before:notadate", "((", "AND OR", "-", ""]
+)
 def test_malformed_queries_never_raise(kb: KnowledgeBase, query: str) -> None:
     result = kb.search(query, k=3)
     assert isinstance(result.hits, tuple)

@@ -19,8 +19,15 @@ from kvdesk.core.vault import SCHEMA_VERSION, Vault, sha256_hex
 def _add(vault: Vault, data: bytes, title: str = "t", text: str = "hello") -> tuple[int, str]:
     with vault.transaction() as tx:
         return vault.create_value(
-            tx, data=data, sha=sha256_hex(data), media_type="text/plain", title=title,
-            text=text, metadata={"k": 1}, source_path=None, source_mtime=None,
+            tx,
+            data=data,
+            sha=sha256_hex(data),
+            media_type="text/plain",
+            title=title,
+            text=text,
+            metadata={"k": 1},
+            source_path=None,
+            source_mtime=None,
         )
 
 
@@ -53,8 +60,15 @@ def test_versions_keep_earlier_bytes(vault_path: Path) -> None:
         value_id, _ = _add(vault, b"version one")
         with vault.transaction() as tx:
             vault.add_version(
-                tx, value_id, data=b"version two", sha=sha256_hex(b"version two"),
-                media_type="text/plain", title="t2", text="v2", metadata={}, source_path=None,
+                tx,
+                value_id,
+                data=b"version two",
+                sha=sha256_hex(b"version two"),
+                media_type="text/plain",
+                title="t2",
+                text="v2",
+                metadata={},
+                source_path=None,
                 source_mtime=None,
             )
         assert vault.original_bytes(value_id) == b"version two"
@@ -68,8 +82,15 @@ def test_failed_transaction_leaves_nothing(vault_path: Path) -> None:
         with pytest.raises(RuntimeError):
             with vault.transaction() as tx:
                 vault.create_value(
-                    tx, data=b"a", sha=sha256_hex(b"a"), media_type="text/plain", title="a",
-                    text="a", metadata={}, source_path=None, source_mtime=None,
+                    tx,
+                    data=b"a",
+                    sha=sha256_hex(b"a"),
+                    media_type="text/plain",
+                    title="a",
+                    text="a",
+                    metadata={},
+                    source_path=None,
+                    source_mtime=None,
                 )
                 raise RuntimeError("boom")
         assert vault.count() == 0
@@ -125,7 +146,8 @@ def test_second_writer_process_gets_busy_and_readers_do_not_block(vault_path: Pa
         _add(vault, b"existing")
     holder = subprocess.Popen(
         [
-            sys.executable, "-c",
+            sys.executable,
+            "-c",
             textwrap.dedent(
                 f"""
                 import sys, time
@@ -139,7 +161,9 @@ def test_second_writer_process_gets_busy_and_readers_do_not_block(vault_path: Pa
                 """
             ),
         ],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"

@@ -21,7 +21,7 @@ import re
 import shutil
 import string
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,12 +199,16 @@ def _tag_paths(tag: str) -> list[str]:
 
 
 def _utc(moment: datetime.datetime) -> datetime.datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC)
+    """``moment`` in UTC (naive means UTC), clamped to what tantivy dates can hold."""
+    moment = moment.replace(tzinfo=datetime.UTC) if moment.tzinfo is None else moment
+    low = datetime.datetime(1678, 1, 1, tzinfo=datetime.UTC)
+    high = datetime.datetime(2261, 12, 31, tzinfo=datetime.UTC)
+    return min(max(moment, low), high).astimezone(datetime.UTC)
 
 
 def _day_start(day: datetime.date) -> datetime.datetime:
+    """Midnight UTC of ``day``, clamped to the years tantivy dates can hold (1678–2261)."""
+    day = min(max(day, datetime.date(1678, 1, 1)), datetime.date(2261, 12, 31))
     return datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
 
 
@@ -567,13 +571,19 @@ class LexicalIndex:
     # Searching
 
     def search(
-        self, query: ParsedQuery, limit: int = 100, *, details: bool = True
+        self,
+        query: ParsedQuery,
+        limit: int = 100,
+        *,
+        details: bool = True,
+        detail_ids: Collection[int] | None = None,
     ) -> list[LexicalHit]:
         """Best ``limit`` values for ``query``, best first; never raises on odd queries.
 
         A query with no words (only filters, or nothing) lists the matching values newest
         first, all with score 0. ``details=False`` skips explanations and snippets (for
         evaluation runs): ``terms`` is then empty and ``snippet_html`` is ``""``.
+        ``detail_ids`` limits explanations and snippets to those values (the hits shown).
         """
         t = self._t
         if limit <= 0:
@@ -600,7 +610,9 @@ class LexicalIndex:
             clauses.append((t.Occur.Must, t.Query.const_score_query(t.Query.all_query(), 0.0)))
             top = t.Query.boolean_query(clauses)
             hits = searcher.search(top, limit, count=False, order_by_field="updated").hits
-            return self._finish(searcher, top, [(0.0, a) for _, a in hits], [], [], details)
+            return self._finish(
+                searcher, top, [(0.0, a) for _, a in hits], [], [], details, detail_ids
+            )
         if not term_parts and not phrase_groups:
             return []  # words that analyze to nothing ("((", "--"): nothing can match
         if term_parts:
@@ -611,7 +623,7 @@ class LexicalIndex:
         top = t.Query.boolean_query(clauses)
         hits = searcher.search(top, limit, count=False).hits
         phrase_parts = [p for g in phrase_groups for p in g]
-        return self._finish(searcher, top, hits, term_parts, phrase_parts, details)
+        return self._finish(searcher, top, hits, term_parts, phrase_parts, details, detail_ids)
 
     def _finish(
         self,
@@ -621,6 +633,7 @@ class LexicalIndex:
         term_parts: list[_Part],
         phrase_parts: list[_Part],
         details: bool,
+        detail_ids: Collection[int] | None = None,
     ) -> list[LexicalHit]:
         if not hits:
             return []
@@ -635,6 +648,9 @@ class LexicalIndex:
         snippets = _Snippets(self, searcher, top)
         out = []
         for (score, addr), vid in zip(hits, ids, strict=True):
+            if detail_ids is not None and int(vid) not in detail_ids:
+                out.append(LexicalHit(int(vid), float(score), (), ""))
+                continue
             terms = self._explain(searcher, top, addr, labels, phrase_parts) if score else ()
             if terms:
                 # tantivy sums in float32; report the exact sum of the parts so explanations
@@ -741,4 +757,3 @@ def _scored_leaves(node: dict[str, Any]) -> Iterator[tuple[float, str | None]]:
     for child in node.get("details") or []:
         if "details" in child or str(child.get("description", "")).startswith("Boost x"):
             yield from _scored_leaves(child)
-

@@ -148,10 +148,16 @@ class KeyManager:
         else:
             updated = dt.datetime.fromisoformat(row["updated_at"])
         return LexicalDoc(
-            value_id=value_id, version=row["current_version"], identifier=row["identifier"],
-            external_id=row["external_id"], title=row["title"], text=row["text"],
-            tags=self.vault.tags_of(value_id), media_type=row["media_type"],
-            path=path_from_db(row["source_path"]) or "", updated=updated,
+            value_id=value_id,
+            version=row["current_version"],
+            identifier=row["identifier"],
+            external_id=row["external_id"],
+            title=row["title"],
+            text=row["text"],
+            tags=self.vault.tags_of(value_id),
+            media_type=row["media_type"],
+            path=path_from_db(row["source_path"]) or "",
+            updated=updated,
         )
 
     def value_changed(self, value_id: int) -> None:
@@ -178,9 +184,7 @@ class KeyManager:
             " WHERE space = ? ORDER BY id",
             (space,),
         ).fetchall()
-        return [
-            KeySet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows
-        ]
+        return [KeySet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
 
     def active_key_set(self, space: str = "dense") -> KeySet | None:
         for key_set in self.key_sets(space):
@@ -190,11 +194,16 @@ class KeyManager:
 
     def _params_for(self, spec: ModelSpec, source: str | Path) -> dict[str, Any]:
         return {
-            "model": spec.name, "source": str(source),
-            "model_sha256": spec.model_sha256, "tokenizer_sha256": spec.tokenizer_sha256,
-            "pooling": spec.pooling, "query_prefix": spec.query_prefix,
-            "passage_prefix": spec.passage_prefix, "max_tokens": min(MAX_TOKENS, spec.max_tokens),
-            "overlap_tokens": OVERLAP_TOKENS, "dim": spec.dim,
+            "model": spec.name,
+            "source": str(source),
+            "model_sha256": spec.model_sha256,
+            "tokenizer_sha256": spec.tokenizer_sha256,
+            "pooling": spec.pooling,
+            "query_prefix": spec.query_prefix,
+            "passage_prefix": spec.passage_prefix,
+            "max_tokens": min(MAX_TOKENS, spec.max_tokens),
+            "overlap_tokens": OVERLAP_TOKENS,
+            "dim": spec.dim,
         }
 
     def ensure_dense_key_set(self) -> KeySet:
@@ -306,14 +315,22 @@ class KeyManager:
                         "INSERT INTO passage(key_set_id, value_id, version, idx, start, end,"
                         " vector) VALUES (?,?,?,?,?,?,?)",
                         [
-                            (key_set.id, value_id, version, p.index, p.start, p.end,
-                             vectors[offset + i].astype(np.float32).tobytes())
+                            (
+                                key_set.id,
+                                value_id,
+                                version,
+                                p.index,
+                                p.start,
+                                p.end,
+                                vectors[offset + i].astype(np.float32).tobytes(),
+                            )
                             for i, p in enumerate(passages)
                         ],
                     )
                     tx.execute(
                         "INSERT INTO keyed(key_set_id, value_id, version) VALUES (?,?,?)"
-                        " ON CONFLICT(key_set_id, value_id) DO UPDATE SET version = excluded.version",
+                        " ON CONFLICT(key_set_id, value_id)"
+                        " DO UPDATE SET version = excluded.version",
                         (key_set.id, value_id, version),
                     )
                     offset += n
@@ -360,7 +377,9 @@ class KeyManager:
         key_set = resumable[-1] if resumable else self._create_key_set(model, state="building")
         self.build_dense(key_set, progress=progress, cancel=cancel)  # Cancelled: resumable later
         with self.vault.transaction() as tx:
-            tx.execute("UPDATE key_set SET state = 'retired' WHERE space = 'dense' AND state = 'active'")
+            tx.execute(
+                "UPDATE key_set SET state = 'retired' WHERE space = 'dense' AND state = 'active'"
+            )
             tx.execute(
                 "UPDATE key_set SET state = 'active', activated_at = ? WHERE id = ?",
                 (now_iso(), key_set.id),
