@@ -24,6 +24,7 @@ log = logging.getLogger("kvdesk.import")
 
 RECORD_MEDIA_TYPE = "application/x-kvdesk-record+json"
 MAX_FOLDER_DEPTH = 64
+RECORDS_PER_COMMIT = 256
 
 ValueCallback = Callable[[int], None]
 
@@ -60,6 +61,15 @@ class ImportReport:
             f"{len(self.failed)} failed",
         ]
         return ", ".join(parts) + (" (cancelled)" if self.cancelled else "")
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A record written inside a batch, reported once the batch commits."""
+
+    bucket: list[dict[str, Any]]
+    entry: dict[str, Any]
+    value_id: int
 
 
 @dataclass(frozen=True)
@@ -301,32 +311,47 @@ class Importer:
             raise KvdeskError(f"cannot read records file {file_path}: {exc.strerror}") from exc
         total = len(lines)
         self.progress(Progress("import", 0, total))
+        number = 0
         with self.vault.writing():
-            try:
-                for number, line in enumerate(lines, start=1):
-                    self.cancel.raise_if_cancelled()
-                    if line.strip():
-                        self._import_record(file_path, number, line)
-                    if number % 50 == 0 or number == total:
-                        self.progress(Progress("import", number, total, f"{file_path}:{number}"))
-            except Cancelled:
-                self.report.cancelled = True
+            while number < total and not self.report.cancelled:
+                # Group commit: one transaction per batch, one savepoint per record, and a
+                # record is reported only once its batch has committed.
+                done: list[_Stored] = []
+                batch_end = min(total, number + RECORDS_PER_COMMIT)
+                with self.vault.transaction():
+                    while number < batch_end:
+                        if self.cancel.cancelled:
+                            self.report.cancelled = True
+                            break
+                        line = lines[number]
+                        number += 1
+                        if line.strip():
+                            stored = self._import_record(file_path, number, line)
+                            if stored is not None:
+                                done.append(stored)
+                for stored in done:
+                    stored.bucket.append(stored.entry)
+                    verb = _VERBS[stored.bucket is self.report.imported]
+                    log.info("%s %s %s", verb, stored.entry["id"], stored.entry["path"])
+                    if self.on_value is not None:
+                        self.on_value(stored.value_id)
+                self.progress(Progress("import", number, total, f"{file_path}:{number}"))
         return self.report
 
-    def _import_record(self, file_path: str, number: int, line: bytes) -> None:
+    def _import_record(self, file_path: str, number: int, line: bytes) -> _Stored | None:
         where = f"{file_path}:{number}"
         try:
             record = json.loads(line)
         except (ValueError, RecursionError) as exc:
             self._fail(where, f"line {number} is not valid JSON: {exc}")
-            return
+            return None
         if not isinstance(record, dict):
             self._fail(where, f"line {number} is not a JSON object")
-            return
+            return None
         external_id = record.get("_id")
         if not isinstance(external_id, str | int) or str(external_id).strip() == "":
             self._fail(where, f"line {number} has no _id")
-            return
+            return None
         external_id = str(external_id)
         title = str(record.get("title") or "").strip() or external_id
         text = record.get("text") or ""
@@ -352,7 +377,7 @@ class Importer:
                     entry["id"] = row[0]
                     if row[1] == sha:
                         self.report.unchanged.append(entry)
-                        return
+                        return None
                     value_id = existing
                     entry["version"] = self.vault.add_version(
                         tx,
@@ -388,11 +413,8 @@ class Importer:
                         continue  # an empty tag name in a record is ignored, not fatal
         except KvdeskError as exc:
             self._fail(where, str(exc))
-            return
-        bucket.append(entry)
-        log.info("%s %s %s", _VERBS[bucket is self.report.imported], entry["id"], where)
-        if self.on_value is not None:
-            self.on_value(value_id)
+            return None
+        return _Stored(bucket, entry, value_id)
 
     # -- reporting -----------------------------------------------------------------------------
 

@@ -388,13 +388,34 @@ class Vault:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        """One atomic write: BEGIN IMMEDIATE ... COMMIT, rolled back on any error.
+
+        Nested use becomes a SAVEPOINT, so a batch can group many documents into one commit
+        while each document still succeeds or fails on its own.
+        """
         conn = self.conn
         with self.writing():
+            depth = getattr(self._local, "tx_depth", 0)
+            if depth:
+                name = f"sp{depth}"
+                conn.execute(f"SAVEPOINT {name}")
+                self._local.tx_depth = depth + 1
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    conn.execute(f"RELEASE {name}")
+                finally:
+                    self._local.tx_depth = depth
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise VaultBusyError(f"vault is busy: {exc}") from exc
+            self._local.tx_depth = 1
             try:
                 yield conn
             except BaseException:
@@ -402,6 +423,8 @@ class Vault:
                 raise
             else:
                 conn.execute("COMMIT")
+            finally:
+                self._local.tx_depth = 0
 
     def store_blob(self, conn: sqlite3.Connection, data: bytes, sha: str) -> None:
         conn.execute(

@@ -28,7 +28,17 @@ def _corpus(root: Path, n: int) -> dict[str, bytes]:
 
 
 def _import_cmd(vault: Path, root: Path) -> list[str]:
-    return [sys.executable, "-m", "kvdesk", "--vault", str(vault), "import", "-v", str(root)]
+    return [
+        sys.executable,
+        "-m",
+        "kvdesk",
+        "--vault",
+        str(vault),
+        "import",
+        "-v",
+        "--no-dense",
+        str(root),
+    ]
 
 
 @pytest.mark.slow
@@ -84,3 +94,44 @@ def test_kill_mid_import_loses_nothing_reported(tmp_path: Path, kill_after: int)
         assert v.check().ok
         for item in report["imported"] + report["unchanged"]:
             assert v.original_bytes(v.resolve(item["id"])) == files[item["path"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", [1, 700])
+def test_kill_mid_records_import(tmp_path: Path, kill_after: int) -> None:
+    records = tmp_path / "records.jsonl"
+    lines = [
+        json.dumps({"_id": f"r{i}", "title": f"Record {i}", "text": f"body of record {i} " * 30})
+        for i in range(6000)
+    ]
+    records.write_text("\n".join(lines) + "\n")
+    vault = tmp_path / "v.kvdb"
+    cmd = [sys.executable, "-m", "kvdesk", "--vault", str(vault), "import", "-v", "--no-dense"]
+    proc = subprocess.Popen(
+        [*cmd, "--records", str(records)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    reported: dict[str, str] = {}
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        verb, ident, where = line.rstrip("\n").split(" ", 2)
+        reported[ident] = where
+        if len(reported) >= kill_after:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    with Vault.open(vault) as v:
+        assert v.check().ok
+        for ident, where in reported.items():
+            number = int(where.rsplit(":", 1)[1])
+            assert v.original_bytes(v.resolve(ident)) == lines[number - 1].encode()
+    rerun = subprocess.run(
+        [*cmd, "--records", str(records), "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    report = json.loads(rerun.stdout)
+    assert len(report["imported"]) + len(report["unchanged"]) == len(lines)
+    with Vault.open(vault) as v:
+        assert v.count() == len(lines) and v.check().ok

@@ -24,7 +24,7 @@ from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex
 from kvdesk.core.keys.vectors import VectorMatrix
 from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.vault import Vault, now_iso, path_from_db
+from kvdesk.core.vault import Vault, clean_text, now_iso, path_from_db
 
 log = logging.getLogger("kvdesk.keys")
 
@@ -156,7 +156,7 @@ class KeyManager:
             text=row["text"],
             tags=self.vault.tags_of(value_id),
             media_type=row["media_type"],
-            path=path_from_db(row["source_path"]) or "",
+            path=clean_text(path_from_db(row["source_path"]) or ""),
             updated=updated,
         )
 

@@ -1,0 +1,362 @@
+"""'Why this result': each key space's contribution as a stacked bar, and the keys behind it.
+
+Two selected hits are shown side by side on the same scale, so a user sees why one outranked
+the other. The numbers in the legend are the ones the bar is drawn from, and they add up to the
+score shown in the header (tests read them back from the labels).
+"""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from kvdesk.core.retrieval import Hit
+from kvdesk.ui.style import CHIP_BG, CHIP_FG, MUTED, SPACE_COLORS, SPACE_LABELS
+
+SPACES = ("lexical", "dense", "tags")
+
+
+def fmt(value: float) -> str:
+    """The precision used everywhere a contribution is shown."""
+    return f"{value:.3f}"
+
+
+class StackedBar(QWidget):
+    """Horizontal bar: one segment per key space, lengths proportional to their scores."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.segments: list[tuple[str, float]] = []
+        self.scale = 1.0
+        self.setMinimumHeight(22)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def sizeHint(self) -> QSize:
+        return QSize(240, 22)
+
+    def set_segments(self, segments: list[tuple[str, float]], scale: float) -> None:
+        self.segments = segments
+        self.scale = max(scale, 1e-9)
+        tips = [f"{SPACE_LABELS[s]}: {fmt(v)}" for s, v in segments]
+        self.setToolTip("\n".join(tips))
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        r = QRectF(self.rect()).adjusted(0.5, 2.5, -0.5, -2.5)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor("#eef0f3"))
+        painter.drawRoundedRect(r, 4, 4)
+        x = r.left()
+        painter.setClipRect(r)
+        for space, value in self.segments:
+            if value <= 0:
+                continue
+            w = r.width() * value / self.scale
+            painter.setBrush(SPACE_COLORS[space])
+            painter.drawRect(QRectF(x, r.top(), w, r.height()))
+            x += w
+        painter.end()
+
+
+class _Passage(QLabel):
+    """The best-matching passage; a click asks the viewer to highlight it."""
+
+    clicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setStyleSheet(
+            "QLabel { background: #f5f0ff; border: 1px solid #e3d5fb; border-radius: 6px;"
+            " padding: 6px; color: #3b0764; } QLabel:hover { border-color: #a855f7; }"
+        )
+        self.setToolTip("Click to highlight this passage in the viewer")
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mouseReleaseEvent(event)
+
+
+class HitExplanationView(QFrame):
+    """One hit's explanation.
+
+    Signals:
+        passageClicked(int, int, int): value id, start and end (character offsets) of the
+            best passage.
+    """
+
+    passageClicked = Signal(int, int, int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.hit: Hit | None = None
+        self.setObjectName("hitExplanation")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setStyleSheet("#hitExplanation { background: palette(base); border-radius: 8px; }")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(12, 10, 12, 10)
+        lay.setSpacing(6)
+        self.rank_label = QLabel()
+        self.rank_label.setStyleSheet(f"color: {MUTED.name()};")
+        self.title_label = QLabel()
+        self.title_label.setWordWrap(True)
+        self.title_label.setStyleSheet("font-weight: 600; font-size: 11pt;")
+        self.score_label = QLabel()
+        self.score_label.setObjectName("score")
+        lay.addWidget(self.rank_label)
+        lay.addWidget(self.title_label)
+        lay.addWidget(self.score_label)
+        self.bar = StackedBar()
+        lay.addWidget(self.bar)
+        self.legend: dict[str, QLabel] = {}
+        for space in SPACES:
+            label = QLabel()
+            label.setObjectName(f"contrib_{space}")
+            label.setTextFormat(Qt.TextFormat.RichText)
+            self.legend[space] = label
+            lay.addWidget(label)
+
+        self.terms_heading = self._heading("Matched words")
+        lay.addWidget(self.terms_heading)
+        self.terms = QTableWidget(0, 4)
+        self.terms.setHorizontalHeaderLabels(["Word", "Field", "BM25", "Adds"])
+        self.terms.verticalHeader().setVisible(False)
+        self.terms.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.terms.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.terms.setShowGrid(False)
+        self.terms.setAlternatingRowColors(True)
+        header = self.terms.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in (1, 2, 3):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.terms.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        lay.addWidget(self.terms)
+
+        self.passage_heading = self._heading("Best passage")
+        lay.addWidget(self.passage_heading)
+        self.passage = _Passage()
+        self.passage.clicked.connect(self._emit_passage)
+        lay.addWidget(self.passage)
+
+        self.tags_heading = self._heading("Matched tags")
+        lay.addWidget(self.tags_heading)
+        self.tags_label = QLabel()
+        self.tags_label.setTextFormat(Qt.TextFormat.RichText)
+        lay.addWidget(self.tags_label)
+        lay.addStretch(1)
+
+    @staticmethod
+    def _heading(text: str) -> QLabel:
+        label = QLabel(text.upper())
+        label.setStyleSheet(
+            f"color: {MUTED.name()}; font-size: 8pt; font-weight: 600; letter-spacing: 1px;"
+            " margin-top: 6px;"
+        )
+        return label
+
+    def _emit_passage(self) -> None:
+        hit = self.hit
+        if hit is not None and hit.explanation.dense is not None:
+            d = hit.explanation.dense
+            self.passageClicked.emit(hit.value_id, d.start, d.end)
+
+    def show_hit(self, hit: Hit, rank: int, scale: float) -> None:
+        self.hit = hit
+        exp = hit.explanation
+        parts = exp.contributions()
+        self.rank_label.setText(f"#{rank} · {hit.identifier}")
+        self.title_label.setText(hit.title or hit.identifier)
+        self.score_label.setText(
+            f"Score <b>{fmt(hit.score)}</b> &nbsp;·&nbsp; weight {hit.weight:.1%}"
+        )
+        self.bar.set_segments([(s, parts[s]) for s in SPACES if s in parts], scale)
+        for space, label in self.legend.items():
+            if space not in parts:
+                label.setVisible(False)
+                continue
+            label.setVisible(True)
+            colour = SPACE_COLORS[space].name()
+            detail = ""
+            if space == "lexical" and exp.lexical is not None:
+                detail = f"BM25 {exp.lexical.bm25:.2f}"
+            elif space == "dense" and exp.dense is not None:
+                detail = f"cosine {exp.dense.cosine:.3f}"
+            elif space == "tags" and exp.tags is not None:
+                detail = f"{len(exp.tags.tags)} tag(s)"
+            label.setText(
+                f'<span style="color:{colour}; font-size:12pt;">■</span>&nbsp;'
+                f"{SPACE_LABELS[space]} &nbsp;<b>{fmt(parts[space])}</b>"
+                f' &nbsp;<span style="color:{MUTED.name()}">{detail}</span>'
+            )
+
+        terms = exp.lexical.terms if exp.lexical is not None else ()
+        self.terms.setRowCount(len(terms))
+        for row, t in enumerate(terms):
+            for col, text in enumerate((t.term, t.field, f"{t.bm25:.2f}", fmt(t.score))):
+                item = QTableWidgetItem(text)
+                if col >= 2:
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                self.terms.setItem(row, col, item)
+        self.terms.resizeRowsToContents()
+        rows_h = sum(self.terms.rowHeight(r) for r in range(len(terms)))
+        self.terms.setFixedHeight(self.terms.horizontalHeader().height() + rows_h + 4)
+        self.terms.setVisible(bool(terms))
+        self.terms_heading.setVisible(True)
+        self.terms_heading.setText(
+            "MATCHED WORDS" if terms else "MATCHED WORDS — none of the query's words occur"
+        )
+
+        dense = exp.dense
+        has_passage = dense is not None and bool(dense.passage_text)
+        self.passage_heading.setVisible(dense is not None)
+        self.passage.setVisible(has_passage)
+        if dense is not None:
+            rank = f", ranked #{dense.passage_rank}" if dense.passage_rank else ""
+            self.passage_heading.setText(
+                f"BEST PASSAGE — #{dense.passage_index + 1}, cosine {dense.cosine:.3f}{rank}"
+            )
+        if dense is not None and has_passage:
+            text = " ".join(dense.passage_text.split())
+            if len(text) > 320:
+                text = text[:319].rsplit(" ", 1)[0] + "…"
+            self.passage.setText(html.escape(text))
+
+        tags = exp.tags.tags if exp.tags is not None else ()
+        self.tags_heading.setVisible(exp.tags is not None)
+        self.tags_label.setVisible(exp.tags is not None)
+        self.tags_label.setText(
+            " ".join(
+                f'<span style="background:{CHIP_BG.name()}; color:{CHIP_FG.name()};">'
+                f"&nbsp;{html.escape(t)}&nbsp;</span>"
+                for t in tags
+            )
+            or f'<span style="color:{MUTED.name()}">none</span>'
+        )
+
+    def shown_contributions(self) -> dict[str, float]:
+        """The contributions as displayed (parsed back from the legend labels)."""
+        out: dict[str, float] = {}
+        for space, label in self.legend.items():
+            if label.isVisibleTo(self):
+                text = label.text()
+                start = text.index("<b>") + 3
+                out[space] = float(text[start : text.index("</b>", start)])
+        return out
+
+    def shown_score(self) -> float:
+        text = self.score_label.text()
+        start = text.index("<b>") + 3
+        return float(text[start : text.index("</b>", start)])
+
+
+class ExplanationPanel(QWidget):
+    """'Why this result': one explanation, or two side by side on the same scale.
+
+    Signals:
+        passageClicked(int, int, int): forwarded from a hit's passage.
+    """
+
+    passageClicked = Signal(int, int, int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(8, 8, 8, 8)
+        outer.setSpacing(6)
+        self.heading = QLabel("Why this result")
+        self.heading.setStyleSheet("font-size: 12pt; font-weight: 600;")
+        outer.addWidget(self.heading)
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.summary.setStyleSheet(f"color: {MUTED.name()};")
+        outer.addWidget(self.summary)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        body = QWidget()
+        self._row = QHBoxLayout(body)
+        self._row.setContentsMargins(0, 0, 0, 0)
+        self._row.setSpacing(8)
+        self.views = [HitExplanationView(), HitExplanationView()]
+        for view in self.views:
+            view.passageClicked.connect(self.passageClicked)
+            self._row.addWidget(view, 1)
+            view.setVisible(False)
+        scroll.setWidget(body)
+        outer.addWidget(scroll, 1)
+        self.placeholder = QLabel(
+            "Select a result to see how each key space contributed.\n"
+            "Ctrl+click a second result to compare the two."
+        )
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet(f"color: {MUTED.name()};")
+        outer.addWidget(self.placeholder)
+        self.show_hits([])
+
+    def show_hits(self, hits: list[tuple[int, Hit]]) -> None:
+        """Show up to two (rank, hit) pairs, best rank first."""
+        hits = sorted(hits, key=lambda rh: rh[0])[:2]
+        scale = max((h.score for _, h in hits), default=1.0)
+        for view, item in zip(self.views, [*hits, None, None], strict=False):
+            if item is None:
+                view.setVisible(False)
+                view.hit = None
+            else:
+                view.show_hit(item[1], item[0], scale)
+                view.setVisible(True)
+        self.placeholder.setVisible(not hits)
+        self.summary.setVisible(bool(hits))
+        if len(hits) == 2:
+            (ra, a), (rb, b) = hits
+            self.heading.setText(f"Why #{ra} outranks #{rb}")
+            self.summary.setText(self._difference(a, b))
+        elif hits:
+            self.heading.setText("Why this result")
+            self.summary.setText(
+                "The score is the sum of what each key space adds; the bar shows the parts."
+            )
+        else:
+            self.heading.setText("Why this result")
+
+    @staticmethod
+    def _difference(a: Hit, b: Hit) -> str:
+        pa, pb = a.explanation.contributions(), b.explanation.contributions()
+        lines = []
+        for space in SPACES:
+            if space in pa or space in pb:
+                delta = pa.get(space, 0.0) - pb.get(space, 0.0)
+                colour = SPACE_COLORS[space].name()
+                lines.append(
+                    f'<span style="color:{colour}">■</span> {SPACE_LABELS[space]} '
+                    f"<b>{delta:+.3f}</b>"
+                )
+        return (
+            f"Score difference <b>{a.score - b.score:+.3f}</b>: " + " &nbsp; ".join(lines)
+        )
+
+    def visible_views(self) -> list[HitExplanationView]:
+        return [v for v in self.views if v.hit is not None]

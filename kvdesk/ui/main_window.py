@@ -1,0 +1,828 @@
+"""The main window: search, results, 'why this result', viewer, import; wiring only.
+
+Every call into the core goes through :class:`~kvdesk.ui.session.Session`, which runs it off
+the GUI thread; this module turns its signals into widget updates.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import (
+    QByteArray,
+    QEventLoop,
+    QItemSelectionModel,
+    QModelIndex,
+    QStringListModel,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QCompleter,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from kvdesk.core.errors import KvdeskError
+from kvdesk.core.importer import ImportReport
+from kvdesk.core.knowledge_base import KnowledgeBase
+from kvdesk.core.progress import Progress
+from kvdesk.core.query import parse_query
+from kvdesk.core.retrieval import Hit
+from kvdesk.ui.dialogs import FirstRunDialog, ImportReportDialog, SettingsDialog
+from kvdesk.ui.explain import ExplanationPanel
+from kvdesk.ui.filters import FilterBar
+from kvdesk.ui.resources import app_icon, sample_paths
+from kvdesk.ui.results import HitDelegate, HitRole, ResultsModel
+from kvdesk.ui.session import KeyState, SearchOutcome, Session
+from kvdesk.ui.tasks import Task
+from kvdesk.ui.ui_state import load_history, save_history, ui_settings
+from kvdesk.ui.viewer import DocumentViewer
+
+log = logging.getLogger("kvdesk.ui")
+
+DEBOUNCE_MS = 250
+MODES = [("Hybrid", "hybrid"), ("Words only", "lexical"), ("Meaning only", "dense")]
+SEARCH_HELP = (
+    "Words, \"exact phrases\", -exclude, tag:NAME, type:pdf|docx|text|html|csv|image, "
+    "after:YYYY-MM-DD, before:YYYY-MM-DD"
+)
+
+
+class MainWindow(QMainWindow):
+    """The kvdesk main window.
+
+    Signals:
+        resultsShown(object): the newest search's SearchOutcome is on screen.
+        importFinished(object): an import ended (ImportReport, or None when cancelled/failed).
+        tagsUpdated(int): a document's tags changed and are shown.
+    """
+
+    resultsShown = Signal(object)
+    importFinished = Signal(object)
+    tagsUpdated = Signal(int)
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        *,
+        offer_samples: bool = True,
+        auto_dense: bool = True,
+        first_run_decision: Callable[[], bool] | None = None,
+        kb_factory: Callable[[str], KnowledgeBase] | None = None,
+    ) -> None:
+        super().__init__()
+        self.setWindowTitle("kvdesk")
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        self.auto_dense = auto_dense
+        self.first_run_decision = first_run_decision
+        self.kb_factory = kb_factory or (lambda p: KnowledgeBase.open(p))
+        self.first_run_dialog: FirstRunDialog | None = None
+        self.report_dialog: ImportReportDialog | None = None
+        self.settings_dialog: SettingsDialog | None = None
+        self.last_import_task: Task | None = None
+        self.last_dense_task: Task | None = None
+        self.last_search_task: Task | None = None
+        self.last_outcome: SearchOutcome | None = None
+        self._progress_tasks: list[Task] = []
+        self._shown_task: Task | None = None
+        self._history = load_history()
+
+        self._build_widgets()
+        self._build_menus()
+        self._restore_state()
+        self._attach(kb)
+        if offer_samples:
+            QTimer.singleShot(0, self._maybe_offer_samples)
+
+    # -- construction ---------------------------------------------------------------------------
+
+    def _build_widgets(self) -> None:
+        central = QWidget()
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(10, 10, 10, 4)
+        outer.setSpacing(6)
+
+        top = QHBoxLayout()
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search your documents…   (Ctrl+F)")
+        self.search_edit.setToolTip(SEARCH_HELP)
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.setMinimumHeight(32)
+        self.search_edit.setStyleSheet("QLineEdit { font-size: 12pt; padding: 2px 8px; }")
+        self._history_model = QStringListModel(self._history, self)
+        self.history_completer = QCompleter(self._history_model, self)
+        self.history_completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.history_completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.search_edit.setCompleter(self.history_completer)
+        self.history_button = QToolButton()
+        self.history_button.setText("History ▾")
+        self.history_button.setToolTip("Recent searches")
+        self.history_button.clicked.connect(self._show_history)
+        self.mode_combo = QComboBox()
+        for label, mode in MODES:
+            self.mode_combo.addItem(label, mode)
+        self.mode_combo.setToolTip("Which key spaces rank the results")
+        top.addWidget(self.search_edit, 1)
+        top.addWidget(self.history_button)
+        top.addWidget(self.mode_combo)
+        outer.addLayout(top)
+
+        self.filter_bar = FilterBar()
+        outer.addWidget(self.filter_bar)
+
+        self.banner = QLabel()
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet(
+            "#banner { background: #fff7e0; border: 1px solid #f5d68a; border-radius: 6px;"
+            " padding: 6px 10px; color: #7a5200; }"
+        )
+        self.banner.setVisible(False)
+        outer.addWidget(self.banner)
+
+        self.model = ResultsModel(self)
+        self.results_view = QListView()
+        self.results_view.setModel(self.model)
+        self.results_view.setItemDelegate(HitDelegate(self.results_view))
+        self.results_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.results_view.setUniformItemSizes(True)
+        self.results_view.setMouseTracking(True)
+        self.results_view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.results_view.setMinimumWidth(320)
+        self.results_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.results_count = QLabel("")
+        self.results_count.setStyleSheet("color: #6b7280;")
+        left = QWidget()
+        left_lay = QVBoxLayout(left)
+        left_lay.setContentsMargins(0, 0, 0, 0)
+        left_lay.addWidget(self.results_count)
+        left_lay.addWidget(self.results_view, 1)
+
+        self.viewer = DocumentViewer()
+        self.explain = ExplanationPanel()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.viewer)
+        self.splitter.addWidget(self.explain)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 4)
+        self.splitter.setStretchFactor(2, 3)
+        self.splitter.setChildrenCollapsible(False)
+        outer.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
+
+        bar = self.statusBar()
+        self.provider_label = QLabel("Provider: –")
+        self.keys_label = QLabel("Keys: –")
+        self.progress_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(200)
+        self.progress.setTextVisible(True)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_current)
+        for w in (self.progress_label, self.progress, self.cancel_button):
+            w.setVisible(False)
+            bar.addPermanentWidget(w)
+        bar.addPermanentWidget(self.keys_label)
+        bar.addPermanentWidget(self.provider_label)
+
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.search_now)
+        self.search_edit.textChanged.connect(self._on_text_changed)
+        self.search_edit.returnPressed.connect(self._on_return)
+        self.filter_bar.changed.connect(self._on_filters_changed)
+        self.mode_combo.currentIndexChanged.connect(self._on_filters_changed)
+        self.results_view.activated.connect(self._on_activated)
+        self.results_view.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        self.explain.passageClicked.connect(self._on_passage_clicked)
+        self.viewer.tag_editor.tagAdded.connect(self._on_tag_added)
+        self.viewer.tag_editor.tagRemoved.connect(self._on_tag_removed)
+        self.viewer.openFailed.connect(self._show_error)
+
+    def _build_menus(self) -> None:
+        def action(text: str, slot: Callable[[], object], *keys: str | QKeySequence) -> QAction:
+            act = QAction(text, self)
+            if keys:
+                act.setShortcuts([QKeySequence(k) for k in keys])
+            act.triggered.connect(slot)
+            self.addAction(act)  # shortcuts work wherever the focus is
+            return act
+
+        file_menu = self.menuBar().addMenu("&File")
+        self.import_action = action(
+            "&Import files…", self.choose_files, QKeySequence.StandardKey.Open
+        )
+        file_menu.addAction(self.import_action)
+        file_menu.addAction(action("Import &folder…", self.choose_folder, "Ctrl+Shift+O"))
+        file_menu.addAction(action("Import &records (JSONL)…", self.choose_records))
+        file_menu.addAction(action("Import &sample documents", self.import_samples))
+        file_menu.addSeparator()
+        file_menu.addAction(action("&Settings…", self.open_settings, "Ctrl+,"))
+        file_menu.addSeparator()
+        file_menu.addAction(action("&Quit", self.close, QKeySequence.StandardKey.Quit))
+
+        search_menu = self.menuBar().addMenu("&Search")
+        search_menu.addAction(action("&Focus search", self.focus_search, "Ctrl+F", "Ctrl+L"))
+        search_menu.addAction(action("&Next result", self.next_hit, "Ctrl+J", "Alt+Down"))
+        search_menu.addAction(action("&Previous result", self.previous_hit, "Ctrl+K", "Alt+Up"))
+        search_menu.addAction(action("&Open original", self.open_current, "Ctrl+Return",
+                                     "Ctrl+Enter"))
+        search_menu.addAction(action("&Clear filters", self.filter_bar.reset))
+
+        keys_menu = self.menuBar().addMenu("&Keys")
+        keys_menu.addAction(action("Build &dense keys", self.build_dense))
+        keys_menu.addAction(action("&Cancel background work", self.cancel_current, "Ctrl+."))
+
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(action("Search &syntax", self._show_syntax))
+        help_menu.addAction(action("&Keyboard shortcuts", self._show_shortcuts))
+        help_menu.addAction(action("&About kvdesk", self._show_about))
+
+    # -- session --------------------------------------------------------------------------------
+
+    def _attach(self, kb: KnowledgeBase) -> None:
+        self.session = Session(kb, self)
+        self.session.searched.connect(self._on_searched)
+        self.session.searchFailed.connect(self._on_search_failed)
+        self.session.keysChanged.connect(self._on_keys_changed)
+        self.session.tagsChanged.connect(self._on_tags_changed)
+        self.session.error.connect(self._show_error)
+        self.start_task = self.session.start()
+        self._refresh_tag_lists()
+        self._update_title()
+        self._show_idle_hint()
+
+    def _update_title(self) -> None:
+        self.setWindowTitle(f"kvdesk — {self.session.path.name}")
+
+    def switch_vault(self, path: str) -> None:
+        """Close the current vault (waiting for its work) and open another."""
+        try:
+            kb = self.kb_factory(path)
+        except (KvdeskError, OSError) as exc:
+            self._show_error(f"Could not open {path}: {exc}")
+            return
+        self.session.close()
+        self.session.deleteLater()
+        self.model.set_hits([], {})
+        self.viewer.clear()
+        self.explain.show_hits([])
+        self._attach(kb)
+        ui_settings().setValue("vault/last", str(kb.path))
+        self._maybe_offer_samples()
+
+    # -- searching ------------------------------------------------------------------------------
+
+    def compose_query(self) -> str:
+        return " ".join(p for p in (self.search_edit.text().strip(),
+                                    self.filter_bar.query_fragment()) if p)
+
+    @Slot(str)
+    def _on_text_changed(self, _text: str) -> None:
+        self._debounce.start()
+
+    @Slot()
+    def _on_filters_changed(self) -> None:
+        self._debounce.start()
+
+    @Slot()
+    def _on_return(self) -> None:
+        self._debounce.stop()
+        self.search_now()
+        self._remember(self.search_edit.text().strip())
+
+    def _remember(self, query: str) -> None:
+        if not query:
+            return
+        self._history = [query] + [q for q in self._history if q != query]
+        self._history_model.setStringList(self._history[:50])
+        save_history(self._history)
+
+    @Slot()
+    def _show_history(self) -> None:
+        self.search_edit.setFocus()
+        self.history_completer.setCompletionPrefix("")
+        self.history_completer.complete()
+
+    @Slot()
+    def search_now(self) -> Task | None:
+        """Search at once with the box and the filters (the debounce timer calls this too)."""
+        self._debounce.stop()
+        query = self.compose_query()
+        if not query:
+            self.session.search("")  # makes any running search stale
+            self.model.set_hits([], {})
+            self.banner.setVisible(False)
+            self._show_idle_hint()
+            return None
+        task = self.session.search(query, mode=str(self.mode_combo.currentData()))
+        self.last_search_task = task
+        self.results_count.setText("Searching…")
+        return task
+
+    def _show_idle_hint(self) -> None:
+        try:
+            n = self.session.count()
+        except KvdeskError:
+            n = 0
+        self.results_count.setText(
+            f"{n} documents in this vault — type to search" if n else
+            "The vault is empty — drop files or folders here, or use File ▸ Import"
+        )
+
+    @Slot(object)
+    def _on_searched(self, outcome: object) -> None:
+        if not isinstance(outcome, SearchOutcome):
+            return
+        if outcome.query != self.compose_query():
+            return  # the box changed since: a newer search is on its way
+        self.last_outcome = outcome
+        result = outcome.result
+        self.model.set_hits(result.hits, outcome.dates)
+        n = len(result.hits)
+        spaces = ", ".join(s for s, ok in result.ready.items() if ok)
+        self.results_count.setText(
+            f"{n} result{'s' if n != 1 else ''} · {result.elapsed_ms:.0f} ms · {result.mode}"
+            f" ({spaces})"
+        )
+        if not result.hits:
+            self.banner.setText("No documents match this search.")
+            self.banner.setVisible(True)
+        elif not result.confident:
+            self.banner.setText("No confident match — these are the closest documents")
+            self.banner.setVisible(True)
+        else:
+            self.banner.setVisible(False)
+        if result.provider and result.provider != "none":
+            self._set_provider(result.provider)
+        if result.hits:
+            self.select_rows([0])
+        else:
+            self.viewer.clear()
+            self.explain.show_hits([])
+        self.resultsShown.emit(outcome)
+
+    @Slot(str)
+    def _on_search_failed(self, message: str) -> None:
+        self.results_count.setText(f"Search failed: {message}")
+
+    # -- selection, viewer, explanation ---------------------------------------------------------
+
+    def select_rows(self, rows: list[int]) -> None:
+        """Select hits (the first becomes current); two rows show the comparison."""
+        sel = self.results_view.selectionModel()
+        sel.blockSignals(True)
+        sel.clearSelection()
+        for row in rows:
+            sel.select(self.model.index(row), QItemSelectionModel.SelectionFlag.Select)
+        sel.blockSignals(False)
+        if rows:
+            sel.setCurrentIndex(
+                self.model.index(rows[0]), QItemSelectionModel.SelectionFlag.NoUpdate
+            )
+        self.results_view.viewport().update()
+        self._on_selection_changed()
+
+    def selected_hits(self) -> list[tuple[int, Hit]]:
+        rows = sorted(i.row() for i in self.results_view.selectionModel().selectedRows())
+        current = self.results_view.currentIndex().row()
+        if len(rows) > 2:
+            others = [r for r in rows if r != current]
+            rows = sorted([current, others[0]]) if current in rows else rows[:2]
+        out = []
+        for row in rows:
+            hit = self.model.hit(row)
+            if hit is not None:
+                out.append((row + 1, hit))
+        return out
+
+    @Slot()
+    def _on_selection_changed(self) -> None:
+        hits = self.selected_hits()
+        self.explain.show_hits(hits)
+        if not hits:
+            return
+        current = self.model.hit(self.results_view.currentIndex().row())
+        chosen = current if current is not None and any(h is current for _, h in hits) else None
+        self.show_in_viewer(chosen or hits[0][1])
+
+    def show_in_viewer(self, hit: Hit) -> None:
+        try:
+            record = self.session.kb.vault.get(hit.value_id)
+            text = self.session.kb.vault.text(hit.value_id)
+        except KvdeskError as exc:
+            self._show_error(str(exc))
+            return
+        vault, value_id = self.session.kb.vault, hit.value_id
+        terms: list[str] = []
+        if self.last_outcome is not None and self.last_outcome.result.parsed is not None:
+            parsed = self.last_outcome.result.parsed
+            terms += [*parsed.terms, *parsed.phrases]
+        else:
+            parsed = parse_query(self.compose_query())
+            terms += [*parsed.terms, *parsed.phrases]
+        if hit.explanation.lexical is not None:
+            terms += [t.term for t in hit.explanation.lexical.terms if t.field != "identifier"]
+        self.viewer.show_value(record, text, lambda: vault.original_bytes(value_id), terms)
+
+    @Slot(int, int, int)
+    def _on_passage_clicked(self, value_id: int, start: int, end: int) -> None:
+        if self.viewer.record is None or self.viewer.record.id != value_id:
+            hit = next((h for h in self.model.hits() if h.value_id == value_id), None)
+            if hit is not None:
+                self.show_in_viewer(hit)
+        self.viewer.highlight_passage(start, end)
+
+    @Slot(QModelIndex)
+    def _on_activated(self, index: QModelIndex) -> None:
+        hit = index.data(HitRole)
+        if isinstance(hit, Hit):
+            self.show_in_viewer(hit)
+            self.viewer.text_view.setFocus()
+
+    @Slot()
+    def focus_search(self) -> None:
+        self.search_edit.setFocus()
+        self.search_edit.selectAll()
+
+    @Slot()
+    def next_hit(self) -> None:
+        self._step(1)
+
+    @Slot()
+    def previous_hit(self) -> None:
+        self._step(-1)
+
+    def _step(self, delta: int) -> None:
+        n = self.model.rowCount()
+        if not n:
+            return
+        row = self.results_view.currentIndex().row()
+        row = 0 if row < 0 else max(0, min(n - 1, row + delta))
+        self.select_rows([row])
+        self.results_view.scrollTo(self.model.index(row))
+
+    @Slot()
+    def open_current(self) -> None:
+        if self.viewer.record is not None:
+            self.viewer.open_original()
+
+    # -- tags -----------------------------------------------------------------------------------
+
+    @Slot(str)
+    def _on_tag_added(self, tag: str) -> None:
+        if self.viewer.record is not None:
+            self.session.set_tag(self.viewer.record.id, tag)
+
+    @Slot(str)
+    def _on_tag_removed(self, tag: str) -> None:
+        if self.viewer.record is not None:
+            self.session.remove_tag(self.viewer.record.id, tag)
+
+    @Slot(int, object)
+    def _on_tags_changed(self, value_id: int, tags: object) -> None:
+        shown = tuple(tags) if isinstance(tags, tuple) else ()
+        if self.viewer.record is not None and self.viewer.record.id == value_id:
+            self.viewer.set_tags(shown)
+        self.model.replace_tags(value_id, shown)
+        self._refresh_tag_lists()
+        self.statusBar().showMessage("Tags saved — tag keys updated", 3000)
+        self.tagsUpdated.emit(value_id)
+
+    def _refresh_tag_lists(self) -> None:
+        try:
+            tags = self.session.all_tags()
+        except KvdeskError:
+            return
+        self.viewer.tag_editor.set_completions(tags)
+        self.filter_bar.set_tags(tags)
+
+    # -- import ---------------------------------------------------------------------------------
+
+    def import_paths(self, paths: list[str] | list[Path]) -> Task:
+        task = self.session.import_paths(paths)
+        self._track(task, "Importing")
+        task.succeeded.connect(self._on_import_done)
+        task.cancelled.connect(self._on_import_cancelled)
+        task.failed.connect(self._on_import_failed)
+        self.last_import_task = task
+        return task
+
+    def import_records(self, path: str) -> Task:
+        task = self.session.import_records(path)
+        self._track(task, "Importing records")
+        task.succeeded.connect(self._on_import_done)
+        task.cancelled.connect(self._on_import_cancelled)
+        task.failed.connect(self._on_import_failed)
+        self.last_import_task = task
+        return task
+
+    @Slot()
+    def import_samples(self) -> Task | None:
+        paths = sample_paths()
+        if not paths:
+            self._show_error("The sample documents are missing from this installation.")
+            return None
+        return self.import_paths(paths)
+
+    @Slot(object)
+    def _on_import_done(self, report: object) -> None:
+        if not isinstance(report, ImportReport):
+            return
+        self.statusBar().showMessage(f"Import: {report.summary()}", 8000)
+        self.report_dialog = ImportReportDialog(report, self)
+        self.report_dialog.open()
+        self._refresh_tag_lists()
+        if self.compose_query():
+            self.search_now()
+        else:
+            self._show_idle_hint()
+        self.session.refresh_keys()
+        if self.auto_dense and (report.imported or report.updated):
+            self.build_dense()
+        self.importFinished.emit(report)
+
+    @Slot()
+    def _on_import_cancelled(self) -> None:
+        self.statusBar().showMessage("Import cancelled — what was stored so far is kept", 8000)
+        self.session.refresh_keys()
+        self._show_idle_hint()
+        self.importFinished.emit(None)
+
+    @Slot(str)
+    def _on_import_failed(self, message: str) -> None:
+        self._show_error(f"Import failed: {message}")
+        self.importFinished.emit(None)
+
+    @Slot()
+    def build_dense(self) -> Task:
+        task = self.session.build_dense()
+        self._track(task, "Dense keys")
+        self.last_dense_task = task
+        return task
+
+    def _choose(self, mode: QFileDialog.FileMode, title: str, slot: Callable[[list[str]], object],
+                name_filter: str = "") -> QFileDialog:
+        dialog = QFileDialog(self, title)
+        dialog.setFileMode(mode)
+        if name_filter:
+            dialog.setNameFilter(name_filter)
+        dialog.filesSelected.connect(slot)
+        dialog.open()
+        return dialog
+
+    @Slot()
+    def choose_files(self) -> QFileDialog:
+        return self._choose(QFileDialog.FileMode.ExistingFiles, "Import files", self.import_paths)
+
+    @Slot()
+    def choose_folder(self) -> QFileDialog:
+        return self._choose(QFileDialog.FileMode.Directory, "Import folder", self.import_paths)
+
+    @Slot()
+    def choose_records(self) -> QFileDialog:
+        return self._choose(QFileDialog.FileMode.ExistingFile, "Import records",
+                            lambda files: self.import_records(files[0]) if files else None,
+                            "JSON Lines (*.jsonl *.ndjson);;All files (*)")
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        if urls and all(u.isLocalFile() for u in urls):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.import_paths(paths)
+
+    # -- progress -------------------------------------------------------------------------------
+
+    def _track(self, task: Task, label: str) -> None:
+        task.setProperty("label", label)
+        self._progress_tasks.append(task)
+        task.progressed.connect(self._on_progress)
+        task.finished.connect(self._on_tracked_finished)
+        if self._shown_task is None:
+            self._show_task(task, None)
+
+    def _show_task(self, task: Task | None, progress: Progress | None) -> None:
+        self._shown_task = task
+        visible = task is not None
+        for w in (self.progress_label, self.progress, self.cancel_button):
+            w.setVisible(visible)
+        if task is None:
+            return
+        label = str(task.property("label"))
+        if progress is None or not progress.total:
+            self.progress.setRange(0, 0)
+            self.progress_label.setText(f"{label}…")
+            return
+        self.progress.setRange(0, progress.total)
+        self.progress.setValue(progress.done)
+        self.progress.setFormat(f"{progress.done}/{progress.total}")
+        current = Path(progress.current).name if progress.current else ""
+        self.progress_label.setText(f"{label} {current}".strip())
+
+    @Slot(object)
+    def _on_progress(self, progress: object) -> None:
+        task = self.sender()
+        if isinstance(task, Task) and isinstance(progress, Progress) and not task.done:
+            self._show_task(task, progress)
+
+    @Slot()
+    def _on_tracked_finished(self) -> None:
+        task = self.sender()
+        self._progress_tasks = [t for t in self._progress_tasks if t is not task]
+        if task is self._shown_task or self._shown_task not in self._progress_tasks:
+            self._show_task(self._progress_tasks[0] if self._progress_tasks else None, None)
+
+    @Slot()
+    def cancel_current(self) -> None:
+        if self._shown_task is not None:
+            self._shown_task.cancel()
+            self.progress_label.setText("Cancelling…")
+
+    # -- status ---------------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_keys_changed(self, state: object) -> None:
+        if not isinstance(state, KeyState):
+            return
+        if state.dense_model is None:
+            dense = "meaning: not built"
+        elif state.dense_ready:
+            dense = f"meaning ✓ ({state.dense_model})"
+        else:
+            dense = f"meaning {state.dense_keyed}/{state.dense_total}"
+        self.keys_label.setText(f"Keys: words ✓ · tags ✓ · {dense}")
+        self.keys_label.setToolTip(
+            f"{state.values} documents; dense keys for {state.dense_keyed} of {state.dense_total}"
+        )
+        if state.provider:
+            self._set_provider(state.provider)
+        if (self.auto_dense and state.values and not state.dense_ready
+                and self.last_dense_task is None):
+            self.build_dense()  # resume an interrupted build
+
+    def _set_provider(self, provider: str) -> None:
+        kind = "GPU" if any(g in provider for g in ("CUDA", "Tensorrt", "ROCM", "DML",
+                                                    "CoreML")) else "CPU"
+        self.provider_label.setText(f"{kind} · {provider}")
+        self.provider_label.setToolTip("The onnxruntime execution provider really in use")
+
+    @Slot(str)
+    def _show_error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 10000)
+        box = QMessageBox(QMessageBox.Icon.Warning, "kvdesk", message,
+                          QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    # -- first run ------------------------------------------------------------------------------
+
+    @Slot()
+    def _maybe_offer_samples(self) -> None:
+        try:
+            empty = self.session.count() == 0
+        except KvdeskError:
+            return
+        if not empty or ui_settings().value("firstRun/declined", False, type=bool):
+            return
+        self.offer_samples()
+
+    def offer_samples(self) -> FirstRunDialog | None:
+        if self.first_run_decision is not None:
+            if self.first_run_decision():
+                self.import_samples()
+            return None
+        dialog = FirstRunDialog(len(sample_paths()), self)
+        dialog.accepted.connect(self.import_samples)
+        dialog.rejected.connect(self._decline_samples)
+        self.first_run_dialog = dialog
+        dialog.open()
+        return dialog
+
+    @Slot()
+    def _decline_samples(self) -> None:
+        s = ui_settings()
+        s.setValue("firstRun/declined", True)
+        s.sync()
+
+    # -- settings, help -------------------------------------------------------------------------
+
+    @Slot()
+    def open_settings(self) -> SettingsDialog:
+        state = self.session.key_state
+        dialog = SettingsDialog(
+            self.session.path,
+            "default (all-MiniLM-L6-v2, int8)",
+            (f"{state.dense_model}: {state.dense_keyed}/{state.dense_total} documents keyed"
+             if state and state.dense_model else "not built yet"),
+            self.session.provider or "not loaded yet",
+            self,
+        )
+        dialog.vaultChosen.connect(self.switch_vault)
+        self.settings_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _info(self, title: str, text: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, title, text,
+                          QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.open()
+
+    @Slot()
+    def _show_syntax(self) -> None:
+        self._info("Search syntax", html.escape(SEARCH_HELP).replace(", ", "<br>"))
+
+    @Slot()
+    def _show_shortcuts(self) -> None:
+        rows = [
+            ("Ctrl+F / Ctrl+L", "focus the search box"), ("Enter", "search now / open result"),
+            ("Ctrl+J / Alt+Down", "next result"), ("Ctrl+K / Alt+Up", "previous result"),
+            ("Ctrl+Enter", "open the original"), ("Ctrl+click", "compare two results"),
+            ("Ctrl+O / Ctrl+Shift+O", "import files / a folder"), ("Ctrl+.", "cancel"),
+        ]
+        self._info("Keyboard shortcuts", "<table>" + "".join(
+            f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in rows
+        ) + "</table>")
+
+    @Slot()
+    def _show_about(self) -> None:
+        from kvdesk import __version__
+
+        self._info("About kvdesk", f"<b>kvdesk {__version__}</b><br>Local-first knowledge base:"
+                   " documents kept verbatim, keys derived, search that explains itself.")
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def _restore_state(self) -> None:
+        s = ui_settings()
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1400, 860)
+        splitter = s.value("window/splitter")
+        if isinstance(splitter, QByteArray) and not splitter.isEmpty():
+            self.splitter.restoreState(splitter)
+        else:
+            self.splitter.setSizes([440, 520, 440])
+
+    def save_state(self) -> None:
+        s = ui_settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/splitter", self.splitter.saveState())
+        s.sync()
+
+    def wait_idle(self, timeout_ms: int = 60_000) -> bool:
+        """Spin the event loop until no background task is left (tests, screenshot mode)."""
+        loop = QEventLoop()
+        timer = QTimer()
+        timer.setInterval(10)
+        timer.timeout.connect(lambda: loop.quit() if not self.session.runner.busy else None)
+        deadline = QTimer()
+        deadline.setSingleShot(True)
+        deadline.timeout.connect(loop.quit)
+        timer.start()
+        deadline.start(timeout_ms)
+        if self.session.runner.busy:
+            loop.exec()
+        timer.stop()
+        deadline.stop()
+        return not self.session.runner.busy
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_state()
+        self._debounce.stop()
+        self.session.close()
+        self.viewer.cleanup()
+        super().closeEvent(event)

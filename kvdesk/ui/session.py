@@ -1,0 +1,258 @@
+"""The GUI's handle on one open knowledge base: every call to the core goes through here.
+
+Writes (import, tags, dense keys, the lexical writer) run on the runner's single writer thread;
+searches run on the reader pool. Results come back as signals on the GUI thread. Searches carry
+a sequence number, and a result older than the newest search is dropped (stale results never
+overwrite newer ones).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from kvdesk.core.importer import ImportReport
+from kvdesk.core.knowledge_base import KnowledgeBase
+from kvdesk.core.progress import CancelToken, Progress
+from kvdesk.core.retrieval import SearchResult
+from kvdesk.ui.tasks import Task, TaskRunner
+
+Sink = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """A finished search plus what the list needs that a Hit lacks (the source's date)."""
+
+    seq: int
+    query: str
+    result: SearchResult
+    dates: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """Which key spaces are ready, for the status bar."""
+
+    values: int
+    dense_keyed: int
+    dense_total: int
+    dense_model: str | None
+    provider: str | None
+
+    @property
+    def dense_ready(self) -> bool:
+        return self.dense_model is not None and self.dense_keyed >= self.dense_total
+
+
+class Session(QObject):
+    """An open vault and the background work on it.
+
+    Signals:
+        searched(SearchOutcome): the newest search finished (older ones are dropped).
+        searchFailed(str): the newest search failed (message for the user).
+        keysChanged(KeyState): key spaces changed (after opening, imports, dense builds).
+        tagsChanged(int, tuple): a value's accepted tags after an edit.
+        message(str): a short status line for the user.
+        error(str): something failed that the user must see.
+    """
+
+    searched = Signal(object)
+    searchFailed = Signal(str)
+    keysChanged = Signal(object)
+    tagsChanged = Signal(int, object)
+    message = Signal(str)
+    error = Signal(str)
+
+    def __init__(self, kb: KnowledgeBase, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.kb = kb
+        self.runner = TaskRunner(self)
+        self._search_seq = 0
+        self._search_token: CancelToken | None = None
+        self._search_tasks: dict[Task, int] = {}
+        self.provider: str | None = None
+        self.key_state: KeyState | None = None
+        self.closed = False
+
+    @property
+    def path(self) -> Path:
+        return self.kb.path
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Task:
+        """Take the lexical writer and catch up (writer thread), then load the query model."""
+
+        def open_keys(report: Sink, cancel: CancelToken) -> KeyState:
+            self.kb.keys.open_writer()
+            return self._key_state(load_model=True)
+
+        task = self.runner.write("open vault", open_keys)
+        task.succeeded.connect(self._on_key_state)
+        task.failed.connect(self._on_error)
+        return task
+
+    def close(self) -> None:
+        """Cancel and wait for all work, then close the vault (GUI thread)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.runner.shutdown()
+        self.kb.close()
+
+    def _key_state(self, load_model: bool = False) -> KeyState:
+        status = self.kb.dense_status()
+        provider = self.provider
+        key_set = status.key_set
+        if load_model and key_set is not None and provider is None:
+            provider = self.kb.keys.embedder_for(key_set).provider_info.provider
+        return KeyState(
+            values=self.kb.vault.count(),
+            dense_keyed=status.keyed_values,
+            dense_total=status.total_values,
+            dense_model=key_set.name if key_set is not None else None,
+            provider=provider,
+        )
+
+    @Slot(object)
+    def _on_key_state(self, state: object) -> None:
+        if isinstance(state, KeyState):
+            if state.provider:
+                self.provider = state.provider
+            self.key_state = state
+            self.keysChanged.emit(state)
+
+    @Slot(str)
+    def _on_error(self, message: str) -> None:
+        self.error.emit(message)
+
+    def refresh_keys(self) -> Task:
+        task = self.runner.read("key status", lambda report, cancel: self._key_state())
+        task.succeeded.connect(self._on_key_state)
+        return task
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def search(self, query: str, *, k: int = 20, mode: str = "hybrid") -> Task:
+        """Start a search; a newer call makes this one stale (cancelled if not yet started)."""
+        if self._search_token is not None:
+            self._search_token.cancel()
+        self._search_seq += 1
+        seq = self._search_seq
+
+        def run(report: Sink, cancel: CancelToken) -> SearchOutcome:
+            result = self.kb.search(query, k=k, mode=mode)
+            cancel.raise_if_cancelled()
+            dates: dict[int, str] = {}
+            for hit in result.hits:
+                record = self.kb.vault.get(hit.value_id)
+                dates[hit.value_id] = _date_of(record.source_mtime, record.updated_at)
+            return SearchOutcome(seq, query, result, dates)
+
+        task = self.runner.read(f"search {query!r}", run)
+        self._search_token = task.token
+        self._search_tasks[task] = seq
+        task.succeeded.connect(self._on_search_done)
+        task.failed.connect(self._on_search_failed)
+        task.finished.connect(self._on_search_finished)
+        return task
+
+    @property
+    def latest_search(self) -> int:
+        return self._search_seq
+
+    @Slot(object)
+    def _on_search_done(self, outcome: object) -> None:
+        if isinstance(outcome, SearchOutcome) and outcome.seq == self._search_seq:
+            if outcome.result.provider not in ("none", "") and self.provider is None:
+                self.provider = outcome.result.provider
+            self.searched.emit(outcome)
+
+    @Slot(str)
+    def _on_search_failed(self, message: str) -> None:
+        task = self.sender()
+        if isinstance(task, Task) and self._search_tasks.get(task) == self._search_seq:
+            self.searchFailed.emit(message)
+
+    @Slot()
+    def _on_search_finished(self) -> None:
+        task = self.sender()
+        if isinstance(task, Task):
+            self._search_tasks.pop(task, None)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def import_paths(self, paths: Sequence[str | os.PathLike[str]]) -> Task:
+        items = [str(p) for p in paths]
+
+        def run(report: Sink, cancel: CancelToken) -> ImportReport:
+            return self.kb.import_paths(items, progress=report, cancel=cancel)
+
+        return self.runner.write("import", run)
+
+    def import_records(self, records_file: str | os.PathLike[str]) -> Task:
+        def run(report: Sink, cancel: CancelToken) -> ImportReport:
+            return self.kb.import_records(records_file, progress=report, cancel=cancel)
+
+        return self.runner.write("import records", run)
+
+    def build_dense(self) -> Task:
+        """Compute missing dense keys (resumable, cancellable); the key state follows."""
+
+        def run(report: Sink, cancel: CancelToken) -> KeyState:
+            self.kb.build_dense_keys(progress=report, cancel=cancel)
+            return self._key_state(load_model=True)
+
+        task = self.runner.write("dense keys", run)
+        task.succeeded.connect(self._on_key_state)
+        task.cancelled.connect(self._refresh_after_cancel)
+        return task
+
+    @Slot()
+    def _refresh_after_cancel(self) -> None:
+        self.refresh_keys()
+
+    def set_tag(self, value_id: int, tag: str) -> Task:
+        return self._tag_task(value_id, lambda: self.kb.set_tag(value_id, tag, "accepted", "gui"))
+
+    def remove_tag(self, value_id: int, tag: str) -> Task:
+        return self._tag_task(value_id, lambda: self.kb.remove_tag(value_id, tag))
+
+    def _tag_task(self, value_id: int, change: Callable[[], Any]) -> Task:
+        def run(report: Sink, cancel: CancelToken) -> tuple[int, tuple[str, ...]]:
+            change()
+            return value_id, self.kb.vault.tags_of(value_id)
+
+        task = self.runner.write("tags", run)
+        task.succeeded.connect(self._on_tags_done)
+        task.failed.connect(self._on_error)
+        return task
+
+    @Slot(object)
+    def _on_tags_done(self, result: object) -> None:
+        if isinstance(result, tuple):
+            value_id, tags = result
+            self.tagsChanged.emit(int(value_id), tuple(tags))
+
+    # -- reads on the GUI thread (single SQLite rows: cheap, no tantivy) -------------------------
+
+    def all_tags(self) -> list[str]:
+        return self.kb.all_tags()
+
+    def count(self) -> int:
+        return self.kb.vault.count()
+
+
+def _date_of(mtime: float | None, updated_at: str) -> str:
+    """The document's own date (file mtime) when known, else when it was stored: YYYY-MM-DD."""
+    if mtime is not None:
+        import datetime as dt
+
+        return dt.datetime.fromtimestamp(mtime, dt.UTC).date().isoformat()
+    return updated_at[:10]
