@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         print("kvdesk gui: --screenshot needs --search", file=sys.stderr)
         return 2
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    if args.screenshot and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # Headless screenshot: without a display Qt would abort looking for xcb.
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
     from PySide6.QtWidgets import QApplication
 
@@ -109,10 +112,6 @@ def screenshot(window: object, query: str, out: Path, compare: bool, size: str) 
         print("kvdesk gui: the search did not finish in time", file=sys.stderr)
     if hits:
         window.select_rows([0, 1] if compare and hits > 1 else [0])
-        dense = window.explain.views[0].hit
-        if dense is not None and dense.explanation.dense is not None:
-            d = dense.explanation.dense
-            window._on_passage_clicked(dense.value_id, d.start, d.end)  # show it highlighted
     for _ in range(5):
         QApplication.processEvents()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,7 @@ class _Passage(QLabel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWordWrap(True)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setTextFormat(Qt.TextFormat.RichText)
         self.setStyleSheet(
@@ -120,6 +121,7 @@ class HitExplanationView(QFrame):
         self.rank_label.setStyleSheet(f"color: {MUTED.name()};")
         self.title_label = QLabel()
         self.title_label.setWordWrap(True)
+        self.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.title_label.setStyleSheet("font-weight: 600; font-size: 11pt;")
         self.score_label = QLabel()
         self.score_label.setObjectName("score")
@@ -150,6 +152,9 @@ class HitExplanationView(QFrame):
         for col in (1, 2, 3):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.terms.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.terms.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.terms.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.terms.setMinimumWidth(120)
         lay.addWidget(self.terms)
 
         self.passage_heading = self._heading("Best passage")
@@ -164,6 +169,9 @@ class HitExplanationView(QFrame):
         self.tags_label.setTextFormat(Qt.TextFormat.RichText)
         lay.addWidget(self.tags_label)
         lay.addStretch(1)
+        for label in self.findChildren(QLabel):
+            # Two explanations must fit side by side: labels clip or wrap, never widen us.
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, label.sizePolicy().verticalPolicy())
 
     @staticmethod
     def _heading(text: str) -> QLabel:
@@ -296,6 +304,7 @@ class ExplanationPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()
         self._row = QHBoxLayout(body)
         self._row.setContentsMargins(0, 0, 0, 0)

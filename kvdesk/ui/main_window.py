@@ -45,7 +45,7 @@ from kvdesk.core.errors import KvdeskError
 from kvdesk.core.importer import ImportReport
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.progress import Progress
-from kvdesk.core.query import parse_query
+from kvdesk.core.query import has_cjk, parse_query
 from kvdesk.core.retrieval import Hit
 from kvdesk.ui.dialogs import FirstRunDialog, ImportReportDialog, SettingsDialog
 from kvdesk.ui.explain import ExplanationPanel
@@ -423,6 +423,12 @@ class MainWindow(QMainWindow):
     def _on_selection_changed(self) -> None:
         hits = self.selected_hits()
         self.explain.show_hits(hits)
+        if len(hits) == 2 and self.explain.width() < 640:
+            # Make room for two explanations side by side (taken from the viewer).
+            sizes = self.splitter.sizes()
+            total = sum(sizes)
+            left = min(sizes[0], 400)
+            self.splitter.setSizes([left, max(300, total - left - 660), 660])
         if not hits:
             return
         current = self.model.hit(self.results_view.currentIndex().row())
@@ -438,14 +444,13 @@ class MainWindow(QMainWindow):
             return
         vault, value_id = self.session.kb.vault, hit.value_id
         terms: list[str] = []
-        if self.last_outcome is not None and self.last_outcome.result.parsed is not None:
-            parsed = self.last_outcome.result.parsed
-            terms += [*parsed.terms, *parsed.phrases]
+        if hit.explanation.lexical is not None and hit.explanation.lexical.terms:
+            # The words that really matched (stop words like "I" or "do" never do).
+            terms = [t.term for t in hit.explanation.lexical.terms if t.field != "identifier"]
         else:
-            parsed = parse_query(self.compose_query())
-            terms += [*parsed.terms, *parsed.phrases]
-        if hit.explanation.lexical is not None:
-            terms += [t.term for t in hit.explanation.lexical.terms if t.field != "identifier"]
+            parsed = (self.last_outcome.result.parsed if self.last_outcome is not None
+                      else None) or parse_query(self.compose_query())
+            terms = [t for t in (*parsed.terms, *parsed.phrases) if len(t) >= 3 or has_cjk(t)]
         self.viewer.show_value(record, text, lambda: vault.original_bytes(value_id), terms)
 
     @Slot(int, int, int)

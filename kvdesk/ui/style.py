@@ -17,7 +17,7 @@ SPACE_LABELS = {
     "tags": "Tags",
 }
 HIGHLIGHT = QColor("#fde68a")
-PASSAGE_HIGHLIGHT = QColor("#e9d5ff")
+PASSAGE_HIGHLIGHT = QColor("#f1e8ff")
 MUTED = QColor("#6b7280")
 CHIP_BG = QColor("#e0ecff")
 CHIP_FG = QColor("#1e3a8a")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 
 from kvdesk.core.errors import Cancelled, KvdeskError
 from kvdesk.core.progress import CancelToken, Progress
@@ -116,8 +116,15 @@ class TaskRunner(QObject):
         runnable = _Runnable(task)
         self._live[task] = runnable
         task.finished.connect(self._on_task_finished)
-        pool.start(runnable)
+        # Start once control is back in the event loop: the caller connects its slots first,
+        # so even a task that finishes in a millisecond cannot emit into the void.
+        QTimer.singleShot(0, self, lambda: self._launch(pool, task))
         return task
+
+    def _launch(self, pool: QThreadPool, task: Task) -> None:
+        runnable = self._live.get(task)
+        if runnable is not None and not task.done:
+            pool.start(runnable)
 
     @Slot()
     def _on_task_finished(self) -> None:
@@ -143,6 +150,7 @@ class TaskRunner(QObject):
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
         for task in list(self._live):
             task.cancel()
+            task.done = True  # a start still queued in the event loop will not launch it
         self._reader.clear()
         self._writer.clear()
         return self.wait(timeout_ms)
