@@ -43,9 +43,23 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
         if args.mode in ("hybrid", "dense"):
             _complete_dense(kb, args.quiet)
         result = kb.search(args.query, k=args.k, mode=args.mode, details=True)
+        session_id = None
+        if args.pilot:
+            from kvdesk.core.pilot import record_cli_search
+
+            session_id = record_cli_search(kb, result)  # None while the pilot log is off
     if args.json:
-        _print_json(result.to_json(explain=args.explain), out)
+        data = result.to_json(explain=args.explain)
+        if args.pilot:
+            data["pilot_session"] = session_id
+        _print_json(data, out)
         return 0
+    if args.pilot:
+        out.write(
+            f"pilot session {session_id}\n"
+            if session_id is not None
+            else "the pilot log is off for this vault (kvdesk pilot on)\n"
+        )
     if not result.hits:
         out.write("no results\n")
     elif not result.confident:
@@ -187,6 +201,7 @@ def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> Non
     p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
     p.add_argument("--mode", choices=("hybrid", "lexical", "dense"), default="hybrid")
     p.add_argument("--explain", action="store_true", help="show each key's contribution")
+    p.add_argument("--pilot", action="store_true", help="record this search as a pilot session")
     p.add_argument("--json", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")

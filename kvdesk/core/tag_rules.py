@@ -21,17 +21,6 @@ MAX_PATTERN_CHARS = 300
 MAX_SCAN_CHARS = 20_000  # rules look at the start of a document: title and first pages
 FUZZY_THRESHOLD = 90.0  # rapidfuzz partial_ratio, as Paperless-ngx uses
 
-TAG_RULE_SQL = """
-CREATE TABLE IF NOT EXISTS tag_rule (
-    id INTEGER PRIMARY KEY,
-    tag_id INTEGER NOT NULL REFERENCES tag(id) ON DELETE CASCADE,
-    kind TEXT NOT NULL CHECK (kind IN ('any', 'all', 'phrase', 'regex', 'fuzzy')),
-    pattern TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    UNIQUE (tag_id, kind, pattern)
-)
-"""
-
 _WORD = re.compile(r"\w+", re.UNICODE)
 # A group that itself holds an unbounded quantifier, then quantified again: (a+)+, (a|b*)*, ...
 _NESTED = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*(?:[+*]|\{\d*,\d*\})")
@@ -103,18 +92,8 @@ class TagRule:
         return self._regex.search(text) is not None
 
 
-def ensure_table(conn: sqlite3.Connection) -> None:
-    """Create ``tag_rule`` until the vault's migrations do it (idempotent)."""
-    conn.execute(TAG_RULE_SQL)
-
-
 def load_rules(conn: sqlite3.Connection) -> list[TagRule]:
     """Every stored rule, compiled; a stored rule that no longer compiles is skipped."""
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tag_rule'"
-    ).fetchone()
-    if exists is None:
-        return []
     rules: list[TagRule] = []
     for tag, kind, pattern in conn.execute(
         "SELECT t.name, r.kind, r.pattern FROM tag_rule r JOIN tag t ON t.id = r.tag_id"

@@ -35,7 +35,7 @@ import numpy as np
 from kvdesk.core.errors import Cancelled, KvdeskError, NotFoundError
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.tag_rules import TagRule, ensure_table, load_rules
+from kvdesk.core.tag_rules import TagRule, load_rules
 from kvdesk.core.vault import normalise_tag, now_iso
 
 NEIGHBOURS = 25  # tagged neighbours consulted per document
@@ -43,12 +43,12 @@ PROTO_CANDIDATES = 30  # tags proposed by prototype similarity before scoring
 LEX_CANDIDATES = 30  # tags proposed by distinctive terms before scoring
 RULE_CONFIDENCE = 0.9  # a matching rule makes a suggestion at least this confident
 SHRINK = 2.0  # pseudo-documents pulling a tag's term rate towards the vault's rate
-FIT_SAMPLE = 1500  # curated documents used to fit the calibration
+FIT_SAMPLE = 600  # curated documents used to fit the calibration
 MIN_FIT_POSITIVES = 20  # below this, fixed default weights are used
 SETTING_KEY = "tagging.calibration"
-FEATURES = ("knn", "knn_max", "proto", "proto_gap", "lex", "lex_gap", "prior")
+FEATURES = ("knn", "knn_max", "proto", "proto_gap", "lex", "lex_gap", "lknn", "lknn_max", "prior")
 # Weights used before there is enough curated data to fit (features standardised as-is).
-_DEFAULT_WEIGHTS = (3.0, 1.0, 2.0, 2.0, 0.6, 0.6, 0.3)
+_DEFAULT_WEIGHTS = (3.0, 1.0, 2.0, 2.0, 0.6, 0.6, 2.0, 1.0, 0.3)
 _DEFAULT_BIAS = -3.0
 _TOKEN = re.compile(r"[^\W\d_][\w+#.-]*[\w+#]|[^\W\d_]{2,}", re.UNICODE)
 _STOP = frozenset(
@@ -189,6 +189,8 @@ class _Candidate:
     knn_max: float = 0.0
     proto: float = 0.0
     lex: float = 0.0
+    lknn: float = 0.0
+    lknn_max: float = 0.0
     neighbours: list[tuple[int, float]] = field(default_factory=list)
     terms: list[tuple[float, str]] = field(default_factory=list)
     rule: str = ""
@@ -219,6 +221,8 @@ class TagSuggester:
             self._doc_terms: dict[int, tuple[int, ...]] = {}
             self._doc_words: dict[int, frozenset[str]] = {}
             self._vocab: dict[str, int] = {}
+            self._term_docs: dict[int, list[int]] = {}
+            self._norms: dict[int, float] = {}
             self._words: list[str] = []
             df: Counter[int] = Counter()
             for vid, ident, title, text in conn.execute(
@@ -268,6 +272,8 @@ class TagSuggester:
         self._doc_terms[vid] = tuple(ids)
         self._doc_words[vid] = frozenset(words)
         df.update(ids)
+        for tid in ids:
+            self._term_docs.setdefault(tid, []).append(vid)
 
     def _tag(self, name: str) -> int:
         key = name.lower()
@@ -379,6 +385,17 @@ class TagSuggester:
             self._protos = protos
         else:
             self._protos = np.zeros(n_tags)
+        lexical_neighbours = self._lexical_neighbours(vid)
+        total = sum(sim for _o, sim in lexical_neighbours) or 1.0
+        for other, sim in lexical_neighbours:
+            for t in self._accepted.get(other, ()):
+                c = cands.setdefault(t, _Candidate())
+                c.lknn += sim / total
+                c.lknn_max = max(c.lknn_max, sim)
+                if vec is None:
+                    c.neighbours.append((other, sim))
+            for t in self._rejected.get(other, ()):
+                cands.setdefault(t, _Candidate()).lknn -= sim / total
         lex = self._lexical(vid, own)
         for t, _score in sorted(lex.items(), key=lambda kv: -kv[1][0])[:LEX_CANDIDATES]:
             cands.setdefault(t, _Candidate())
@@ -397,6 +414,37 @@ class TagSuggester:
                     c = cands.setdefault(self._tag(rule.tag), _Candidate())
                     c.rule = rule.describe()
         return cands
+
+    def _idf(self, term: int) -> float:
+        return math.log((self._n_docs + 1.0) / (self._df[term] + 0.5))
+
+    def _norm(self, vid: int) -> float:
+        norm = self._norms.get(vid)
+        if norm is None:
+            norm = math.sqrt(sum(self._idf(t) ** 2 for t in self._doc_terms.get(vid, ()))) or 1.0
+            self._norms[vid] = norm
+        return norm
+
+    def _lexical_neighbours(self, vid: int) -> list[tuple[int, float]]:
+        """Nearest documents with accepted tags by idf-weighted term overlap (cosine)."""
+        terms = self._doc_terms.get(vid, ())
+        if not terms or not self._accepted:
+            return []
+        limit = max(50, self._n_docs // 20)  # very common words say little and cost most
+        acc: dict[int, float] = {}
+        for term in terms:
+            docs = self._term_docs.get(term, ())
+            if len(docs) > limit:
+                continue
+            w = self._idf(term) ** 2
+            for other in docs:
+                acc[other] = acc.get(other, 0.0) + w
+        acc.pop(vid, None)
+        tagged = [(o, s) for o, s in acc.items() if o in self._accepted or o in self._rejected]
+        best = sorted(tagged, key=lambda kv: -kv[1])[: NEIGHBOURS * 3]
+        norm = self._norm(vid)
+        sims = sorted(((o, s / (norm * self._norm(o))) for o, s in best), key=lambda kv: -kv[1])
+        return sims[:NEIGHBOURS]
 
     def _lexical(self, vid: int, own: set[int]) -> dict[int, tuple[float, list[tuple[float, str]]]]:
         """Positive smoothed log-odds of the document's terms for every tag that has them."""
@@ -443,6 +491,8 @@ class TagSuggester:
                 c.proto - top_proto,
                 c.lex,
                 c.lex - top_lex,
+                c.lknn,
+                c.lknn_max,
                 math.log((max(self._tag_n[t], 0) + 1.0) / (n_tagged + 1.0)),
             )
             for t, c in cands.items()
@@ -541,8 +591,9 @@ class TagSuggester:
             self._refresh_doc(value_id)
             cands = self._candidates(value_id, leave_out=False)
             skip = self._accepted.get(value_id, set()) | self._rejected.get(value_id, set())
-            for t in skip:
-                cands.pop(t, None)
+            for t in list(cands):
+                if t in skip or (self._tag_n[t] <= 0 and not cands[t].rule):
+                    del cands[t]  # rejected, already there, or no accepted document left
             tags, x = self._features(cands)
             if not tags:
                 return []
@@ -626,7 +677,6 @@ class TagSuggester:
         rule = TagRule.compile(name, kind, pattern)
         vault = self.kb.vault
         with vault.transaction() as tx:
-            ensure_table(tx)
             tag_id = vault.tag_id(tx, name)
             tx.execute(
                 "INSERT OR IGNORE INTO tag_rule(tag_id, kind, pattern, created_at)"
@@ -819,9 +869,9 @@ def _reset_tags(kb: KnowledgeBase, want: dict[int, set[str]], progress: Progress
             else:
                 other.add(vid)
     changed = [
-        v for v in want if v in other or {t.lower() for t in have[v]} != {
-            t.lower() for t in want[v]
-        }
+        v
+        for v in want
+        if v in other or {t.lower() for t in have[v]} != {t.lower() for t in want[v]}
     ]
     if not changed:
         return

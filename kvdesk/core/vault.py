@@ -181,6 +181,17 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (query_id, value_id)
     );
     """,
+    # 3: tag rules (any word, all words, phrase, regular expression, fuzzy).
+    """
+    CREATE TABLE IF NOT EXISTS tag_rule (
+        id INTEGER PRIMARY KEY,
+        tag_id INTEGER NOT NULL REFERENCES tag(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('any', 'all', 'phrase', 'regex', 'fuzzy')),
+        pattern TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (tag_id, kind, pattern)
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -1,0 +1,285 @@
+"""Pilot metrics: does search get people to the right document, and where does it fail?
+
+Definitions (each over the sessions *started* in the window, ``--since`` included):
+
+* A session's status is its verdict (found / notfound), else "abandoned" once it has been idle
+  ``stale_minutes``, else "open". Open sessions are counted in ``sessions`` but left out of the
+  rates, which are over *closed* sessions (found + notfound + abandoned).
+* success rate = found / closed; abandonment rate = abandoned / closed.
+* zero-result rate = searches that returned 0 hits / all searches. Searches that returned hits
+  but no confident match are reported apart, as ``no_confident_rate``.
+* MRR = mean over found sessions with a known document of 1/rank of that document in the
+  session's last search at or before the find (0 when that search did not show it).
+* time to find = seconds from the session's first query (its start, if it has none) to found;
+  the median over found sessions.
+* reformulations per session = mean of (queries - 1) over sessions with at least one query.
+* top failed queries = the queries of notfound/abandoned sessions, normalised (case, spaces),
+  each counted once per session, most frequent first.
+
+A rate with nothing to divide by is ``None`` (JSON null), never a made-up 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kvdesk.core.errors import KvdeskError
+from kvdesk.core.pilot import Clock, PilotLog, PilotSession, from_iso, utc_now
+from kvdesk.core.vault import Vault
+
+TOP_FAILED = 10
+
+
+@dataclass(frozen=True)
+class FailedQuery:
+    query: str  # as last typed
+    count: int  # failed sessions that asked it
+    sessions: tuple[int, ...]
+    zero_results: int  # of those sessions, how many got 0 hits for it
+    last_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "count": self.count,
+            "sessions": list(self.sessions),
+            "zero_results": self.zero_results,
+            "last_at": self.last_at,
+        }
+
+
+@dataclass(frozen=True)
+class Metrics:
+    sessions: int
+    found: int
+    notfound: int
+    abandoned: int
+    open: int
+    searches: int
+    success_rate: float | None
+    abandon_rate: float | None
+    zero_result_rate: float | None
+    no_confident_rate: float | None
+    mrr: float | None
+    median_seconds_to_find: float | None
+    reformulations_per_session: float | None
+    top_failed: tuple[FailedQuery, ...] = ()
+
+    def to_json(self, *, with_failed: bool = True) -> dict[str, Any]:
+        """The CLI's keys first, in the documented order; extra counts after them."""
+        out: dict[str, Any] = {
+            "sessions": self.sessions,
+            "success_rate": _round(self.success_rate),
+            "abandon_rate": _round(self.abandon_rate),
+            "zero_result_rate": _round(self.zero_result_rate),
+            "mrr": _round(self.mrr),
+            "median_seconds_to_find": _round(self.median_seconds_to_find, 3),
+        }
+        if with_failed:
+            out["top_failed"] = [f.to_json() for f in self.top_failed]
+        out.update(
+            {
+                "reformulations_per_session": _round(self.reformulations_per_session),
+                "no_confident_rate": _round(self.no_confident_rate),
+                "searches": self.searches,
+                "found": self.found,
+                "notfound": self.notfound,
+                "abandoned": self.abandoned,
+                "open": self.open,
+            }
+        )
+        return out
+
+
+@dataclass(frozen=True)
+class PilotReport:
+    overall: Metrics
+    per_week: dict[str, Metrics]  # ISO week of the session start ("2025-W03"), ascending
+    per_team: dict[str, Metrics]  # team label ("" = none), ascending
+    since: str | None
+    computed_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.overall.to_json()
+        out["since"] = self.since
+        out["computed_at"] = self.computed_at
+        out["per_week"] = {k: m.to_json(with_failed=False) for k, m in self.per_week.items()}
+        out["per_team"] = {k: m.to_json(with_failed=False) for k, m in self.per_team.items()}
+        return out
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def session_status(session: PilotSession, now: dt.datetime, stale_minutes: int) -> str:
+    """found | notfound | abandoned | open (see the module docstring)."""
+    if session.outcome is not None:
+        return session.outcome
+    idle = now - from_iso(session.last_activity)
+    return "abandoned" if idle >= dt.timedelta(minutes=stale_minutes) else "open"
+
+
+def reciprocal_rank(session: PilotSession) -> float | None:
+    """1/rank of the found document in the last search before the find; None if unknowable."""
+    if session.outcome != "found" or session.found_value_id is None or session.found_at is None:
+        return None
+    found_at = from_iso(session.found_at)
+    before = [q for q in session.queries if from_iso(q.at) <= found_at]
+    if not before:
+        return 0.0
+    last = max(before, key=lambda q: (from_iso(q.at), q.seq))
+    for hit in last.hits:
+        if hit.value_id == session.found_value_id:
+            return 1.0 / hit.rank
+    return 0.0
+
+
+def seconds_to_find(session: PilotSession) -> float | None:
+    if session.outcome != "found" or session.found_at is None:
+        return None
+    start = min((from_iso(q.at) for q in session.queries), default=from_iso(session.started_at))
+    return max(0.0, (from_iso(session.found_at) - start).total_seconds())
+
+
+def normalise_query(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def compute_metrics(
+    sessions: list[PilotSession],
+    *,
+    now: dt.datetime,
+    stale_minutes: int,
+    top: int = TOP_FAILED,
+) -> Metrics:
+    status = {s.id: session_status(s, now, stale_minutes) for s in sessions}
+    counts = {k: sum(1 for v in status.values() if v == k) for k in (
+        "found", "notfound", "abandoned", "open")}  # fmt: skip
+    closed = counts["found"] + counts["notfound"] + counts["abandoned"]
+    queries = [q for s in sessions for q in s.queries]
+    rrs = [rr for s in sessions if (rr := reciprocal_rank(s)) is not None]
+    times = [t for s in sessions if (t := seconds_to_find(s)) is not None]
+    reforms = [len(s.queries) - 1 for s in sessions if s.queries]
+
+    failed: dict[str, dict[str, Any]] = {}
+    for s in sessions:
+        if status[s.id] not in ("notfound", "abandoned"):
+            continue
+        seen: set[str] = set()
+        for q in s.queries:
+            key = normalise_query(q.query)
+            if not key or key in seen:
+                continue
+            seen.add(key)
+            entry = failed.setdefault(
+                key, {"query": q.query, "sessions": [], "zero": 0, "last": q.at}
+            )
+            entry["sessions"].append(s.id)
+            entry["zero"] += int(q.hit_count == 0)
+            if from_iso(q.at) >= from_iso(entry["last"]):
+                entry["last"], entry["query"] = q.at, q.query
+    ordered = sorted(
+        failed.values(), key=lambda e: (-len(e["sessions"]), -from_iso(e["last"]).timestamp())
+    )
+    top_failed = tuple(
+        FailedQuery(e["query"], len(e["sessions"]), tuple(e["sessions"]), e["zero"], e["last"])
+        for e in ordered[:top]
+    )
+    return Metrics(
+        sessions=len(sessions),
+        found=counts["found"],
+        notfound=counts["notfound"],
+        abandoned=counts["abandoned"],
+        open=counts["open"],
+        searches=len(queries),
+        success_rate=_ratio(counts["found"], closed),
+        abandon_rate=_ratio(counts["abandoned"], closed),
+        zero_result_rate=_ratio(sum(1 for q in queries if q.hit_count == 0), len(queries)),
+        no_confident_rate=_ratio(
+            sum(1 for q in queries if q.hit_count > 0 and not q.confident), len(queries)
+        ),
+        mrr=statistics.fmean(rrs) if rrs else None,
+        median_seconds_to_find=statistics.median(times) if times else None,
+        reformulations_per_session=statistics.fmean(reforms) if reforms else None,
+        top_failed=top_failed,
+    )
+
+
+def iso_week(stamp: str) -> str:
+    year, week, _day = from_iso(stamp).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def parse_since(text: str) -> dt.datetime:
+    """``--since``: a date (UTC midnight) or a full ISO timestamp."""
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise KvdeskError(f"--since wants a date like 2025-01-31, not {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def pilot_report(
+    vault: Vault,
+    *,
+    since: dt.datetime | None = None,
+    clock: Clock | None = None,
+    top: int = TOP_FAILED,
+) -> PilotReport:
+    """Overall, per ISO week and per team metrics of the sessions started since ``since``."""
+    log = PilotLog(vault, clock=clock)
+    now = (clock or utc_now)()
+    stale = log.settings().stale_minutes
+    sessions = log.sessions(since=since)
+    weeks: dict[str, list[PilotSession]] = {}
+    teams: dict[str, list[PilotSession]] = {}
+    for s in sessions:
+        weeks.setdefault(iso_week(s.started_at), []).append(s)
+        teams.setdefault(s.team, []).append(s)
+
+    def metrics(group: list[PilotSession]) -> Metrics:
+        return compute_metrics(group, now=now, stale_minutes=stale, top=top)
+
+    return PilotReport(
+        overall=metrics(sessions),
+        per_week={k: metrics(weeks[k]) for k in sorted(weeks)},
+        per_team={k: metrics(teams[k]) for k in sorted(teams)},
+        since=None if since is None else since.isoformat(),
+        computed_at=now.isoformat(timespec="seconds"),
+    )
+
+
+REPORT_COLUMNS = (
+    "sessions", "success_rate", "abandon_rate", "zero_result_rate", "mrr",
+    "median_seconds_to_find", "reformulations_per_session", "no_confident_rate", "searches",
+    "found", "notfound", "abandoned", "open",
+)  # fmt: skip
+
+
+def write_report_csv(report: PilotReport, path: str | os.PathLike[str]) -> None:
+    """One row per scope: overall, then each week, then each team (empty cell = no data)."""
+    target = Path(path)
+    tmp = target.with_name(target.name + ".kvdesk-partial")
+    rows: list[tuple[str, str, Metrics]] = [("overall", "", report.overall)]
+    rows += [("week", k, m) for k, m in report.per_week.items()]
+    rows += [("team", k, m) for k, m in report.per_team.items()]
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["scope", "bucket", *REPORT_COLUMNS])
+        for scope, bucket, m in rows:
+            data = m.to_json(with_failed=False)
+            writer.writerow(
+                [scope, bucket, *("" if data[c] is None else data[c] for c in REPORT_COLUMNS)]
+            )
+    os.replace(tmp, target)
