@@ -59,7 +59,9 @@ def make_mixed_folder(root: Path, n: int, corpus: list[dict[str, str]]) -> None:
         elif kind == "md":
             path.write_text(f"# {title}\n\n{text}\n")
         elif kind == "html":
-            path.write_text(f"<html><head><title>{title}</title></head><body><p>{text}</p></body></html>")
+            path.write_text(
+                f"<html><head><title>{title}</title></head><body><p>{text}</p></body></html>"
+            )
         elif kind == "csv":
             path.write_text("id,title\n" + f'{i},"{title.replace(chr(34), "")}"\n')
         elif kind == "json":

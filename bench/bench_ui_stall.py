@@ -50,8 +50,9 @@ def main() -> int:
     from kvdesk.ui.main_window import MainWindow
 
     app = QApplication(sys.argv[:1])  # noqa: F841 - must outlive the window
-    window = MainWindow(KnowledgeBase.open(work / "vault.kvdb"), offer_samples=False,
-                        auto_dense=args.dense)
+    window = MainWindow(
+        KnowledgeBase.open(work / "vault.kvdb"), offer_samples=False, auto_dense=args.dense
+    )
     window.resize(1280, 800)
     window.show()
     window.wait_idle()
@@ -92,8 +93,10 @@ def main() -> int:
     gaps = sorted((b - a) * 1000 - TICK_MS for a, b in zip(ticks, ticks[1:], strict=False))
     p99 = gaps[int(0.99 * (len(gaps) - 1))] if gaps else 0.0
     t_import = float(results.get("t_import", ended)) - started  # type: ignore[arg-type]
-    print(f"records: {corpus} ({imported} imported in {t_import:.1f} s,"
-          f" {imported / max(t_import, 1e-9):.0f} docs/s)")
+    print(
+        f"records: {corpus} ({imported} imported in {t_import:.1f} s,"
+        f" {imported / max(t_import, 1e-9):.0f} docs/s)"
+    )
     if args.dense:
         print(f"dense keys built too; total {ended - started:.1f} s")
     print(f"event-loop ticks: {len(ticks)} (every {TICK_MS} ms)")

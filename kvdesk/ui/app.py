@@ -24,10 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kvdesk gui", description="The kvdesk desktop app.")
     p.add_argument("--vault", metavar="PATH", help="vault file (default: the user's vault)")
     p.add_argument("--search", metavar="QUERY", help="search for QUERY at start")
-    p.add_argument("--screenshot", metavar="FILE.png",
-                   help="with --search: save a PNG of the window and exit")
-    p.add_argument("--compare", action="store_true",
-                   help="with --screenshot: select the first two hits (side-by-side explanation)")
+    p.add_argument(
+        "--screenshot", metavar="FILE.png", help="with --search: save a PNG of the window and exit"
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="with --screenshot: select the first two hits (side-by-side explanation)",
+    )
     p.add_argument("--size", default="1440x880", help="window size for screenshots (WxH)")
     return p
 

@@ -69,9 +69,12 @@ class ImportReportDialog(QDialog):
         self.tree.setRootIsDecorated(False)
         self.tree.setAlternatingRowColors(True)
         groups = [
-            ("failed", report.failed, "error"), ("skipped", report.skipped, "reason"),
-            ("imported", report.imported, "id"), ("updated", report.updated, "id"),
-            ("duplicate", report.duplicates, "id"), ("unchanged", report.unchanged, "id"),
+            ("failed", report.failed, "error"),
+            ("skipped", report.skipped, "reason"),
+            ("imported", report.imported, "id"),
+            ("updated", report.updated, "id"),
+            ("duplicate", report.duplicates, "id"),
+            ("unchanged", report.unchanged, "id"),
         ]
         for name, rows, key in groups:
             for row in rows:
@@ -147,8 +150,12 @@ class SettingsDialog(QDialog):
         self.resize(560, 240)
 
     def _browse(self) -> None:
-        dialog = QFileDialog(self, "Choose or create a vault", self.vault_edit.text(),
-                             "kvdesk vaults (*.kvdb);;All files (*)")
+        dialog = QFileDialog(
+            self,
+            "Choose or create a vault",
+            self.vault_edit.text(),
+            "kvdesk vaults (*.kvdb);;All files (*)",
+        )
         dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
         dialog.setOption(QFileDialog.Option.DontConfirmOverwrite, True)
         dialog.fileSelected.connect(self.vault_edit.setText)

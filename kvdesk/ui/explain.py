@@ -363,9 +363,7 @@ class ExplanationPanel(QWidget):
                     f'<span style="color:{colour}">■</span> {SPACE_LABELS[space]} '
                     f"<b>{delta:+.3f}</b>"
                 )
-        return (
-            f"Score difference <b>{a.score - b.score:+.3f}</b>: " + " &nbsp; ".join(lines)
-        )
+        return f"Score difference <b>{a.score - b.score:+.3f}</b>: " + " &nbsp; ".join(lines)
 
     def visible_views(self) -> list[HitExplanationView]:
         return [v for v in self.views if v.hit is not None]

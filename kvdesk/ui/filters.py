@@ -6,8 +6,15 @@ from PySide6.QtCore import QDate, Qt, Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDateEdit, QHBoxLayout, QLabel, QWidget
 
 TYPES = [
-    ("Any type", ""), ("PDF", "pdf"), ("Word", "docx"), ("Text", "text"), ("Markdown", "markdown"),
-    ("HTML", "html"), ("CSV", "csv"), ("JSON", "json"), ("Image", "image"),
+    ("Any type", ""),
+    ("PDF", "pdf"),
+    ("Word", "docx"),
+    ("Text", "text"),
+    ("Markdown", "markdown"),
+    ("HTML", "html"),
+    ("CSV", "csv"),
+    ("JSON", "json"),
+    ("Image", "image"),
 ]
 
 

@@ -62,7 +62,7 @@ log = logging.getLogger("kvdesk.ui")
 DEBOUNCE_MS = 250
 MODES = [("Hybrid", "hybrid"), ("Words only", "lexical"), ("Meaning only", "dense")]
 SEARCH_HELP = (
-    "Words, \"exact phrases\", -exclude, tag:NAME, type:pdf|docx|text|html|csv|image, "
+    'Words, "exact phrases", -exclude, tag:NAME, type:pdf|docx|text|html|csv|image, '
     "after:YYYY-MM-DD, before:YYYY-MM-DD"
 )
 
@@ -248,8 +248,9 @@ class MainWindow(QMainWindow):
         search_menu.addAction(action("&Focus search", self.focus_search, "Ctrl+F", "Ctrl+L"))
         search_menu.addAction(action("&Next result", self.next_hit, "Ctrl+J", "Alt+Down"))
         search_menu.addAction(action("&Previous result", self.previous_hit, "Ctrl+K", "Alt+Up"))
-        search_menu.addAction(action("&Open original", self.open_current, "Ctrl+Return",
-                                     "Ctrl+Enter"))
+        search_menu.addAction(
+            action("&Open original", self.open_current, "Ctrl+Return", "Ctrl+Enter")
+        )
         search_menu.addAction(action("&Clear filters", self.filter_bar.reset))
 
         keys_menu = self.menuBar().addMenu("&Keys")
@@ -297,8 +298,9 @@ class MainWindow(QMainWindow):
     # -- searching ------------------------------------------------------------------------------
 
     def compose_query(self) -> str:
-        return " ".join(p for p in (self.search_edit.text().strip(),
-                                    self.filter_bar.query_fragment()) if p)
+        return " ".join(
+            p for p in (self.search_edit.text().strip(), self.filter_bar.query_fragment()) if p
+        )
 
     @Slot(str)
     def _on_text_changed(self, _text: str) -> None:
@@ -349,8 +351,9 @@ class MainWindow(QMainWindow):
         except KvdeskError:
             n = 0
         self.results_count.setText(
-            f"{n} documents in this vault — type to search" if n else
-            "The vault is empty — drop files or folders here, or use File ▸ Import"
+            f"{n} documents in this vault — type to search"
+            if n
+            else "The vault is empty — drop files or folders here, or use File ▸ Import"
         )
 
     @Slot(object)
@@ -448,8 +451,9 @@ class MainWindow(QMainWindow):
             # The words that really matched (stop words like "I" or "do" never do).
             terms = [t.term for t in hit.explanation.lexical.terms if t.field != "identifier"]
         else:
-            parsed = (self.last_outcome.result.parsed if self.last_outcome is not None
-                      else None) or parse_query(self.compose_query())
+            parsed = (
+                self.last_outcome.result.parsed if self.last_outcome is not None else None
+            ) or parse_query(self.compose_query())
             terms = [t for t in (*parsed.terms, *parsed.phrases) if len(t) >= 3 or has_cjk(t)]
         self.viewer.show_value(record, text, lambda: vault.original_bytes(value_id), terms)
 
@@ -589,8 +593,13 @@ class MainWindow(QMainWindow):
         self.last_dense_task = task
         return task
 
-    def _choose(self, mode: QFileDialog.FileMode, title: str, slot: Callable[[list[str]], object],
-                name_filter: str = "") -> QFileDialog:
+    def _choose(
+        self,
+        mode: QFileDialog.FileMode,
+        title: str,
+        slot: Callable[[list[str]], object],
+        name_filter: str = "",
+    ) -> QFileDialog:
         dialog = QFileDialog(self, title)
         dialog.setFileMode(mode)
         if name_filter:
@@ -609,9 +618,12 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def choose_records(self) -> QFileDialog:
-        return self._choose(QFileDialog.FileMode.ExistingFile, "Import records",
-                            lambda files: self.import_records(files[0]) if files else None,
-                            "JSON Lines (*.jsonl *.ndjson);;All files (*)")
+        return self._choose(
+            QFileDialog.FileMode.ExistingFile,
+            "Import records",
+            lambda files: self.import_records(files[0]) if files else None,
+            "JSON Lines (*.jsonl *.ndjson);;All files (*)",
+        )
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
@@ -691,21 +703,29 @@ class MainWindow(QMainWindow):
         )
         if state.provider:
             self._set_provider(state.provider)
-        if (self.auto_dense and state.values and not state.dense_ready
-                and self.last_dense_task is None):
+        if (
+            self.auto_dense
+            and state.values
+            and not state.dense_ready
+            and self.last_dense_task is None
+        ):
             self.build_dense()  # resume an interrupted build
 
     def _set_provider(self, provider: str) -> None:
-        kind = "GPU" if any(g in provider for g in ("CUDA", "Tensorrt", "ROCM", "DML",
-                                                    "CoreML")) else "CPU"
+        kind = (
+            "GPU"
+            if any(g in provider for g in ("CUDA", "Tensorrt", "ROCM", "DML", "CoreML"))
+            else "CPU"
+        )
         self.provider_label.setText(f"{kind} · {provider}")
         self.provider_label.setToolTip("The onnxruntime execution provider really in use")
 
     @Slot(str)
     def _show_error(self, message: str) -> None:
         self.statusBar().showMessage(message, 10000)
-        box = QMessageBox(QMessageBox.Icon.Warning, "kvdesk", message,
-                          QMessageBox.StandardButton.Ok, self)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "kvdesk", message, QMessageBox.StandardButton.Ok, self
+        )
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
@@ -747,8 +767,11 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(
             self.session.path,
             "default (all-MiniLM-L6-v2, int8)",
-            (f"{state.dense_model}: {state.dense_keyed}/{state.dense_total} documents keyed"
-             if state and state.dense_model else "not built yet"),
+            (
+                f"{state.dense_model}: {state.dense_keyed}/{state.dense_total} documents keyed"
+                if state and state.dense_model
+                else "not built yet"
+            ),
             self.session.provider or "not loaded yet",
             self,
         )
@@ -758,8 +781,9 @@ class MainWindow(QMainWindow):
         return dialog
 
     def _info(self, title: str, text: str) -> None:
-        box = QMessageBox(QMessageBox.Icon.Information, title, text,
-                          QMessageBox.StandardButton.Ok, self)
+        box = QMessageBox(
+            QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self
+        )
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.setTextFormat(Qt.TextFormat.RichText)
         box.open()
@@ -771,21 +795,31 @@ class MainWindow(QMainWindow):
     @Slot()
     def _show_shortcuts(self) -> None:
         rows = [
-            ("Ctrl+F / Ctrl+L", "focus the search box"), ("Enter", "search now / open result"),
-            ("Ctrl+J / Alt+Down", "next result"), ("Ctrl+K / Alt+Up", "previous result"),
-            ("Ctrl+Enter", "open the original"), ("Ctrl+click", "compare two results"),
-            ("Ctrl+O / Ctrl+Shift+O", "import files / a folder"), ("Ctrl+.", "cancel"),
+            ("Ctrl+F / Ctrl+L", "focus the search box"),
+            ("Enter", "search now / open result"),
+            ("Ctrl+J / Alt+Down", "next result"),
+            ("Ctrl+K / Alt+Up", "previous result"),
+            ("Ctrl+Enter", "open the original"),
+            ("Ctrl+click", "compare two results"),
+            ("Ctrl+O / Ctrl+Shift+O", "import files / a folder"),
+            ("Ctrl+.", "cancel"),
         ]
-        self._info("Keyboard shortcuts", "<table>" + "".join(
-            f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in rows
-        ) + "</table>")
+        self._info(
+            "Keyboard shortcuts",
+            "<table>"
+            + "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in rows)
+            + "</table>",
+        )
 
     @Slot()
     def _show_about(self) -> None:
         from kvdesk import __version__
 
-        self._info("About kvdesk", f"<b>kvdesk {__version__}</b><br>Local-first knowledge base:"
-                   " documents kept verbatim, keys derived, search that explains itself.")
+        self._info(
+            "About kvdesk",
+            f"<b>kvdesk {__version__}</b><br>Local-first knowledge base:"
+            " documents kept verbatim, keys derived, search that explains itself.",
+        )
 
     # -- state ----------------------------------------------------------------------------------
 

@@ -109,8 +109,10 @@ class HitDelegate(QStyledItemDelegate):
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         if selected:
             painter.fillRect(rect, palette.color(QPalette.ColorRole.Highlight).lighter(185))
-            painter.fillRect(QRect(rect.left(), rect.top(), 3, rect.height()),
-                             palette.color(QPalette.ColorRole.Highlight))
+            painter.fillRect(
+                QRect(rect.left(), rect.top(), 3, rect.height()),
+                palette.color(QPalette.ColorRole.Highlight),
+            )
         elif option.state & QStyle.StateFlag.State_MouseOver:
             painter.fillRect(rect, palette.color(QPalette.ColorRole.AlternateBase))
         painter.setPen(QColor("#e5e7eb"))
@@ -142,8 +144,11 @@ class HitDelegate(QStyledItemDelegate):
         painter.drawRoundedRect(filled, 3, 3)
         painter.setFont(small)
         painter.setPen(MUTED)
-        painter.drawText(QRectF(x0 - 4, y0 + 40, self.BADGE_W + 8, 14),
-                         Qt.AlignmentFlag.AlignCenter, f"{hit.weight:.0%}")
+        painter.drawText(
+            QRectF(x0 - 4, y0 + 40, self.BADGE_W + 8, 14),
+            Qt.AlignmentFlag.AlignCenter,
+            f"{hit.weight:.0%}",
+        )
 
         text_x = x0 + self.BADGE_W + pad
         text_w = rect.right() - pad - text_x
@@ -155,15 +160,21 @@ class HitDelegate(QStyledItemDelegate):
         date_w = base.horizontalAdvance(date) + 4
         painter.setFont(option.font)
         painter.setPen(MUTED)
-        painter.drawText(QRect(rect.right() - pad - date_w, y0, date_w, 20),
-                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, date)
+        painter.drawText(
+            QRect(rect.right() - pad - date_w, y0, date_w, 20),
+            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+            date,
+        )
         painter.setFont(title_font)
         painter.setPen(palette.color(QPalette.ColorRole.Text))
         title = QFontMetrics(title_font).elidedText(
             hit.title or hit.identifier, Qt.TextElideMode.ElideRight, text_w - date_w - 8
         )
-        painter.drawText(QRect(text_x, y0, text_w - date_w, 20),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, title)
+        painter.drawText(
+            QRect(text_x, y0, text_w - date_w, 20),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            title,
+        )
 
         # Identifier, then tag chips.
         y1 = y0 + 22
@@ -171,8 +182,11 @@ class HitDelegate(QStyledItemDelegate):
         painter.setPen(MUTED)
         ident = hit.identifier + (f" · {hit.external_id}" if hit.external_id else "")
         ident_w = QFontMetrics(small).horizontalAdvance(ident) + 10
-        painter.drawText(QRect(text_x, y1, ident_w, 18),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, ident)
+        painter.drawText(
+            QRect(text_x, y1, ident_w, 18),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            ident,
+        )
         cx = text_x + ident_w
         chip_font = QFont(option.font)
         chip_font.setPointSizeF(max(6.5, option.font.pointSizeF() * 0.8))

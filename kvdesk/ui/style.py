@@ -45,8 +45,17 @@ def type_badge(media_type: str) -> tuple[str, QColor]:
 
 
 CJK_FAMILIES = (
-    "Noto Sans CJK JP", "Noto Sans JP", "Source Han Sans JP", "IPAexGothic", "IPAGothic",
-    "Hiragino Sans", "Yu Gothic UI", "Meiryo UI", "Meiryo", "MS Gothic", "Droid Sans Fallback",
+    "Noto Sans CJK JP",
+    "Noto Sans JP",
+    "Source Han Sans JP",
+    "IPAexGothic",
+    "IPAGothic",
+    "Hiragino Sans",
+    "Yu Gothic UI",
+    "Meiryo UI",
+    "Meiryo",
+    "MS Gothic",
+    "Droid Sans Fallback",
     "WenQuanYi Micro Hei",
 )
 

@@ -68,8 +68,10 @@ class DocumentViewer(QWidget):
         head.addWidget(self.badge)
         head.addWidget(self.title, 1)
         self.open_button = QPushButton("Open original")
-        self.open_button.setToolTip("Export the stored original to a private temporary file and"
-                                    " open it with the system application (Ctrl+Enter)")
+        self.open_button.setToolTip(
+            "Export the stored original to a private temporary file and"
+            " open it with the system application (Ctrl+Enter)"
+        )
         self.open_button.clicked.connect(self.open_original)
         self.open_button.setEnabled(False)
         head.addWidget(self.open_button)
@@ -161,8 +163,9 @@ class DocumentViewer(QWidget):
         fmt.setBackground(HIGHLIGHT)
         selections: list[QTextEdit.ExtraSelection] = []
         first: QTextCursor | None = None
-        for term in sorted({t.strip('"').strip() for t in terms if t.strip('"').strip()},
-                           key=len, reverse=True):
+        for term in sorted(
+            {t.strip('"').strip() for t in terms if t.strip('"').strip()}, key=len, reverse=True
+        ):
             cursor = QTextCursor(doc)
             while len(selections) < MAX_HIGHLIGHTS:
                 cursor = doc.find(term, cursor)
@@ -192,8 +195,9 @@ class DocumentViewer(QWidget):
         fmt.setBackground(PASSAGE_HIGHLIGHT)
         cursor = QTextCursor(self.text_view.document())
         cursor.setPosition(utf16_offset(self.text, start))
-        cursor.setPosition(utf16_offset(self.text, min(end, len(self.text))),
-                           QTextCursor.MoveMode.KeepAnchor)
+        cursor.setPosition(
+            utf16_offset(self.text, min(end, len(self.text))), QTextCursor.MoveMode.KeepAnchor
+        )
         sel = QTextEdit.ExtraSelection()
         sel.cursor = cursor  # type: ignore[misc]
         sel.format = fmt  # type: ignore[misc]

@@ -108,7 +108,9 @@ def test_kill_mid_records_import(tmp_path: Path, kill_after: int) -> None:
     vault = tmp_path / "v.kvdb"
     cmd = [sys.executable, "-m", "kvdesk", "--vault", str(vault), "import", "-v", "--no-dense"]
     proc = subprocess.Popen(
-        [*cmd, "--records", str(records)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        [*cmd, "--records", str(records)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         text=True,
     )
     reported: dict[str, str] = {}

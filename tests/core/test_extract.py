@@ -33,9 +33,7 @@ JA = "日本語の検索エンジンは文書を探すための道具です。"
 # -- generators ----------------------------------------------------------------------------
 
 
-def make_pdf(
-    pages: list[list[str]], title: str = "", author: str = "", cjk: bool = False
-) -> bytes:
+def make_pdf(pages: list[list[str]], title: str = "", author: str = "", cjk: bool = False) -> bytes:
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen import canvas
 
@@ -93,9 +91,10 @@ def make_docx(title: str = "", author: str = "") -> bytes:
 def rezip(data: bytes, extra: dict[str, bytes] | None = None, drop: str = "") -> bytes:
     """Copy a zip, optionally adding members (deflated) or dropping one."""
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(
-        out, "w", zipfile.ZIP_DEFLATED
-    ) as dst:
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
         for info in src.infolist():
             if info.filename != drop:
                 dst.writestr(info, src.read(info.filename))
@@ -165,8 +164,18 @@ def test_media_type_for_checks_suffix_and_magic() -> None:
     pdf = make_pdf([["x"]])
     png = make_image("PNG")
     assert SUPPORTED_SUFFIXES == {
-        ".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx",
-        ".csv", ".json", ".png", ".jpg", ".jpeg",
+        ".txt",
+        ".md",
+        ".markdown",
+        ".html",
+        ".htm",
+        ".pdf",
+        ".docx",
+        ".csv",
+        ".json",
+        ".png",
+        ".jpg",
+        ".jpeg",
     }
     assert media_type_for("a/b/Report.PDF", pdf[:4096]) == "application/pdf"
     assert media_type_for("notes.txt", b"hello") == "text/plain"
@@ -274,7 +283,7 @@ def test_markdown_title_from_first_heading() -> None:
 
 
 def test_csv_text_kept_as_is() -> None:
-    csv = f"name,city,note\r\nAlice,大阪,{JA}\r\nBob,\"New York, NY\",{JA}\r\n"
+    csv = f'name,city,note\r\nAlice,大阪,{JA}\r\nBob,"New York, NY",{JA}\r\n'
     result = extract(csv.encode("cp932"), "people.csv")
     assert result.media_type == "text/csv"
     assert result.text == csv.replace("\r\n", "\n")
@@ -284,14 +293,28 @@ def test_csv_text_kept_as_is() -> None:
 
 
 def test_json_text_lists_keys_and_values() -> None:
-    doc = {"title": "Trip", "tags": ["京都", "train"], "stops": [{"city": "Nara", "n": 2}],
-           "ok": True, "none": None}
+    doc = {
+        "title": "Trip",
+        "tags": ["京都", "train"],
+        "stops": [{"city": "Nara", "n": 2}],
+        "ok": True,
+        "none": None,
+    }
     result = extract(json.dumps(doc, ensure_ascii=False).encode(), "trip.json")
     assert result.media_type == "application/json"
     assert result.title == "trip"
     lines = result.text.split("\n")
-    assert lines == ["title: Trip", "tags:", "京都", "train", "stops:", "city: Nara", "n: 2",
-                     "ok: true", "none: null"]
+    assert lines == [
+        "title: Trip",
+        "tags:",
+        "京都",
+        "train",
+        "stops:",
+        "city: Nara",
+        "n: 2",
+        "ok: true",
+        "none: null",
+    ]
 
 
 def test_json_lines_are_accepted_and_invalid_json_refused() -> None:
@@ -330,7 +353,14 @@ line b</pre><script src="http://example.invalid/x.js"></script></body></html>"""
     for hidden in ("SCRIPTTEXT", "STYLETEXT", "NOSCRIPTTEXT", "TEMPLATETEXT", "secret"):
         assert hidden not in result.text
     assert result.text.split("\n") == [
-        "Heading", "First bold paragraph.", "one", "two", "c1", "c2", "line a", "line b"
+        "Heading",
+        "First bold paragraph.",
+        "one",
+        "two",
+        "c1",
+        "c2",
+        "line a",
+        "line b",
     ]
     assert result.metadata["author"] == "Kei"
     assert result.metadata["lang"] == "ja"
@@ -407,7 +437,11 @@ def test_docx_paragraphs_tables_and_properties() -> None:
     assert result.media_type == DOCX_TYPE
     assert result.title == "Q3 Report"
     assert result.text.split("\n") == [
-        "Quarterly report", "Revenue grew in every region.", "Region\tGrowth", "Kansai\t12%", JA
+        "Quarterly report",
+        "Revenue grew in every region.",
+        "Region\tGrowth",
+        "Kansai\t12%",
+        JA,
     ]
     assert result.metadata["author"] == "Mio"
     assert result.metadata["tables"] == 1
@@ -476,7 +510,9 @@ def test_jpeg_exif_basics() -> None:
     result = extract(make_image("JPEG", (32, 32), exif=True), "photo.jpeg")
     assert result.media_type == "image/jpeg"
     assert result.metadata["exif"] == {
-        "Make": "Canon", "Model": "EOS R5", "DateTime": "2024:05:01 10:20:30"
+        "Make": "Canon",
+        "Model": "EOS R5",
+        "DateTime": "2024:05:01 10:20:30",
     }
     assert_json_safe(result)
 

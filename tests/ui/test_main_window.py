@@ -103,8 +103,12 @@ def test_two_hits_side_by_side(qtbot, window: MainWindow) -> None:  # type: igno
     search(qtbot, window, "LED supplier delay")
     assert window.model.rowCount() >= 2
     rect = window.results_view.visualRect(window.model.index(1))
-    qtbot.mouseClick(window.results_view.viewport(), Qt.MouseButton.LeftButton,
-                     Qt.KeyboardModifier.ControlModifier, rect.center())
+    qtbot.mouseClick(
+        window.results_view.viewport(),
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.ControlModifier,
+        rect.center(),
+    )
     views = window.explain.visible_views()
     assert len(views) == 2 and all(v.isVisible() for v in views)
     a, b = views
@@ -115,7 +119,8 @@ def test_two_hits_side_by_side(qtbot, window: MainWindow) -> None:  # type: igno
     assert a.bar.scale == b.bar.scale == pytest.approx(a.hit.score)
     for view in views:
         assert sum(view.shown_contributions().values()) == pytest.approx(
-            view.shown_score(), abs=0.0015)
+            view.shown_score(), abs=0.0015
+        )
     assert f"{a.hit.score - b.hit.score:+.3f}" in window.explain.summary.text()
 
 
@@ -130,9 +135,11 @@ def test_clicking_the_passage_highlights_it(qtbot, window: MainWindow) -> None: 
     span = window.viewer.passage_highlight()
     assert span is not None
     text = window.viewer.text
-    assert text[dense.start:dense.end] == dense.passage_text
-    assert span == (len(text[:dense.start].encode("utf-16-le")) // 2,
-                    len(text[:dense.end].encode("utf-16-le")) // 2)
+    assert text[dense.start : dense.end] == dense.passage_text
+    assert span == (
+        len(text[: dense.start].encode("utf-16-le")) // 2,
+        len(text[: dense.end].encode("utf-16-le")) // 2,
+    )
 
 
 def test_keyboard_next_previous_and_open_original(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
@@ -157,8 +164,9 @@ def test_keyboard_next_previous_and_open_original(qtbot, window: MainWindow) -> 
 def test_filters_map_onto_query_syntax(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
     window.filter_bar.type.setCurrentIndex(window.filter_bar.type.findData("csv"))
     window.filter_bar.after_on.setChecked(True)
-    window.filter_bar.after.setDate(window.filter_bar.after.date().fromString("2020-01-01",
-                                                                               "yyyy-MM-dd"))
+    window.filter_bar.after.setDate(
+        window.filter_bar.after.date().fromString("2020-01-01", "yyyy-MM-dd")
+    )
     assert window.filter_bar.query_fragment() == "type:csv after:2020-01-01"
     outcome = search(qtbot, window, "hotel")
     assert outcome.query == "hotel type:csv after:2020-01-01"
@@ -218,8 +226,11 @@ def test_import_with_progress_then_cancel(qtbot, window: MainWindow, many_files:
     qtbot.waitUntil(lambda: not window.progress.isVisible(), timeout=5000)
 
 
-def test_import_report_lists_failures_and_dense_follows(qtbot, sample_vault: Path,  # type: ignore[no-untyped-def]
-                                                        tmp_path: Path) -> None:
+def test_import_report_lists_failures_and_dense_follows(
+    qtbot,
+    sample_vault: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     window = make_window(qtbot, sample_vault, auto_dense=True)
     try:
         folder = tmp_path / "drop"
@@ -259,8 +270,13 @@ def test_drop_imports(qtbot, window: MainWindow, tmp_path: Path) -> None:  # typ
     note.write_text("# Parking\nVisitors park in bay 12 behind the showroom.", encoding="utf-8")
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(note))])
-    event = QDropEvent(QPoint(10, 10).toPointF(), Qt.DropAction.CopyAction, mime,
-                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPoint(10, 10).toPointF(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     with qtbot.waitSignal(window.importFinished, timeout=30_000) as blocker:
         window.dropEvent(event)
     assert len(blocker.args[0].imported) == 1
@@ -303,8 +319,9 @@ def test_first_run_decline_is_remembered(qtbot, tmp_path: Path) -> None:  # type
 
 
 def test_first_run_decision_can_be_injected(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    window = make_window(qtbot, tmp_path / "new.kvdb", offer_samples=True,
-                         first_run_decision=lambda: True)
+    window = make_window(
+        qtbot, tmp_path / "new.kvdb", offer_samples=True, first_run_decision=lambda: True
+    )
     try:
         qtbot.waitUntil(lambda: window.last_import_task is not None, timeout=5000)
         qtbot.waitUntil(lambda: window.session.count() == len(sample_paths()), timeout=30_000)

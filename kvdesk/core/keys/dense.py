@@ -393,7 +393,7 @@ class Embedder:
 
     # -- public --------------------------------------------------------------------------
 
-    def embed_passages(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+    def embed_passages(self, texts: Sequence[str], *, batch_size: int = 8) -> np.ndarray:
         """float32 [n, dim], L2-normalised, in input order; the passage prefix is added."""
         prefix = self.spec.passage_prefix
         return self._embed([prefix + t for t in texts], batch_size)

@@ -31,6 +31,9 @@ log = logging.getLogger("kvdesk.keys")
 MAX_TOKENS = 256
 OVERLAP_TOKENS = 32
 LEXICAL_COMMIT_EVERY = 2000
+# Small batches: with ~200-token passages on a CPU, batch 8 ran 1.5x faster than 32 (less memory
+# traffic in the unfused attention); measure with bench/bench_embed.py --batch.
+EMBED_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,11 @@ class KeyManager:
                 )
                 per_value.append((value_id, version, passages))
                 texts.extend(p.text for p in passages)
-            vectors = embedder.embed_passages(texts) if texts else np.zeros((0, embedder.dim))
+            vectors = (
+                embedder.embed_passages(texts, batch_size=EMBED_BATCH)
+                if texts
+                else np.zeros((0, embedder.dim))
+            )
             offset = 0
             with self.vault.transaction() as tx:
                 for value_id, version, passages in per_value:
