@@ -104,9 +104,11 @@ class SettingsDialog(QDialog):
 
     Signals:
         vaultChosen(str): the user accepted with a different vault path.
+        pilotLabelsChanged(str, str): the user accepted with another pilot user or team label.
     """
 
     vaultChosen = Signal(str)
+    pilotLabelsChanged = Signal(str, str)
 
     def __init__(
         self,
@@ -115,10 +117,14 @@ class SettingsDialog(QDialog):
         key_set: str,
         provider: str,
         parent: QWidget | None = None,
+        *,
+        pilot_user: str = "",
+        pilot_team: str = "",
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self._original = str(vault_path)
+        self._pilot = (pilot_user, pilot_team)
         form = QFormLayout(self)
         row = QHBoxLayout()
         self.vault_edit = QLineEdit(str(vault_path))
@@ -141,13 +147,19 @@ class SettingsDialog(QDialog):
         note.setWordWrap(True)
         note.setStyleSheet("color: #6b7280;")
         form.addRow(note)
+        self.pilot_user_edit = QLineEdit(pilot_user)
+        self.pilot_user_edit.setPlaceholderText("e.g. alice (optional)")
+        form.addRow("Pilot user label:", self.pilot_user_edit)
+        self.pilot_team_edit = QLineEdit(pilot_team)
+        self.pilot_team_edit.setPlaceholderText("e.g. support (optional)")
+        form.addRow("Pilot team label:", self.pilot_team_edit)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
-        self.resize(560, 240)
+        self.resize(560, 300)
 
     def _browse(self) -> None:
         dialog = QFileDialog(
@@ -163,6 +175,9 @@ class SettingsDialog(QDialog):
 
     def accept(self) -> None:
         chosen = self.vault_edit.text().strip()
+        labels = (self.pilot_user_edit.text().strip(), self.pilot_team_edit.text().strip())
         super().accept()
+        if labels != self._pilot:
+            self.pilotLabelsChanged.emit(*labels)
         if chosen and chosen != self._original:
             self.vaultChosen.emit(chosen)

@@ -6,8 +6,10 @@ the GUI thread; this module turns its signals into widget updates.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +37,9 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QPushButton,
     QSplitter,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -50,9 +54,11 @@ from kvdesk.core.retrieval import Hit
 from kvdesk.ui.dialogs import FirstRunDialog, ImportReportDialog, SettingsDialog
 from kvdesk.ui.explain import ExplanationPanel
 from kvdesk.ui.filters import FilterBar
+from kvdesk.ui.pilot_dashboard import PilotDashboard
 from kvdesk.ui.resources import app_icon, sample_paths
 from kvdesk.ui.results import HitDelegate, HitRole, ResultsModel
-from kvdesk.ui.session import KeyState, SearchOutcome, Session
+from kvdesk.ui.review_queue import ReviewQueue
+from kvdesk.ui.session import KeyState, PilotRun, SearchOutcome, Session
 from kvdesk.ui.tasks import Task
 from kvdesk.ui.ui_state import load_history, save_history, ui_settings
 from kvdesk.ui.viewer import DocumentViewer
@@ -65,6 +71,17 @@ SEARCH_HELP = (
     'Words, "exact phrases", -exclude, tag:NAME, type:pdf|docx|text|html|csv|image, '
     "after:YYYY-MM-DD, before:YYYY-MM-DD"
 )
+
+
+class _View:
+    """A document on screen from a search, timed for the pilot log until the next one."""
+
+    def __init__(self, value_id: int, rank: int | None, user: bool) -> None:
+        self.value_id = value_id
+        self.rank = rank
+        self.user = user  # chosen by the user (not the first hit shown automatically)
+        self.opened_at = dt.datetime.now(dt.UTC)
+        self.started = time.monotonic()
 
 
 class MainWindow(QMainWindow):
@@ -106,6 +123,10 @@ class MainWindow(QMainWindow):
         self._progress_tasks: list[Task] = []
         self._shown_task: Task | None = None
         self._history = load_history()
+        self.review_queue: ReviewQueue | None = None
+        self.pilot_dashboard: PilotDashboard | None = None
+        self._viewing: _View | None = None
+        self._auto_select = False
 
         self._build_widgets()
         self._build_menus()
@@ -145,6 +166,16 @@ class MainWindow(QMainWindow):
         top.addWidget(self.search_edit, 1)
         top.addWidget(self.history_button)
         top.addWidget(self.mode_combo)
+        self.found_button = QPushButton("✓ Found it")
+        self.found_button.setToolTip(
+            "Pilot: this search found what you needed (the document in the viewer)"
+        )
+        self.notfound_button = QPushButton("✗ Not found")
+        self.notfound_button.setToolTip("Pilot: this search did not find what you needed")
+        for b in (self.found_button, self.notfound_button):
+            b.setVisible(False)
+            b.setEnabled(False)
+            top.addWidget(b)
         outer.addLayout(top)
 
         self.filter_bar = FilterBar()
@@ -189,7 +220,14 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(2, 3)
         self.splitter.setChildrenCollapsible(False)
         outer.addWidget(self.splitter, 1)
-        self.setCentralWidget(central)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.setTabBarAutoHide(True)  # just the search until a second tab is opened
+        self.tabs.setTabsClosable(True)
+        self.tabs.addTab(central, "Search")
+        self.tabs.tabBar().setTabButton(0, self.tabs.tabBar().ButtonPosition.RightSide, None)
+        self.tabs.tabCloseRequested.connect(self._close_tab)
+        self.setCentralWidget(self.tabs)
 
         bar = self.statusBar()
         self.provider_label = QLabel("Provider: –")
@@ -221,9 +259,15 @@ class MainWindow(QMainWindow):
         self.viewer.tag_editor.tagAdded.connect(self._on_tag_added)
         self.viewer.tag_editor.tagRemoved.connect(self._on_tag_removed)
         self.viewer.openFailed.connect(self._show_error)
+        self.found_button.clicked.connect(self.mark_found)
+        self.notfound_button.clicked.connect(self.mark_not_found)
 
     def _build_menus(self) -> None:
-        def action(text: str, slot: Callable[[], object], *keys: str | QKeySequence) -> QAction:
+        def action(
+            text: str,
+            slot: Callable[[], object],
+            *keys: str | QKeySequence | QKeySequence.StandardKey,
+        ) -> QAction:
             act = QAction(text, self)
             if keys:
                 act.setShortcuts([QKeySequence(k) for k in keys])
@@ -257,6 +301,22 @@ class MainWindow(QMainWindow):
         keys_menu.addAction(action("Build &dense keys", self.build_dense))
         keys_menu.addAction(action("&Cancel background work", self.cancel_current, "Ctrl+."))
 
+        tags_menu = self.menuBar().addMenu("&Tags")
+        self.review_action = action("&Review suggestions…", self.open_review_queue, "Ctrl+Shift+T")
+        tags_menu.addAction(self.review_action)
+
+        pilot_menu = self.menuBar().addMenu("&Pilot")
+        self.dashboard_action = action("&Dashboard", self.open_pilot_dashboard)
+        pilot_menu.addAction(self.dashboard_action)
+        self.record_action = QAction("&Record searches", self)
+        self.record_action.setCheckable(True)
+        self.record_action.setToolTip("Pilot log: record search sessions in this vault (local)")
+        self.record_action.toggled.connect(self.set_pilot_recording)
+        pilot_menu.addAction(self.record_action)
+        pilot_menu.addSeparator()
+        pilot_menu.addAction(action("&Found it", self.mark_found, "Ctrl+Shift+Y"))
+        pilot_menu.addAction(action("&Not found", self.mark_not_found, "Ctrl+Shift+N"))
+
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(action("Search &syntax", self._show_syntax))
         help_menu.addAction(action("&Keyboard shortcuts", self._show_shortcuts))
@@ -271,7 +331,10 @@ class MainWindow(QMainWindow):
         self.session.keysChanged.connect(self._on_keys_changed)
         self.session.tagsChanged.connect(self._on_tags_changed)
         self.session.error.connect(self._show_error)
+        self.session.pilotMarked.connect(self._on_pilot_marked)
         self.start_task = self.session.start()
+        self._viewing = None
+        self._sync_pilot_ui()
         self._refresh_tag_lists()
         self._update_title()
         self._show_idle_hint()
@@ -286,6 +349,7 @@ class MainWindow(QMainWindow):
         except (KvdeskError, OSError) as exc:
             self._show_error(f"Could not open {path}: {exc}")
             return
+        self._close_tool_tabs()
         self.session.close()
         self.session.deleteLater()
         self.model.set_hits([], {})
@@ -381,8 +445,16 @@ class MainWindow(QMainWindow):
             self.banner.setVisible(False)
         if result.provider and result.provider != "none":
             self._set_provider(result.provider)
+        if self.session.pilot_on:
+            self._end_view()  # a new query ends the view of the previous document
+            self.session.pilot_search(outcome.query, result)
+            self._sync_pilot_ui()
         if result.hits:
-            self.select_rows([0])
+            self._auto_select = True
+            try:
+                self.select_rows([0])
+            finally:
+                self._auto_select = False
         else:
             self.viewer.clear()
             self.explain.show_hits([])
@@ -456,6 +528,7 @@ class MainWindow(QMainWindow):
             ) or parse_query(self.compose_query())
             terms = [t for t in (*parsed.terms, *parsed.phrases) if len(t) >= 3 or has_cjk(t)]
         self.viewer.show_value(record, text, lambda: vault.original_bytes(value_id), terms)
+        self._start_view(hit)
 
     @Slot(int, int, int)
     def _on_passage_clicked(self, value_id: int, start: int, end: int) -> None:
@@ -470,6 +543,8 @@ class MainWindow(QMainWindow):
         hit = index.data(HitRole)
         if isinstance(hit, Hit):
             self.show_in_viewer(hit)
+            if self._viewing is not None and self._viewing.value_id == hit.value_id:
+                self._viewing.user = True  # opened on purpose
             self.viewer.text_view.setFocus()
 
     @Slot()
@@ -498,6 +573,150 @@ class MainWindow(QMainWindow):
     def open_current(self) -> None:
         if self.viewer.record is not None:
             self.viewer.open_original()
+
+    # -- pilot log ------------------------------------------------------------------------------
+
+    def _start_view(self, hit: Hit) -> None:
+        """Time the document now on screen (pilot on); the previous view is recorded."""
+        if not self.session.pilot_on:
+            self._viewing = None
+            return
+        user = not self._auto_select
+        if self._viewing is not None and self._viewing.value_id == hit.value_id:
+            self._viewing.user = self._viewing.user or user
+            return
+        self._end_view()
+        rank = next((i + 1 for i, h in enumerate(self.model.hits()) if h is hit), None)
+        self._viewing = _View(hit.value_id, rank, user)
+
+    def _end_view(self, *, record_auto: bool = False) -> Task | None:
+        """Record the timed view (only a document the user chose, unless ``record_auto``)."""
+        view, self._viewing = self._viewing, None
+        if view is None or not (view.user or record_auto):
+            return None
+        seconds = time.monotonic() - view.started
+        return self.session.pilot_open(view.value_id, view.rank, view.opened_at, seconds)
+
+    @Slot(bool)
+    def set_pilot_recording(self, on: bool) -> Task | None:
+        """Pilot ▸ Record searches: saved in the vault; applies from the next search."""
+        if on == self.session.pilot_on:
+            self._sync_pilot_ui()
+            return None
+        self._viewing = None
+        task = self.session.configure_pilot(enabled=on)
+        self._sync_pilot_ui()
+        self.statusBar().showMessage(
+            "Pilot: recording searches in this vault" if on else "Pilot: recording is off", 5000
+        )
+        return task
+
+    def _sync_pilot_ui(self) -> None:
+        on = self.session.pilot_on
+        self.record_action.blockSignals(True)
+        self.record_action.setChecked(on)
+        self.record_action.blockSignals(False)
+        if self.pilot_dashboard is not None:
+            box = self.pilot_dashboard.enabled_box
+            box.blockSignals(True)
+            box.setChecked(on)
+            box.blockSignals(False)
+        has_session = on and self.session.pilot_run.queries > 0
+        for b in (self.found_button, self.notfound_button):
+            b.setVisible(on)
+            b.setEnabled(has_session)
+
+    @Slot()
+    def mark_found(self) -> Task | None:
+        """Found it: the document in the viewer ends the session as found."""
+        if not self.session.pilot_on or not self.session.pilot_run.queries:
+            return None
+        value_id = self.viewer.record.id if self.viewer.record is not None else None
+        self._end_view(record_auto=True)  # the document read counts as opened
+        task = self.session.pilot_mark("found", value_id)
+        self._sync_pilot_ui()
+        return task
+
+    @Slot()
+    def mark_not_found(self) -> Task | None:
+        if not self.session.pilot_on or not self.session.pilot_run.queries:
+            return None
+        self._end_view()
+        task = self.session.pilot_mark("notfound")
+        self._sync_pilot_ui()
+        return task
+
+    @Slot(object)
+    def _on_pilot_marked(self, pilot_session: object) -> None:
+        found = getattr(pilot_session, "outcome", None) == "found"
+        self.statusBar().showMessage(
+            f"Pilot: marked {'found' if found else 'not found'} — the next search starts a new"
+            " session",
+            5000,
+        )
+        if self.pilot_dashboard is not None:
+            self.pilot_dashboard.refresh()
+
+    @Slot()
+    def open_pilot_dashboard(self) -> PilotDashboard:
+        """Pilot ▸ Dashboard: a tab with the pilot metrics of this vault."""
+        if self.pilot_dashboard is None:
+            session = self.session
+            dashboard = PilotDashboard(
+                lambda: None if session.closed else session.kb, runner=session.runner
+            )
+            dashboard.message.connect(self._status_message)
+            dashboard.enabled_box.toggled.connect(self._on_dashboard_pilot_toggled)
+            self.pilot_dashboard = dashboard
+            self.tabs.addTab(dashboard, "Pilot dashboard")
+        self._sync_pilot_ui()
+        self.tabs.setCurrentWidget(self.pilot_dashboard)
+        self.pilot_dashboard.refresh()
+        return self.pilot_dashboard
+
+    @Slot(bool)
+    def _on_dashboard_pilot_toggled(self, on: bool) -> None:
+        # The dashboard saves the switch itself (writer thread); mirror it here at once.
+        if on != self.session.pilot_on:
+            self.session.pilot_on = on
+            self.session.pilot_run = PilotRun()
+            self._viewing = None
+        self._sync_pilot_ui()
+
+    @Slot()
+    def open_review_queue(self) -> ReviewQueue:
+        """Tags ▸ Review suggestions: a tab listing suggestions across the vault."""
+        if self.review_queue is None:
+            session = self.session
+            queue = ReviewQueue(lambda: None if session.closed else session.kb, session.runner)
+            queue.tagsChanged.connect(self._on_tags_changed)
+            queue.message.connect(self._status_message)
+            self.review_queue = queue
+            self.tabs.addTab(queue, "Review tags")
+            queue.refresh()
+        self.tabs.setCurrentWidget(self.review_queue)
+        self.review_queue.tree.setFocus()
+        return self.review_queue
+
+    @Slot(int)
+    def _close_tab(self, index: int) -> None:
+        widget = self.tabs.widget(index)
+        if index == 0 or widget is None:
+            return
+        widget.deleteLater()  # its in-flight tasks finish on the runner; their signals drop
+        self.tabs.removeTab(index)
+        if widget is self.review_queue:
+            self.review_queue = None
+        if widget is self.pilot_dashboard:
+            self.pilot_dashboard = None
+
+    def _close_tool_tabs(self) -> None:
+        for i in reversed(range(1, self.tabs.count())):
+            self._close_tab(i)
+
+    @Slot(str)
+    def _status_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 6000)
 
     # -- tags -----------------------------------------------------------------------------------
 
@@ -764,6 +983,11 @@ class MainWindow(QMainWindow):
     @Slot()
     def open_settings(self) -> SettingsDialog:
         state = self.session.key_state
+        try:
+            pilot = self.session.pilot_settings()
+            labels = {"pilot_user": pilot.user, "pilot_team": pilot.team}
+        except KvdeskError:
+            labels = {}
         dialog = SettingsDialog(
             self.session.path,
             "default (all-MiniLM-L6-v2, int8)",
@@ -774,11 +998,17 @@ class MainWindow(QMainWindow):
             ),
             self.session.provider or "not loaded yet",
             self,
+            **labels,
         )
         dialog.vaultChosen.connect(self.switch_vault)
+        dialog.pilotLabelsChanged.connect(self._on_pilot_labels)
         self.settings_dialog = dialog
         dialog.open()
         return dialog
+
+    @Slot(str, str)
+    def _on_pilot_labels(self, user: str, team: str) -> Task:
+        return self.session.configure_pilot(user=user, team=team)
 
     def _info(self, title: str, text: str) -> None:
         box = QMessageBox(
@@ -803,6 +1033,8 @@ class MainWindow(QMainWindow):
             ("Ctrl+click", "compare two results"),
             ("Ctrl+O / Ctrl+Shift+O", "import files / a folder"),
             ("Ctrl+.", "cancel"),
+            ("Ctrl+Shift+T", "review tag suggestions (A/R/J/K, Ctrl+Z undo)"),
+            ("Ctrl+Shift+Y / Ctrl+Shift+N", "pilot: found it / not found"),
         ]
         self._info(
             "Keyboard shortcuts",

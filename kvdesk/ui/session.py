@@ -8,6 +8,7 @@ overwrite newer ones).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from kvdesk.core.errors import KvdeskError
 from kvdesk.core.importer import ImportReport
 from kvdesk.core.knowledge_base import KnowledgeBase
+from kvdesk.core.pilot import PilotLog, PilotSession, PilotSettings
 from kvdesk.core.progress import CancelToken, Progress
 from kvdesk.core.retrieval import SearchResult
 from kvdesk.ui.tasks import Task, TaskRunner
@@ -50,6 +53,18 @@ class KeyState:
         return self.dense_model is not None and self.dense_keyed >= self.dense_total
 
 
+class PilotRun:
+    """The pilot session being recorded: its id is set on the writer thread at the first query.
+
+    Only writer tasks touch ``session_id`` (one at a time, in order), so a run object handed to
+    queued tasks needs no lock; the GUI thread only counts the queries it queued.
+    """
+
+    def __init__(self) -> None:
+        self.session_id: int | None = None
+        self.queries = 0
+
+
 class Session(QObject):
     """An open vault and the background work on it.
 
@@ -60,6 +75,10 @@ class Session(QObject):
         tagsChanged(int, tuple): a value's accepted tags after an edit.
         message(str): a short status line for the user.
         error(str): something failed that the user must see.
+        pilotRecorded(str, int): a pilot write finished: what ('search', 'open') and the
+            pilot session id.
+        pilotMarked(object): a pilot session got its verdict (the PilotSession).
+        pilotSettingsChanged(object): the pilot settings were saved (PilotSettings).
     """
 
     searched = Signal(object)
@@ -68,6 +87,9 @@ class Session(QObject):
     tagsChanged = Signal(int, object)
     message = Signal(str)
     error = Signal(str)
+    pilotRecorded = Signal(str, int)
+    pilotMarked = Signal(object)
+    pilotSettingsChanged = Signal(object)
 
     def __init__(self, kb: KnowledgeBase, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -79,6 +101,11 @@ class Session(QObject):
         self.provider: str | None = None
         self.key_state: KeyState | None = None
         self.closed = False
+        self.pilot_run = PilotRun()
+        try:  # one settings row, read on the GUI thread like the other cheap reads below
+            self.pilot_on = PilotLog(kb.vault).enabled
+        except KvdeskError:
+            self.pilot_on = False
 
     @property
     def path(self) -> Path:
@@ -239,6 +266,93 @@ class Session(QObject):
         if isinstance(result, tuple):
             value_id, tags = result
             self.tagsChanged.emit(int(value_id), tuple(tags))
+
+    # -- pilot log (issue 6): every write on the writer thread, in order -------------------------
+
+    def pilot_settings(self) -> PilotSettings:
+        return PilotLog(self.kb.vault).settings()
+
+    def configure_pilot(
+        self, *, enabled: bool | None = None, user: str | None = None, team: str | None = None
+    ) -> Task:
+        """Save pilot settings; ``pilot_on`` follows at once, so the next search obeys it."""
+        if enabled is not None and enabled != self.pilot_on:
+            self.pilot_on = enabled
+            self.pilot_run = PilotRun()  # a new session at the next query
+        task = self.runner.write(
+            "pilot settings",
+            lambda report, cancel: PilotLog(self.kb.vault).configure(
+                enabled=enabled, user=user, team=team
+            ),
+        )
+        task.succeeded.connect(self.pilotSettingsChanged)
+        task.failed.connect(self._on_error)
+        return task
+
+    def pilot_search(self, query: str, result: SearchResult) -> Task | None:
+        """Record a shown search; the first one of a run starts its pilot session."""
+        if not self.pilot_on:
+            return None
+        run = self.pilot_run
+        run.queries += 1
+
+        def write(report: Sink, cancel: CancelToken) -> tuple[str, int]:
+            log = PilotLog(self.kb.vault)
+            if run.session_id is None:
+                run.session_id = log.start_session()
+            log.record_search(run.session_id, query, result)
+            return "search", run.session_id
+
+        return self._pilot_task("pilot search", write)
+
+    def pilot_open(
+        self, value_id: int, rank: int | None, opened_at: dt.datetime, seconds: float
+    ) -> Task | None:
+        """Record a document viewed from the results, with its rank and seconds on screen."""
+        if not self.pilot_on or not self.pilot_run.queries:
+            return None
+        run = self.pilot_run
+
+        def write(report: Sink, cancel: CancelToken) -> tuple[str, int]:
+            if run.session_id is None:
+                raise KvdeskError("no pilot session to record the document in")
+            PilotLog(self.kb.vault, clock=lambda: opened_at).record_open(
+                run.session_id, value_id, rank, round(seconds, 3)
+            )
+            return "open", run.session_id
+
+        return self._pilot_task("pilot open", write)
+
+    def pilot_mark(self, outcome: str, value_id: int | None = None) -> Task | None:
+        """The user's verdict on the current run; the next query starts a new session."""
+        if not self.pilot_on or not self.pilot_run.queries:
+            return None
+        run = self.pilot_run
+        self.pilot_run = PilotRun()
+
+        def write(report: Sink, cancel: CancelToken) -> PilotSession:
+            if run.session_id is None:
+                raise KvdeskError("no pilot session to mark")
+            log = PilotLog(self.kb.vault)
+            log.mark(run.session_id, outcome, value_id)
+            return log.session(run.session_id)
+
+        task = self.runner.write("pilot mark", write)
+        task.succeeded.connect(self.pilotMarked)
+        task.failed.connect(self._on_error)
+        return task
+
+    def _pilot_task(self, name: str, write: Callable[[Sink, CancelToken], Any]) -> Task:
+        task = self.runner.write(name, write)
+        task.succeeded.connect(self._on_pilot_recorded)
+        task.failed.connect(self._on_error)
+        return task
+
+    @Slot(object)
+    def _on_pilot_recorded(self, result: object) -> None:
+        if isinstance(result, tuple):
+            what, session_id = result
+            self.pilotRecorded.emit(str(what), int(session_id))
 
     # -- reads on the GUI thread (single SQLite rows: cheap, no tantivy) -------------------------
 
