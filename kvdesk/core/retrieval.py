@@ -42,7 +42,7 @@ class FusionParams:
     dense_weight: float = 0.6
     tag_weight: float = 0.3
     candidates: int = 100
-    cjk_lexical_weight: float = 0.9  # the default model is English-only: trust bigrams for CJK
+    cjk_lexical_weight: float = 0.75  # English-only default model: CJK queries lean on bigrams
     temperature: float = 0.1
     confident_cosine: float = 0.35
     confident_coverage: float = 0.6
