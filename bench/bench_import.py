@@ -102,7 +102,7 @@ def main() -> int:
     folder = args.work / "mixed"
     make_mixed_folder(folder, args.files, corpus)
 
-    rec_rates, rec_ratio, file_rates, reimport_rates = [], [], [], []
+    rec_rates, rec_ratio, key_ratio, file_rates, reimport_rates = [], [], [], [], []
     for round_ in range(args.repeat):
         vault = args.work / f"records{round_}.kvdb"
         with KnowledgeBase.open(vault) as kb:
@@ -110,7 +110,9 @@ def main() -> int:
             report = kb.import_records(args.records)
             elapsed = time.perf_counter() - t0
         rec_rates.append(len(report.imported) / elapsed)
+        keys = vault.with_name(vault.name + ".keys")
         rec_ratio.append(vault_bytes(vault) / args.records.stat().st_size)
+        key_ratio.append(folder_size(keys) / args.records.stat().st_size)
 
         vault = args.work / f"files{round_}.kvdb"
         with KnowledgeBase.open(vault) as kb:
@@ -130,6 +132,7 @@ def main() -> int:
         "records_docs_per_s_median": round(statistics.median(rec_rates), 1),
         "records_docs_per_s_all": [round(r, 1) for r in rec_rates],
         "vault_bytes_over_raw_bytes": round(statistics.median(rec_ratio), 2),
+        "lexical_keys_bytes_over_raw_bytes": round(statistics.median(key_ratio), 2),
         "files": args.files,
         "files_raw_mib": round(folder_size(folder) / 2**20, 2),
         "files_docs_per_s_median": round(statistics.median(file_rates), 1),

@@ -361,6 +361,11 @@ class Vault:
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and not self._closed:
+            # Fold the write-ahead log back into the vault file, so a closed vault is one file.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._closed = True
         with self._connections_lock:
             for conn in self._connections:

@@ -31,7 +31,7 @@ log = logging.getLogger("kvdesk.keys")
 MAX_TOKENS = 256
 OVERLAP_TOKENS = 32
 LEXICAL_COMMIT_EVERY = 2000
-# Small batches: with ~200-token passages on a CPU, batch 8 ran 1.5x faster than 32 (less memory
+# Small batches: with ~200-token passages on a CPU, batch 8 ran 1.2x faster than 32 (less memory
 # traffic in the unfused attention); measure with bench/bench_embed.py --batch.
 EMBED_BATCH = 8
 
