@@ -18,7 +18,7 @@ from typing import Any
 from kvdesk.core.errors import Cancelled, ExtractionError, KvdeskError
 from kvdesk.core.extract import SUPPORTED_SUFFIXES, Extractor, Limits, media_type_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.vault import Vault, path_to_db, sha256_hex
+from kvdesk.core.vault import ValueContent, Vault, path_to_db, sha256_hex
 
 log = logging.getLogger("kvdesk.import")
 
@@ -225,23 +225,20 @@ class Importer:
         except ExtractionError as exc:
             self._fail(path, str(exc))
             return
-        mtime = info.st_mtime
+        content = ValueContent(
+            data=data,
+            media_type=extracted.media_type,
+            title=extracted.title,
+            text=extracted.text,
+            metadata=extracted.metadata,
+            source_path=path,
+            source_mtime=info.st_mtime,
+        )
         owns_source = source is not None and source[5] == raw_path
         with self.vault.transaction() as tx:
             if owns_source:
                 value_id = int(source[0])
-                number = self.vault.add_version(
-                    tx,
-                    value_id,
-                    data=data,
-                    sha=sha,
-                    media_type=extracted.media_type,
-                    title=extracted.title,
-                    text=extracted.text,
-                    metadata=extracted.metadata,
-                    source_path=path,
-                    source_mtime=mtime,
-                )
+                number = self.vault.add_version(tx, value_id, content)
                 entry = {"path": path, "id": source[4], "version": number}
                 bucket = self.report.updated
             else:
@@ -254,17 +251,7 @@ class Importer:
                     entry = {"path": path, "id": ident}
                     bucket = self.report.duplicates
                 else:
-                    value_id, ident = self.vault.create_value(
-                        tx,
-                        data=data,
-                        sha=sha,
-                        media_type=extracted.media_type,
-                        title=extracted.title,
-                        text=extracted.text,
-                        metadata=extracted.metadata,
-                        source_path=path,
-                        source_mtime=mtime,
-                    )
+                    value_id, ident = self.vault.create_value(tx, content)
                     entry = {"path": path, "id": ident}
                     bucket = self.report.imported
             tx.execute(
@@ -361,8 +348,13 @@ class Importer:
         tags = [str(t) for t in raw_tags] if isinstance(raw_tags, list) else [str(raw_tags)]
         metadata = {k: v for k, v in record.items() if k not in ("_id", "title", "text", "tags")}
         metadata["records_file"] = os.path.basename(file_path)
-        data = line.rstrip(b"\r")
-        sha = sha256_hex(data)
+        content = ValueContent(
+            data=line.rstrip(b"\r"),
+            media_type=RECORD_MEDIA_TYPE,
+            title=title,
+            text=text,
+            metadata=metadata,
+        )
         existing = self.vault.find_by_external_id(external_id)
         entry: dict[str, Any] = {"path": where, "external_id": external_id}
         try:
@@ -375,35 +367,15 @@ class Importer:
                         (existing,),
                     ).fetchone()
                     entry["id"] = row[0]
-                    if row[1] == sha:
+                    if row[1] == content.sha256:
                         self.report.unchanged.append(entry)
                         return None
                     value_id = existing
-                    entry["version"] = self.vault.add_version(
-                        tx,
-                        value_id,
-                        data=data,
-                        sha=sha,
-                        media_type=RECORD_MEDIA_TYPE,
-                        title=title,
-                        text=text,
-                        metadata=metadata,
-                        source_path=None,
-                        source_mtime=None,
-                    )
+                    entry["version"] = self.vault.add_version(tx, value_id, content)
                     bucket = self.report.updated
                 else:
                     value_id, entry["id"] = self.vault.create_value(
-                        tx,
-                        data=data,
-                        sha=sha,
-                        media_type=RECORD_MEDIA_TYPE,
-                        title=title,
-                        text=text,
-                        metadata=metadata,
-                        source_path=None,
-                        source_mtime=None,
-                        external_id=external_id,
+                        tx, content, external_id=external_id
                     )
                     bucket = self.report.imported
                 for tag in tags:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -225,6 +226,27 @@ def path_to_db(path: str | os.PathLike[str]) -> bytes:
 
 def path_from_db(raw: bytes | None) -> str | None:
     return None if raw is None else os.fsdecode(raw)
+
+
+@dataclass(frozen=True)
+class ValueContent:
+    """What one version of a value holds: the original bytes and what was extracted from them."""
+
+    data: bytes
+    media_type: str
+    title: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source_path: str | None = None
+    source_mtime: float | None = None
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        return sha256_hex(self.data)
+
+    @property
+    def raw_source_path(self) -> bytes | None:
+        return path_to_db(self.source_path) if self.source_path is not None else None
 
 
 @dataclass(frozen=True)
@@ -449,105 +471,56 @@ class Vault:
         )
 
     def create_value(
-        self,
-        conn: sqlite3.Connection,
-        *,
-        data: bytes,
-        sha: str,
-        media_type: str,
-        title: str,
-        text: str,
-        metadata: dict[str, Any],
-        source_path: str | None,
-        source_mtime: float | None,
-        external_id: str | None = None,
+        self, conn: sqlite3.Connection, content: ValueContent, *, external_id: str | None = None
     ) -> tuple[int, str]:
         """Insert a new value with its first version; returns (value id, identifier)."""
         stamp = now_iso()
-        self.store_blob(conn, data, sha)
-        raw_path = path_to_db(source_path) if source_path is not None else None
         cur = conn.execute(
             "INSERT INTO value(identifier, external_id, title, media_type, source_path,"
             " current_version, created_at, updated_at) VALUES ('', ?, ?, ?, ?, 1, ?, ?)",
-            (external_id, clean_text(title), media_type, raw_path, stamp, stamp),
-        )
+            (
+                external_id, clean_text(content.title), content.media_type,
+                content.raw_source_path, stamp, stamp,
+            ),
+        )  # fmt: skip
         value_id = int(cur.lastrowid or 0)
         identifier = f"{IDENTIFIER_PREFIX}{value_id}"
         conn.execute("UPDATE value SET identifier = ? WHERE id = ?", (identifier, value_id))
-        self._insert_version(
-            conn, value_id, 1, data, sha, media_type, title, text, metadata, raw_path, source_mtime
-        )
+        self._insert_version(conn, value_id, 1, content)
         return value_id, identifier
 
-    def add_version(
-        self,
-        conn: sqlite3.Connection,
-        value_id: int,
-        *,
-        data: bytes,
-        sha: str,
-        media_type: str,
-        title: str,
-        text: str,
-        metadata: dict[str, Any],
-        source_path: str | None,
-        source_mtime: float | None,
-    ) -> int:
+    def add_version(self, conn: sqlite3.Connection, value_id: int, content: ValueContent) -> int:
         """Append a new version to a value; earlier versions stay retrievable."""
-        self.store_blob(conn, data, sha)
         row = conn.execute(
             "SELECT max(version) FROM version WHERE value_id = ?", (value_id,)
         ).fetchone()
         number = int(row[0] or 0) + 1
-        raw_path = path_to_db(source_path) if source_path is not None else None
-        self._insert_version(
-            conn,
-            value_id,
-            number,
-            data,
-            sha,
-            media_type,
-            title,
-            text,
-            metadata,
-            raw_path,
-            source_mtime,
-        )
+        self._insert_version(conn, value_id, number, content)
         conn.execute(
             "UPDATE value SET current_version = ?, title = ?, media_type = ?, updated_at = ?,"
             " source_missing = 0 WHERE id = ?",
-            (number, clean_text(title), media_type, now_iso(), value_id),
+            (number, clean_text(content.title), content.media_type, now_iso(), value_id),
         )
         return number
 
     def _insert_version(
-        self,
-        conn: sqlite3.Connection,
-        value_id: int,
-        number: int,
-        data: bytes,
-        sha: str,
-        media_type: str,
-        title: str,
-        text: str,
-        metadata: dict[str, Any],
-        raw_path: bytes | None,
-        source_mtime: float | None,
+        self, conn: sqlite3.Connection, value_id: int, number: int, content: ValueContent
     ) -> None:
+        self.store_blob(conn, content.data, content.sha256)
         conn.execute(
             "INSERT INTO version(value_id, version, sha256, size, media_type, title, source_path,"
             " source_mtime, text, metadata, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 value_id,
                 number,
-                sha,
-                len(data),
-                media_type,
-                clean_text(title),
-                raw_path,
-                source_mtime,
-                clean_text(text),
-                clean_text(json.dumps(metadata, ensure_ascii=False, default=str)),
+                content.sha256,
+                len(content.data),
+                content.media_type,
+                clean_text(content.title),
+                content.raw_source_path,
+                content.source_mtime,
+                clean_text(content.text),
+                clean_text(json.dumps(content.metadata, ensure_ascii=False, default=str)),
                 now_iso(),
             ),
         )

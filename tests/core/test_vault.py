@@ -13,22 +13,13 @@ from pathlib import Path
 import pytest
 
 from kvdesk.core.errors import NotFoundError, VaultBusyError, VaultFormatError
-from kvdesk.core.vault import SCHEMA_VERSION, Vault, sha256_hex
+from kvdesk.core.vault import SCHEMA_VERSION, ValueContent, Vault
 
 
 def _add(vault: Vault, data: bytes, title: str = "t", text: str = "hello") -> tuple[int, str]:
     with vault.transaction() as tx:
-        return vault.create_value(
-            tx,
-            data=data,
-            sha=sha256_hex(data),
-            media_type="text/plain",
-            title=title,
-            text=text,
-            metadata={"k": 1},
-            source_path=None,
-            source_mtime=None,
-        )
+        content = ValueContent(data, "text/plain", title, text, metadata={"k": 1})
+        return vault.create_value(tx, content)
 
 
 def test_new_vault_is_private_wal_and_versioned(vault_path: Path) -> None:
@@ -59,18 +50,7 @@ def test_versions_keep_earlier_bytes(vault_path: Path) -> None:
     with Vault.open(vault_path) as vault:
         value_id, _ = _add(vault, b"version one")
         with vault.transaction() as tx:
-            vault.add_version(
-                tx,
-                value_id,
-                data=b"version two",
-                sha=sha256_hex(b"version two"),
-                media_type="text/plain",
-                title="t2",
-                text="v2",
-                metadata={},
-                source_path=None,
-                source_mtime=None,
-            )
+            vault.add_version(tx, value_id, ValueContent(b"version two", "text/plain", "t2", "v2"))
         assert vault.original_bytes(value_id) == b"version two"
         assert vault.original_bytes(value_id, 1) == b"version one"
         assert [v.version for v in vault.versions(value_id)] == [1, 2]
@@ -81,17 +61,7 @@ def test_failed_transaction_leaves_nothing(vault_path: Path) -> None:
     with Vault.open(vault_path) as vault:
         with pytest.raises(RuntimeError):
             with vault.transaction() as tx:
-                vault.create_value(
-                    tx,
-                    data=b"a",
-                    sha=sha256_hex(b"a"),
-                    media_type="text/plain",
-                    title="a",
-                    text="a",
-                    metadata={},
-                    source_path=None,
-                    source_mtime=None,
-                )
+                vault.create_value(tx, ValueContent(b"a", "text/plain", "a", "a"))
                 raise RuntimeError("boom")
         assert vault.count() == 0
         assert vault.check().ok
