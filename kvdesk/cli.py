@@ -7,12 +7,14 @@ command, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from kvdesk import __version__
@@ -86,6 +88,16 @@ def _print_json(data: Any, out: TextIO) -> None:
     # ensure_ascii keeps surrogate-escaped (non-UTF-8) paths representable as \udcXX escapes.
     json.dump(data, out, indent=2, ensure_ascii=True)
     out.write("\n")
+
+
+@contextlib.contextmanager
+def scratch_vault(path: str | None, prefix: str) -> Iterator[str]:
+    """The vault an evaluation runs in: the one given, else a temporary one removed afterwards."""
+    if path is not None:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield os.path.join(tmp, "eval.kvdb")
 
 
 def _open_kb(args: argparse.Namespace) -> Any:

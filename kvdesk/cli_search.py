@@ -6,10 +6,8 @@ import argparse
 import html
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
 from kvdesk.core.errors import Cancelled
@@ -97,7 +95,7 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli import TerminalProgress, _print_json
+    from kvdesk.cli import TerminalProgress, _print_json, scratch_vault
     from kvdesk.core.evaluation import (
         load_collection,
         percentile,
@@ -107,13 +105,8 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
 
     collection = load_collection(args.beir_dir, args.split)
     modes = ["lexical", "dense", "hybrid"] if args.mode == "all" else [args.mode]
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    vault = args.vault
-    if vault is None:
-        tmp = tempfile.TemporaryDirectory(prefix="kvdesk-eval-")
-        vault = str(Path(tmp.name) / "eval.kvdb")
     sink = TerminalProgress(quiet=args.quiet)
-    try:
+    with scratch_vault(args.vault, "kvdesk-eval-") as vault:
         with _kb(args, vault) as kb:
             started = time.perf_counter()
             kb.import_records(collection.corpus_path, progress=sink)
@@ -136,9 +129,6 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
                         trec[qid] = [(str(ext[v]), s) for v, s in ranked]
                     runs[qid] = [str(ext[v]) for v, _s in ranked]
                 results[mode] = score_run(runs, collection.qrels).to_json()
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     if args.run:
         write_trec_run(args.run, trec, run_mode)
     report = {

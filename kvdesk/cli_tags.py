@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TextIO
 
 from kvdesk.core.errors import KvdeskError
@@ -127,24 +125,17 @@ def cmd_rule(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli import TerminalProgress
+    from kvdesk.cli import TerminalProgress, scratch_vault
     from kvdesk.core.tagging import evaluate
 
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    vault = args.vault
-    if vault is None:
-        tmp = tempfile.TemporaryDirectory(prefix="kvdesk-tags-eval-")
-        vault = str(Path(tmp.name) / "eval.kvdb")
     sink = TerminalProgress(quiet=args.quiet)
     try:
-        with _kb(args, vault) as kb:
+        with scratch_vault(args.vault, "kvdesk-tags-eval-") as vault, _kb(args, vault) as kb:
             report = evaluate(
                 kb, args.corpus, seed=args.seed, dense=not args.no_dense, progress=sink
             )
     finally:
         sink.close()
-        if tmp is not None:
-            tmp.cleanup()
     data = report.to_json()
     if args.json:
         out.write(json.dumps(data) + "\n")

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from kvdesk.cli import main
-
-
-def run(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(list(argv), out=out)
-    return code, out.getvalue()
+from tests.cli.runner import run
 
 
 @pytest.fixture
@@ -106,3 +99,27 @@ def test_doctor_reports_provider() -> None:
     data = json.loads(out)
     assert code == 0 and data["kvdesk"] and data["vault"].endswith("vault.kvdb")
     assert "execution_provider" in data
+
+
+def test_eval_reports_metrics_and_writes_a_trec_run(tmp_path: Path) -> None:
+    from tests.core.test_golden import write_beir
+
+    beir = write_beir(tmp_path / "beir")
+    trec = tmp_path / "run.trec"
+    vault = str(tmp_path / "eval.kvdb")
+    argv = ["--vault", vault, "eval", str(beir), "--mode", "lexical", "--json", "-q"]
+    code, out = run(*argv, "--run", str(trec))
+    report = json.loads(out)
+    assert code == 0
+    assert set(report) == {
+        "collection", "split", "queries", "modes", "index_seconds", "query_ms_p50",
+        "query_ms_p95",
+    }  # fmt: skip
+    scores = report["modes"]["lexical"]
+    assert set(scores) == {"ndcg@10", "recall@100", "mrr@10"}
+    assert 0 < scores["ndcg@10"] <= 1 and report["queries"] > 0
+    lines = trec.read_text().splitlines()
+    qid, q0, docid, rank, score, tag = lines[0].split()
+    assert q0 == "Q0" and rank == "1" and tag == "lexical" and float(score) > 0
+    code, again = run(*argv)  # the vault is reused: nothing is imported twice
+    assert json.loads(again)["modes"] == report["modes"]

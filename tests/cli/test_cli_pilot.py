@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 
-from kvdesk.cli import main
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.pilot import record_cli_search
+from tests.cli.runner import run
 from tests.core.test_golden import write_beir
-
-
-def run(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(list(argv), out=out)
-    return code, out.getvalue()
 
 
 @pytest.fixture
