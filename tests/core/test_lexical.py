@@ -324,3 +324,21 @@ def test_writer_lock_holds_across_processes(tmp_path: Path) -> None:
     )
     assert out.stdout.strip() == "busy: the key index is in use by another kvdesk process"
     holder.close()
+
+
+def test_japanese_dictionary_words_separate_kyoto_from_tokyo(tmp_path: Path) -> None:
+    """Bigrams alone let 京都 match 東京都; dictionary words rank the real Kyoto first."""
+    from kvdesk.core.keys.japanese import japanese_words
+
+    assert japanese_words("東京都の天気は晴れでした") == ["東京", "都", "天気", "晴れ"]
+    with LexicalIndex.open(tmp_path / "ix", writable=True) as ix:
+        ix.add([
+            _doc(1, "天気", "東京都の天気は晴れでした。"),
+            _doc(2, "旅行", "京都の寺を訪ねました。"),
+        ])  # fmt: skip
+        ix.commit()
+        hits = search(ix, "京都")
+        assert ids(hits)[0] == 2
+        assert any(t.field == "ja_words" and t.term == "京都" for t in hits[0].terms)
+        assert not any(t.field == "ja_words" for t in hits[1].terms)
+        assert_parts_add_up(hits)

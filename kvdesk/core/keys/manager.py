@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kvdesk.core.errors import KvdeskError, VaultBusyError
+from kvdesk.core.errors import KvdeskError, VaultBusyError, VaultFormatError
 from kvdesk.core.keys.dense import Embedder, ModelSpec, load_model_spec, make_passages
 from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex
 from kvdesk.core.keys.vectors import VectorMatrix
@@ -105,7 +105,14 @@ class KeyManager:
             writable = True  # first use: create it (and catch up below)
         if self._lexical is not None:
             self._lexical.close()
-        self._lexical = LexicalIndex.open(path, writable=writable)
+        try:
+            self._lexical = LexicalIndex.open(path, writable=writable)
+        except VaultFormatError:
+            if writable:
+                raise
+            # No index of this kvdesk's schema yet (first run after an upgrade): build it.
+            self._lexical = LexicalIndex.open(path, writable=True)
+            writable = True
         self._lexical_writable = writable
 
     def open_writer(self) -> None:
