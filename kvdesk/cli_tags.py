@@ -112,6 +112,8 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
         )
         for rule in t.rules:
             out.write(f"    {rule}\n")
+        for problem in t.problems:
+            out.write(f"    ! {problem.describe()}\n")
     return 0
 
 

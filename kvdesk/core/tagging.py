@@ -19,6 +19,7 @@ A rejected tag is never proposed again for that document.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import re
@@ -35,8 +36,10 @@ import numpy as np
 from kvdesk.core.errors import Cancelled, KvdeskError, NotFoundError
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.tag_rules import TagRule, load_rules
+from kvdesk.core.tag_rules import RuleProblem, RuleTimeout, TagRule, load_rules
 from kvdesk.core.vault import normalise_tag, now_iso
+
+log = logging.getLogger(__name__)
 
 NEIGHBOURS = 25  # tagged neighbours consulted per document
 PROTO_CANDIDATES = 30  # tags proposed by prototype similarity before scoring
@@ -46,6 +49,7 @@ SHRINK = 2.0  # pseudo-documents pulling a tag's term rate towards the vault's r
 FIT_SAMPLE = 600  # curated documents used to fit the calibration
 MIN_FIT_POSITIVES = 20  # below this, fixed default weights are used
 SETTING_KEY = "tagging.calibration"
+PROBLEMS_KEY = "tagging.rule_problems"  # rules that timed out: {rule id: problem}, latest wins
 FEATURES = ("knn", "knn_max", "proto", "proto_gap", "lex", "lex_gap", "lknn", "lknn_max", "prior")
 # Weights used before there is enough curated data to fit (features standardised as-is).
 _DEFAULT_WEIGHTS = (3.0, 1.0, 2.0, 2.0, 0.6, 0.6, 2.0, 1.0, 0.3)
@@ -134,6 +138,7 @@ class TagInfo:
     suggested: int
     rejected: int
     rules: tuple[str, ...] = ()
+    problems: tuple[RuleProblem, ...] = ()  # rules that do not compile or ran out of time
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,6 +149,7 @@ class TagInfo:
             "suggested": self.suggested,
             "rejected": self.rejected,
             "rules": list(self.rules),
+            "problems": [p.to_json() for p in self.problems],
         }
 
 
@@ -209,6 +215,8 @@ class TagSuggester:
         self._lock = threading.RLock()
         self._loaded = False
         self._calibration: Calibration | None = None
+        self.rule_problems: list[RuleProblem] = []  # found while loading or matching
+        self._unsaved_problems: dict[int, RuleProblem] = {}
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -257,7 +265,7 @@ class TagSuggester:
             ):
                 if vid in self._ident:
                     self._apply(vid, self._tag(name), state)
-            self._rules = load_rules(conn)
+            self._rules = self._load_rules()
             self._loaded = True
 
     def _index_terms(self, vid: int, text: str, df: Counter[int]) -> None:
@@ -410,10 +418,55 @@ class TagSuggester:
                 if rule.kind in ("regex", "phrase", "fuzzy") and not text:
                     ident, title = self._ident[vid]
                     text = f"{title}\n{self.kb.vault.text(vid)}"
-                if rule.matches(text, words):
+                try:
+                    fired = rule.matches(text, words)
+                except RuleTimeout as exc:
+                    self._rule_timed_out(rule, vid, str(exc))
+                    continue  # skipped for this document only
+                if fired:
                     c = cands.setdefault(self._tag(rule.tag), _Candidate())
                     c.rule = rule.describe()
         return cands
+
+    def _load_rules(self) -> list[TagRule]:
+        problems: list[RuleProblem] = []
+        rules = load_rules(self.kb.vault.conn, problems)
+        self.rule_problems = [p for p in self.rule_problems if p.problem.startswith("timed out")]
+        self.rule_problems += problems
+        return rules
+
+    def _rule_timed_out(self, rule: TagRule, vid: int, message: str) -> None:
+        ident = self._ident.get(vid, (f"#{vid}", ""))[0]
+        log.warning("%s (document %s)", message, ident)
+        problem = RuleProblem(
+            rule.tag, rule.kind, rule.pattern, f"timed out on document {ident}", rule.rule_id
+        )
+        self.rule_problems = [p for p in self.rule_problems if p.rule_id != rule.rule_id]
+        self.rule_problems.append(problem)
+        if rule.rule_id is not None:
+            self._unsaved_problems[rule.rule_id] = problem
+
+    def save_rule_problems(self) -> None:
+        """Store rule time-outs in the vault (``tags list`` shows them); best effort."""
+        with self._lock:
+            pending, self._unsaved_problems = self._unsaved_problems, {}
+        if not pending:
+            return
+        try:
+            with self.kb.vault.transaction() as tx:
+                row = tx.execute(
+                    "SELECT value FROM setting WHERE key = ?", (PROBLEMS_KEY,)
+                ).fetchone()
+                stored = _parse_problems(row[0] if row else None)
+                stored.update({str(k): p.to_json() for k, p in pending.items()})
+                tx.execute(
+                    "INSERT INTO setting(key, value) VALUES (?, ?) ON CONFLICT(key)"
+                    " DO UPDATE SET value = excluded.value",
+                    (PROBLEMS_KEY, json.dumps(stored)),
+                )
+        except KvdeskError:
+            with self._lock:  # a busy vault: keep them for the next save
+                self._unsaved_problems = {**pending, **self._unsaved_problems}
 
     def _idf(self, term: int) -> float:
         return math.log((self._n_docs + 1.0) / (self._df[term] + 0.5))
@@ -569,6 +622,8 @@ class TagSuggester:
                     cal.weights, cal.bias, cal.mean, cal.scale, threshold, len(curated), True
                 )
             self._calibration = cal
+        if self._unsaved_problems:
+            self.save_rule_problems()
         if save:
             try:
                 with self.kb.vault.transaction() as tx:
@@ -585,6 +640,15 @@ class TagSuggester:
 
     def suggest(self, value_id: int, k: int = 5) -> list[Suggestion]:
         """The ``k`` most confident new tags for a document, best first, with their evidence."""
+        if k < 1:
+            raise KvdeskError("ask for at least one suggestion (k >= 1)")
+        try:
+            return self._suggest(value_id, k)
+        finally:
+            if self._unsaved_problems:
+                self.save_rule_problems()
+
+    def _suggest(self, value_id: int, k: int) -> list[Suggestion]:
         self._load()
         cal = self.calibration
         with self._lock:
@@ -686,16 +750,46 @@ class TagSuggester:
         if self._loaded:
             with self._lock:
                 self._tag(name)
-                self._rules = load_rules(self.kb.vault.conn)
+                self._rules = self._load_rules()
         return rule
 
 
+def _parse_problems(text: str | None) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def rule_problems(kb: KnowledgeBase) -> list[RuleProblem]:
+    """Stored rules that do not compile, and rules that timed out on some document."""
+    conn = kb.vault.conn
+    problems: list[RuleProblem] = []
+    rules = load_rules(conn, problems)
+    live = {r.rule_id: r for r in rules}
+    row = conn.execute("SELECT value FROM setting WHERE key = ?", (PROBLEMS_KEY,)).fetchone()
+    for key, item in sorted(_parse_problems(row[0] if row else None).items()):
+        rule = live.get(int(key)) if key.isdigit() else None
+        if rule is None or not isinstance(item, dict):
+            continue  # the rule was removed (or changed) since
+        problems.append(
+            RuleProblem(
+                rule.tag, rule.kind, rule.pattern, str(item.get("problem", "")), rule.rule_id
+            )
+        )
+    return problems
+
+
 def list_tags(kb: KnowledgeBase) -> list[TagInfo]:
-    """Every tag with its description, colour, per-state counts and rules."""
+    """Every tag with its description, colour, per-state counts, rules and rule problems."""
     conn = kb.vault.conn
     rules: dict[str, list[str]] = {}
+    problems: dict[str, list[RuleProblem]] = {}
     for rule in load_rules(conn):
         rules.setdefault(rule.tag, []).append(rule.describe())
+    for problem in rule_problems(kb):
+        problems.setdefault(problem.tag, []).append(problem)
     out = []
     for name, desc, color, acc, sug, rej in conn.execute(
         "SELECT t.name, t.description, t.color,"
@@ -704,7 +798,18 @@ def list_tags(kb: KnowledgeBase) -> list[TagInfo]:
         " count(CASE WHEN vt.state = 'rejected' THEN 1 END)"
         " FROM tag t LEFT JOIN value_tag vt ON vt.tag_id = t.id GROUP BY t.id ORDER BY t.name"
     ):
-        out.append(TagInfo(name, desc, color, acc, sug, rej, tuple(rules.get(name, ()))))
+        out.append(
+            TagInfo(
+                name,
+                desc,
+                color,
+                acc,
+                sug,
+                rej,
+                tuple(rules.get(name, ())),
+                tuple(problems.get(name, ())),
+            )
+        )
     return out
 
 
