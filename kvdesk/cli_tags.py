@@ -21,7 +21,7 @@ def _kb(args: argparse.Namespace, vault: str | None = None) -> Any:
 def cmd_tags(args: argparse.Namespace, out: TextIO) -> int:
     handler: Command | None = getattr(args, "tags_func", None)
     if handler is None:
-        raise KvdeskError("say what to do: kvdesk tags suggest|accept|reject|list|rule|eval")
+        raise KvdeskError("say what to do: kvdesk tags suggest|accept|reject|list|set|rule|eval")
     return handler(args, out)
 
 
@@ -117,6 +117,32 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_set(args: argparse.Namespace, out: TextIO) -> int:
+    from kvdesk.core.tagging import set_tag_info
+
+    if args.description is None and args.color is None:
+        raise KvdeskError("say what to set: --description TEXT and/or --color #RRGGBB")
+    with _kb(args) as kb:
+        info = set_tag_info(kb, args.tag, description=args.description, color=args.color)
+    if args.json:
+        out.write(json.dumps(info.to_json(), ensure_ascii=False) + "\n")
+        return 0
+    color = f" {info.color}" if info.color else ""
+    desc = f"  {info.description}" if info.description else ""
+    out.write(f"{info.name}{color}{desc}\n")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def cmd_rule(args: argparse.Namespace, out: TextIO) -> int:
     from kvdesk.core.tagging import TagSuggester
 
@@ -163,7 +189,9 @@ def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> Non
     q = add_sub("suggest", cmd_suggest, "suggest tags with confidence and evidence")
     q.add_argument("ids", nargs="*", metavar="ID")
     q.add_argument("--untagged", action="store_true", help="every document without a tag")
-    q.add_argument("-k", type=int, default=5, help="suggestions per document (default 5)")
+    q.add_argument(
+        "-k", type=_positive_int, default=5, help="suggestions per document (default 5, >= 1)"
+    )
     q.add_argument("--json", action="store_true", help="one JSON object per document per line")
     q.add_argument("--save", action="store_true", help="store them as 'suggested' for review")
     q.add_argument("--no-dense", action="store_true", help="skip dense keys (faster, weaker)")
@@ -176,6 +204,12 @@ def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> Non
         q.add_argument("--actor", default="cli", help="who decided (default: cli)")
 
     q = add_sub("list", cmd_list, "list tags with their accepted/suggested/rejected counts")
+    q.add_argument("--json", action="store_true")
+
+    q = add_sub("set", cmd_set, "set a tag's description and/or colour")
+    q.add_argument("tag", metavar="TAG")
+    q.add_argument("--description", metavar="TEXT", help='what the tag means ("" clears it)')
+    q.add_argument("--color", metavar="#RRGGBB", help='colour shown with the tag ("" clears it)')
     q.add_argument("--json", action="store_true")
 
     q = add_sub("rule", cmd_rule, "add a rule to a tag (any, all, phrase, regex, fuzzy)")

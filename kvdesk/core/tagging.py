@@ -55,10 +55,35 @@ FEATURES = ("knn", "knn_max", "proto", "proto_gap", "lex", "lex_gap", "lknn", "l
 _DEFAULT_WEIGHTS = (3.0, 1.0, 2.0, 2.0, 0.6, 0.6, 2.0, 1.0, 0.3)
 _DEFAULT_BIAS = -3.0
 _TOKEN = re.compile(r"[^\W\d_][\w+#.-]*[\w+#]|[^\W\d_]{2,}", re.UNICODE)
+# English function words (articles, pronouns, determiners, prepositions, conjunctions, auxiliary
+# and modal verbs, common adverbs, contractions), grouped so a missing one is easy to spot. They
+# carry no topic, so they are neither tag evidence ("terms: of, in, to") nor neighbour overlap.
+_FUNCTION_WORDS = """
+an the this that these those such same other others another each every either neither both
+all any some no none nor one ones own several few many much more most less least enough
+i me my mine myself we us our ours ourselves you your yours yourself yourselves he him his
+himself she her hers herself it its itself they them their theirs themselves who whom whose
+which what whatever whichever whoever whomever whether someone somebody something anyone
+anybody anything everyone everybody everything nobody nothing noone
+about above across after afterwards against along alongside amid amidst among amongst around
+as at before behind below beneath beside besides between beyond by despite down during except
+for from in inside into like near of off on onto out outside over past per since than through
+throughout thru till to toward towards under underneath unlike until unto up upon via with
+within without
+and but or so yet because although though while whereas unless if then else also too either
+however therefore thus hence moreover furthermore nevertheless nonetheless otherwise meanwhile
+instead indeed rather whereby wherein whereupon thereby therein thereafter hereby herein
+am is are was were be been being do does did doing done have has had having can could may
+might must shall should will would ought need dare get gets got getting let lets
+not very just only even still already again ever never always often sometimes usually almost
+quite perhaps maybe here there where when why how whenever wherever now once soon later ago
+yes ok okay etc eg ie vs
+don doesn didn isn aren wasn weren hasn haven hadn won wouldn shouldn couldn can't cannot
+cant mustn needn ll ve re
+"""
 _STOP = frozenset(
-    "the and for with that this are from you your can which will not its has have was were"
-    " been also any all but may more such into than then them they their there these those"
-    " other some most use used using user users only each one two etc via our out per".split()
+    _FUNCTION_WORDS.split()
+    + "also use used using user users two via".split()  # frequent in package descriptions
 )
 
 
@@ -185,7 +210,7 @@ class TagEvalReport:
 
 
 def tokens(text: str) -> set[str]:
-    """Lower-cased words of at least two letters, minus a few stop words."""
+    """Lower-cased words of at least two letters, minus English function words (``_STOP``)."""
     return {t for t in _TOKEN.findall(text.lower()) if t not in _STOP}
 
 
@@ -779,6 +804,35 @@ def rule_problems(kb: KnowledgeBase) -> list[RuleProblem]:
             )
         )
     return problems
+
+
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+MAX_DESCRIPTION_CHARS = 2000
+
+
+def set_tag_info(
+    kb: KnowledgeBase, tag: str, *, description: str | None = None, color: str | None = None
+) -> TagInfo:
+    """Set a tag's description and/or colour (``#RRGGBB``; "" clears either). The tag is
+    created if it does not exist yet. Raises :class:`KvdeskError` for a malformed colour."""
+    name = normalise_tag(tag)
+    if color is not None:
+        color = color.strip()
+        if color and not _COLOR.fullmatch(color):
+            raise KvdeskError(f"colour must look like #RRGGBB (six hex digits), not {color!r}")
+        color = color.lower()
+    if description is not None:
+        description = " ".join(description.split())
+        if len(description) > MAX_DESCRIPTION_CHARS:
+            raise KvdeskError(f"a tag description holds at most {MAX_DESCRIPTION_CHARS} characters")
+    vault = kb.vault
+    with vault.transaction() as tx:
+        tag_id = vault.tag_id(tx, name)
+        if description is not None:
+            tx.execute("UPDATE tag SET description = ? WHERE id = ?", (description, tag_id))
+        if color is not None:
+            tx.execute("UPDATE tag SET color = ? WHERE id = ?", (color, tag_id))
+    return next(t for t in list_tags(kb) if t.name.lower() == name.lower())
 
 
 def list_tags(kb: KnowledgeBase) -> list[TagInfo]:
