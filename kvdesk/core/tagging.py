@@ -746,6 +746,22 @@ class TagSuggester:
                 ).fetchone()
                 self._apply(value_id, self._tag(str(stored[0]) if stored else name), state)
 
+    def restore(self, value_id: int, tag: str, previous: TagState | str | None) -> None:
+        """Undo: put (document, tag) back exactly as ``previous`` (see :func:`restore_tag_state`),
+        and learn from it at once like an accept or reject."""
+        restore_tag_state(self.kb, value_id, tag, previous)
+        if self._loaded:
+            state = previous.state if isinstance(previous, TagState) else previous
+            with self._lock:
+                self._refresh_doc(value_id)
+                stored = self.kb.vault.conn.execute(
+                    "SELECT name FROM tag WHERE name = ?", (normalise_tag(tag),)
+                ).fetchone()
+                name = str(stored[0]) if stored else normalise_tag(tag)
+                # 'suggested' and no row both mean "not decided" to the in-memory sums
+                learnt = state if state in ("accepted", "rejected") else "none"
+                self._apply(value_id, self._tag(name), learnt)
+
     def record_suggestions(
         self, value_id: int, suggestions: Sequence[Suggestion], actor: str = "kvdesk"
     ) -> None:
@@ -804,6 +820,71 @@ def rule_problems(kb: KnowledgeBase) -> list[RuleProblem]:
             )
         )
     return problems
+
+
+TAG_STATES = ("accepted", "suggested", "rejected")
+
+
+@dataclass(frozen=True)
+class TagState:
+    """One document-tag row as stored: its state and who set it when."""
+
+    state: str  # accepted | suggested | rejected
+    actor: str
+    at: str
+
+
+def tag_state(kb: KnowledgeBase, value_id: int, tag: str) -> TagState | None:
+    """The stored state of (document, tag), or None when the document does not carry it at all.
+    Take this snapshot before a change to be able to undo it with :func:`restore_tag_state`."""
+    row = kb.vault.conn.execute(
+        "SELECT vt.state, vt.actor, vt.at FROM value_tag vt JOIN tag t ON t.id = vt.tag_id"
+        " WHERE vt.value_id = ? AND t.name = ?",
+        (value_id, normalise_tag(tag)),
+    ).fetchone()
+    return None if row is None else TagState(str(row[0]), str(row[1]), str(row[2]))
+
+
+def restore_tag_state(
+    kb: KnowledgeBase, value_id: int, tag: str, previous: TagState | str | None
+) -> None:
+    """Put (document, tag) back to ``previous``: a :class:`TagState` snapshot (restored exactly,
+    actor and time included), a state name ('accepted', 'suggested', 'rejected'; actor and time
+    become now), or None / 'none' (no row at all). The document's tag and lexical keys follow.
+
+    This is what a review queue's undo needs: ``kb.remove_tag`` would lose a stored
+    'suggested' state. A :class:`TagSuggester` in use should be told through
+    :meth:`TagSuggester.restore` instead, so its in-memory evidence follows too.
+    """
+    if isinstance(previous, str) and previous == "none":
+        previous = None
+    if isinstance(previous, str) and previous not in TAG_STATES:
+        raise KvdeskError(
+            f"a tag state is one of {', '.join(TAG_STATES)} or none, not {previous!r}"
+        )
+    if isinstance(previous, TagState) and previous.state not in TAG_STATES:
+        raise KvdeskError(f"a tag state is one of {', '.join(TAG_STATES)}, not {previous.state!r}")
+    vault = kb.vault
+    kb.vault.get(value_id)  # NotFoundError for a document that is not in the vault
+    with vault.transaction() as tx:
+        if previous is None:
+            tag_id = vault.tag_id(tx, tag, create=False)
+            if tag_id is not None:
+                tx.execute(
+                    "DELETE FROM value_tag WHERE value_id = ? AND tag_id = ?", (value_id, tag_id)
+                )
+        elif isinstance(previous, TagState):
+            tag_id = vault.tag_id(tx, tag)
+            tx.execute(
+                "INSERT INTO value_tag(value_id, tag_id, state, actor, at) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(value_id, tag_id) DO UPDATE SET state = excluded.state,"
+                " actor = excluded.actor, at = excluded.at",
+                (value_id, tag_id, previous.state, previous.actor, previous.at),
+            )
+        else:
+            vault.set_tag_state(tx, value_id, tag, previous, "")
+    kb.keys.value_changed(value_id)
+    kb.keys.flush()
 
 
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}")
