@@ -60,18 +60,47 @@ CJK_FAMILIES = (
 )
 
 
-def apply_font_fallback(app: QApplication) -> list[str]:
-    """Put an installed Japanese font behind the UI font, so kana and kanji never show as boxes.
+BUNDLED_FONT = "KvdeskNotoSansJP-Subset.otf"  # kvdesk/resources/fonts (OFL, see its README)
+_bundled_families: list[str] | None = None
 
-    Returns the family list set (empty when no CJK font is installed: fontconfig then does
-    its own fallback, which is all we can do).
+
+def load_bundled_fonts() -> list[str]:
+    """Register the shipped Japanese subset with Qt (once); returns its family names."""
+    global _bundled_families
+    if _bundled_families is not None:
+        return _bundled_families
+    from importlib import resources
+
+    from PySide6.QtCore import QByteArray
+
+    families: list[str] = []
+    try:
+        data = (resources.files("kvdesk") / "resources" / "fonts" / BUNDLED_FONT).read_bytes()
+    except OSError:
+        data = b""
+    if data:
+        font_id = QFontDatabase.addApplicationFontFromData(QByteArray(data))
+        if font_id >= 0:
+            families = list(QFontDatabase.applicationFontFamilies(font_id))
+    _bundled_families = families
+    return families
+
+
+def apply_font_fallback(app: QApplication) -> list[str]:
+    """Put a Japanese font behind the UI font, so kana and kanji never show as boxes.
+
+    An installed CJK font comes first; the bundled subset (JIS level-1 kanji, kana,
+    punctuation) is always last, so a machine without any CJK font still renders Japanese.
+    Returns the family list set.
     """
+    bundled = load_bundled_fonts()
     installed = set(QFontDatabase.families())
-    cjk = [f for f in CJK_FAMILIES if f in installed]
-    if not cjk:
+    cjk = [f for f in CJK_FAMILIES if f in installed][:2]
+    fallbacks = [*cjk, *(f for f in bundled if f not in cjk)]
+    if not fallbacks:
         return []
     font: QFont = app.font()
-    families = [font.family(), *cjk[:2]]
+    families = [font.family(), *(f for f in fallbacks if f != font.family())]
     font.setFamilies(families)
     app.setFont(font)
     return families
