@@ -6,6 +6,14 @@ their ranks, the documents opened and for how long, and the user's verdict ("fou
 document, or "notfound"). A session with no verdict and no activity for ``stale_minutes`` counts
 as abandoned when metrics are computed (and :meth:`PilotLog.abandon_stale` can write that down).
 
+Each query also records what the search saw beyond the hits themselves: whether it was
+confident, whether any shown hit matched the query's words (lexical keys) and whether any matched
+a tag. In hybrid and dense mode the dense keys always return the k nearest documents, so "hits
+were shown" says nothing; a search is *zero-result* when no shown hit matched a query key beyond
+that dense floor: no lexical match, no tag match and no confident match. These flags live in
+``pilot_query.confident`` as bits (1 confident, 2 lexical match, 4 tag match, 8 flags recorded),
+so older rows (plain 0/1) still read: for them zero-result falls back to "0 hits shown".
+
 Timestamps are UTC ISO strings; every write takes its time from an injectable clock, so tests
 script sessions with exact times.
 """
@@ -29,6 +37,7 @@ Clock = Callable[[], dt.datetime]
 
 OUTCOMES = ("found", "notfound", "abandoned")
 DEFAULT_STALE_MINUTES = 30
+CONFIDENT, LEXICAL_MATCH, TAG_MATCH, FLAGS_RECORDED = 1, 2, 4, 8
 _ENABLED, _USER, _TEAM, _STALE = "pilot.enabled", "pilot.user", "pilot.team", "pilot.stale_minutes"
 
 
@@ -106,6 +115,19 @@ class PilotQuery:
     confident: bool
     key_set_id: int | None
     hits: tuple[PilotHit, ...] = ()
+    lexical_match: bool | None = None  # a shown hit matched the query's words (None: unknown)
+    tag_match: bool | None = None  # a shown hit matched a tag named in the query (None: unknown)
+
+    @property
+    def matched(self) -> bool:
+        """Some shown hit matched a query key beyond the dense floor (see the module doc)."""
+        if self.lexical_match is None or self.tag_match is None:
+            return self.hit_count > 0  # recorded before the flags existed
+        return self.hit_count > 0 and (self.lexical_match or self.tag_match or self.confident)
+
+    @property
+    def zero_result(self) -> bool:
+        return not self.matched
 
 
 @dataclass(frozen=True)
@@ -157,6 +179,9 @@ class PilotSession:
                     "at": q.at,
                     "hit_count": q.hit_count,
                     "confident": q.confident,
+                    "lexical_match": q.lexical_match,
+                    "tag_match": q.tag_match,
+                    "zero_result": q.zero_result,
                     "key_set_id": q.key_set_id,
                     "hits": [
                         {"rank": h.rank, "value_id": h.value_id, "score": h.score} for h in q.hits
@@ -272,7 +297,7 @@ class PilotLog:
                     result.mode,
                     self._now(),
                     len(result.hits),
-                    int(result.confident),
+                    search_flags(result),
                     None if key_set is None else int(key_set[0]),
                 ),
             )
@@ -403,9 +428,11 @@ class PilotLog:
                         mode=str(r[4]),
                         at=str(r[5]),
                         hit_count=int(r[6]),
-                        confident=bool(r[7]),
+                        confident=bool(int(r[7]) & CONFIDENT),
                         key_set_id=None if r[8] is None else int(r[8]),
                         hits=tuple(hits.get(int(r[0]), ())),
+                        lexical_match=_flag(int(r[7]), LEXICAL_MATCH),
+                        tag_match=_flag(int(r[7]), TAG_MATCH),
                     )
                 )
         opens: dict[int, list[PilotOpen]] = {}
@@ -475,6 +502,22 @@ class PilotLog:
                         )  # fmt: skip
         os.replace(tmp, target)
         return len(sessions)
+
+
+def search_flags(result: SearchResult) -> int:
+    """What a search saw, as the bits stored in ``pilot_query.confident``."""
+    flags = FLAGS_RECORDED | (CONFIDENT if result.confident else 0)
+    for hit in result.hits:
+        lex, tags = hit.explanation.lexical, hit.explanation.tags
+        if lex is not None and (lex.score > 0 or lex.bm25 > 0):
+            flags |= LEXICAL_MATCH
+        if tags is not None and (tags.tags or tags.score > 0):
+            flags |= TAG_MATCH
+    return flags
+
+
+def _flag(stored: int, bit: int) -> bool | None:
+    return bool(stored & bit) if stored & FLAGS_RECORDED else None
 
 
 def _with_identifiers(data: dict[str, Any], identifiers: dict[int, str]) -> dict[str, Any]:

@@ -6,8 +6,12 @@ Definitions (each over the sessions *started* in the window, ``--since`` include
   ``stale_minutes``, else "open". Open sessions are counted in ``sessions`` but left out of the
   rates, which are over *closed* sessions (found + notfound + abandoned).
 * success rate = found / closed; abandonment rate = abandoned / closed.
-* zero-result rate = searches that returned 0 hits / all searches. Searches that returned hits
-  but no confident match are reported apart, as ``no_confident_rate``.
+* zero-result rate = zero-result searches / all searches. A search is zero-result when no hit
+  it showed matched a query key beyond the dense floor: no lexical match (the query's words),
+  no tag match and no confident match (dense search always returns its k nearest documents, so
+  "0 hits shown" alone would make this 0 in hybrid and dense mode). Searches recorded before
+  these flags existed count as zero-result only with 0 hits. Searches that matched a key but
+  had no confident match are reported apart, as ``no_confident_rate`` (disjoint from it).
 * MRR = mean over found sessions with a known document of 1/rank of that document in the
   session's last search at or before the find (0 when that search did not show it).
 * time to find = seconds from the session's first query (its start, if it has none) to found;
@@ -41,7 +45,7 @@ class FailedQuery:
     query: str  # as last typed
     count: int  # failed sessions that asked it
     sessions: tuple[int, ...]
-    zero_results: int  # of those sessions, how many got 0 hits for it
+    zero_results: int  # of those sessions, how many got a zero-result search for it
     last_at: str
 
     def to_json(self) -> dict[str, Any]:
@@ -186,7 +190,7 @@ def compute_metrics(
                 key, {"query": q.query, "sessions": [], "zero": 0, "last": q.at}
             )
             entry["sessions"].append(s.id)
-            entry["zero"] += int(q.hit_count == 0)
+            entry["zero"] += int(q.zero_result)
             if from_iso(q.at) >= from_iso(entry["last"]):
                 entry["last"], entry["query"] = q.at, q.query
     ordered = sorted(
@@ -205,9 +209,9 @@ def compute_metrics(
         searches=len(queries),
         success_rate=_ratio(counts["found"], closed),
         abandon_rate=_ratio(counts["abandoned"], closed),
-        zero_result_rate=_ratio(sum(1 for q in queries if q.hit_count == 0), len(queries)),
+        zero_result_rate=_ratio(sum(1 for q in queries if q.zero_result), len(queries)),
         no_confident_rate=_ratio(
-            sum(1 for q in queries if q.hit_count > 0 and not q.confident), len(queries)
+            sum(1 for q in queries if q.matched and not q.confident), len(queries)
         ),
         mrr=statistics.fmean(rrs) if rrs else None,
         median_seconds_to_find=statistics.median(times) if times else None,

@@ -19,7 +19,7 @@ from kvdesk.core.pilot_metrics import (
     pilot_report,
     write_report_csv,
 )
-from kvdesk.core.retrieval import Explanation, Hit, SearchResult
+from kvdesk.core.retrieval import Explanation, Hit, LexicalExplanation, SearchResult
 
 
 class Clock:
@@ -54,7 +54,14 @@ def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
     base.close()
 
 
-def result(kb: KnowledgeBase, query: str, docs: list[str], confident: bool = True) -> SearchResult:
+def result(
+    kb: KnowledgeBase, query: str, docs: list[str], confident: bool = True, matched: bool = True
+) -> SearchResult:
+    """Scripted hits; ``matched``: they matched the query's words (lexical keys), else they are
+    only the dense floor (the nearest documents, whatever the query)."""
+    explanation = (
+        Explanation(lexical=LexicalExplanation(0.5, 2.0, ())) if matched else Explanation()
+    )
     hits = tuple(
         Hit(
             value_id=kb.vault.resolve(d),
@@ -65,7 +72,7 @@ def result(kb: KnowledgeBase, query: str, docs: list[str], confident: bool = Tru
             score=1.0 / rank,
             weight=0.1,
             snippet_html="",
-            explanation=Explanation(),
+            explanation=explanation,
         )
         for rank, d in enumerate(docs, start=1)
     )
