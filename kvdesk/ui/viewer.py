@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QStackedWidget,
     QTextBrowser,
     QTextEdit,
@@ -79,6 +80,8 @@ class DocumentViewer(QWidget):
         self.meta = QLabel()
         self.meta.setStyleSheet(f"color: {MUTED.name()};")
         self.meta.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.meta.setWordWrap(True)  # a long source path must not widen the window
+        self.meta.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.meta)
         self.tag_editor = TagEditor()
         self.tag_editor.setEnabled(False)

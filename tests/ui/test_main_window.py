@@ -363,3 +363,21 @@ def test_session_open_is_writer_side(qtbot, sample_vault: Path) -> None:  # type
         assert threads and threading.main_thread().name not in threads
     finally:
         close_window(w)
+
+
+def test_many_tags_wrap_instead_of_widening(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    search(qtbot, window, "forklift")
+    window.resize(1300, 800)
+    qtbot.wait(20)
+    tags = [f"department-{i:02d}-long-tag-name" for i in range(12)]
+    window.viewer.set_tags(tuple(tags))
+    editor = window.viewer.tag_editor
+    qtbot.waitUntil(lambda: all(c.isVisible() for c in editor.chips), timeout=2000)
+    qtbot.wait(50)
+    assert window.width() == 1300
+    assert window.minimumSizeHint().width() < 1300
+    assert editor.width() <= window.viewer.width()
+    rows = {c.geometry().top() for c in editor.chips}
+    assert len(rows) > 1  # the chips wrapped onto several rows
+    for chip in editor.chips:  # every chip is fully inside the editor
+        assert editor.rect().contains(chip.geometry())
