@@ -132,8 +132,10 @@ def cmd_pilot_export(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_golden_add(args: argparse.Namespace, out: TextIO) -> int:
     from kvdesk.core.golden import GoldenStore
 
-    if bool(args.beir) == bool(args.query):
-        raise KvdeskError("golden add needs either --beir DIR or --query TEXT --doc ID")
+    if bool(args.beir) == bool(args.query or args.session is not None):
+        raise KvdeskError(
+            "golden add needs either --beir DIR, --query TEXT --doc ID or --session ID --doc ID"
+        )
     with _kb(args) as kb:
         store = GoldenStore(kb.vault)
         if args.beir:
@@ -146,8 +148,12 @@ def cmd_golden_add(args: argparse.Namespace, out: TextIO) -> int:
             )
         else:
             if not args.doc:
-                raise KvdeskError("golden add --query needs --doc ID")
-            golden = store.add_case(args.name, args.query, args.doc)
+                flag = "--session" if args.session is not None else "--query"
+                raise KvdeskError(f"golden add {flag} needs --doc ID")
+            if args.session is not None:  # its last query, unless --query says otherwise
+                golden = store.add_pilot_case(args.name, args.session, args.doc, args.query)
+            else:
+                golden = store.add_case(args.name, args.query, args.doc)
             data = {"set": golden.to_json()}
             text = f"golden set {args.name}: {golden.queries} queries\n"
     if args.json:
@@ -250,6 +256,12 @@ def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> Non
     p.add_argument("--beir", metavar="DIR", help="BEIR folder whose corpus is in the vault")
     p.add_argument("--split", default="test")
     p.add_argument("--query", metavar="TEXT", help="one case: the query ...")
+    p.add_argument(
+        "--session",
+        type=int,
+        metavar="SESSION",
+        help="one case from a pilot session: its last query (or --query) ...",
+    )
     p.add_argument("--doc", metavar="ID", help="... and the document that answers it")
     p.add_argument("--json", action="store_true")
 

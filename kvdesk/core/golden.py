@@ -7,7 +7,10 @@ typically a failed pilot query plus the document that should have been found.
 
 Evaluation runs every query against two or more dense key sets side by side (values untouched,
 the active key set unchanged) and reports nDCG@10, Recall@100, MRR@10 and per-query wins and
-losses against the first key set (the active one by default).
+losses against the first key set (the active one by default). For a set imported from BEIR,
+a retrieved document whose external id equals the query id is dropped before scoring, as the
+BEIR protocol says (``../shared/eval/README.md``): a corpus that also holds its queries must not
+score a query finding itself.
 """
 
 from __future__ import annotations
@@ -219,10 +222,16 @@ class GoldenStore:
     def add_pilot_case(
         self, name: str, session_id: int, document: str | int, query: str | None = None
     ) -> GoldenSet:
-        """A failed pilot session becomes a case: its first query (or ``query``) + the answer."""
+        """A failed pilot session becomes a case: its **last** query (the final reformulation,
+        what the user ended up asking; or ``query``) + the document that answers it."""
         if query is None:
+            exists = self.vault.conn.execute(
+                "SELECT 1 FROM pilot_session WHERE id = ?", (session_id,)
+            ).fetchone()
+            if exists is None:
+                raise NotFoundError(f"no pilot session {session_id}")
             row = self.vault.conn.execute(
-                "SELECT query FROM pilot_query WHERE session_id = ? ORDER BY seq LIMIT 1",
+                "SELECT query FROM pilot_query WHERE session_id = ? ORDER BY seq DESC LIMIT 1",
                 (session_id,),
             ).fetchone()
             if row is None:
@@ -376,12 +385,27 @@ def evaluate(
     if not chosen:
         raise KvdeskError("this vault has no dense key set yet; build dense keys first")
     qrels = {q.key: {_doc(v): rel for v, rel in q.judgements.items()} for q in queries}
+    # BEIR rule: a retrieved document whose id equals the query id is dropped. The run's labels
+    # are "#<value id>" (never equal to a query key by accident), so the rule is applied here,
+    # on external ids, for sets imported from BEIR only (hand-made cases are keyed by text).
+    external: dict[int, str] = {}
+    if GoldenStore(vault).get_set(name).source.startswith("beir:"):
+        external = {
+            int(v): str(e)
+            for v, e in vault.conn.execute(
+                "SELECT id, external_id FROM value WHERE external_id IS NOT NULL"
+            )
+        }
     cached = cast(KeyManager, _CachedMatrices(keys))
     results: list[KeySetScores] = []
     for key_set in chosen:
         retriever = Retriever(vault, cached, dense_key_set=key_set)
         runs = {
-            q.key: [_doc(v) for v, _s in retriever.rank_ids(q.text, mode=mode, k=100)]
+            q.key: [
+                _doc(v)
+                for v, _s in retriever.rank_ids(q.text, mode=mode, k=100 + bool(external))
+                if external.get(v) != q.key
+            ][:100]
             for q in queries
         }
         scores = score_run(runs, qrels)
@@ -415,5 +439,6 @@ def evaluate(
 
 
 def _doc(value_id: int) -> str:
-    # Never a bare number: evaluation drops a document whose id equals the query id (BEIR rule).
+    # Never a bare number or an external id, so score_run's own id rule cannot misfire; the BEIR
+    # self-hit rule is applied on external ids in :func:`evaluate`.
     return f"#{value_id}"

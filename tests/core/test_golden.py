@@ -95,10 +95,10 @@ def test_cases_by_hand_and_from_the_pilot_log(kb: KnowledgeBase) -> None:
     log = PilotLog(kb.vault)
     log.configure(enabled=True)
     sid = log.start_session()
-    log.record_search(sid, "Copier  Paper stuck", kb.search("copier paper", mode="lexical"))
     log.record_search(sid, "printer", kb.search("printer", mode="lexical"))
+    log.record_search(sid, "Copier  Paper stuck", kb.search("copier paper", mode="lexical"))
     log.mark(sid, "notfound")
-    case = store.add_pilot_case("fails", sid, "d1")
+    case = store.add_pilot_case("fails", sid, "d1")  # the session's last query
     assert (case.queries, case.judgements, case.source) == (1, 1, "pilot")
     (query,) = store.queries("fails")
     assert query.text == "Copier  Paper stuck" and query.key == "copier paper stuck"
