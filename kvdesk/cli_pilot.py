@@ -9,6 +9,7 @@ from typing import Any, TextIO
 from kvdesk.core.errors import KvdeskError
 
 Command = Callable[[argparse.Namespace, TextIO], int]
+TEAM_FAILED = 3  # top failed queries shown under each team in the text report
 
 
 def _kb(args: argparse.Namespace) -> Any:
@@ -105,6 +106,9 @@ def cmd_pilot_report(args: argparse.Namespace, out: TextIO) -> int:
                     f"  success {_pct(b.success_rate)}  zero-result {_pct(b.zero_result_rate)}"
                     f"  MRR {_num(b.mrr)}\n"
                 )
+                if title == "per team":
+                    for f in b.top_failed[:TEAM_FAILED]:
+                        out.write(f"      failed {f.count:>3}x  {f.query}\n")
     return 0
 
 

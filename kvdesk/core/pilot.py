@@ -462,7 +462,11 @@ class PilotLog:
     # export
 
     def export(self, path: str | os.PathLike[str]) -> int:
-        """Write the log: ``.json`` nested sessions, anything else CSV (one row per query).
+        """Write the log: ``.json`` nested sessions, anything else CSV.
+
+        The CSV has one row per query (``kind`` "query") and one per document opened (``kind``
+        "open": the document, its rank, when and for how long it was open); a session with
+        neither gets one ``kind`` "session" row. Session columns repeat on every row.
 
         Returns the number of sessions written. The file is replaced atomically.
         """
@@ -482,23 +486,31 @@ class PilotLog:
                 writer = csv.writer(handle)
                 writer.writerow(
                     [
-                        "session", "user", "team", "started_at", "outcome", "found_doc",
+                        "kind", "session", "user", "team", "started_at", "outcome", "found_doc",
                         "found_at", "seq", "query", "mode", "at", "hit_count", "confident",
-                        "key_set_id", "top_docs",
+                        "zero_result", "key_set_id", "top_docs", "opened_doc", "open_rank",
+                        "opened_at", "seconds",
                     ]
                 )  # fmt: skip
+                no_query, no_open = [""] * 9, [""] * 4
                 for s in sessions:
                     found = identifiers.get(s.found_value_id, "") if s.found_value_id else ""
                     head = [s.id, s.user, s.team, s.started_at, s.outcome or "", found,
                             s.found_at or ""]  # fmt: skip
-                    if not s.queries:
-                        writer.writerow(head + [""] * 8)
+                    if not s.queries and not s.opens:
+                        writer.writerow(["session", *head, *no_query, *no_open])
                     for q in s.queries:
                         top = " ".join(str(identifiers.get(h.value_id, h.value_id)) for h in q.hits)
                         writer.writerow(
-                            head
-                            + [q.seq, q.query, q.mode, q.at, q.hit_count, int(q.confident),
-                               q.key_set_id if q.key_set_id is not None else "", top]
+                            ["query", *head, q.seq, q.query, q.mode, q.at, q.hit_count,
+                             int(q.confident), int(q.zero_result),
+                             q.key_set_id if q.key_set_id is not None else "", top, *no_open]
+                        )  # fmt: skip
+                    for o in s.opens:
+                        writer.writerow(
+                            ["open", *head, *no_query, identifiers.get(o.value_id, o.value_id),
+                             "" if o.rank is None else o.rank, o.opened_at,
+                             "" if o.seconds is None else o.seconds]
                         )  # fmt: skip
         os.replace(tmp, target)
         return len(sessions)

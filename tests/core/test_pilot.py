@@ -262,8 +262,15 @@ def test_export_and_clear(kb: KnowledgeBase, tmp_path: Path) -> None:
 
     log.export(tmp_path / "log.csv")
     rows = read_csv(tmp_path / "log.csv")
-    assert len(rows) == 11  # one per query
-    assert rows[0]["query"] == "printer jam" and rows[0]["team"] == "A"
+    assert len(rows) == 12  # one per query (11) and one per document opened (1)
+    queries = [r for r in rows if r["kind"] == "query"]
+    assert len(queries) == 11
+    assert queries[0]["query"] == "printer jam" and queries[0]["team"] == "A"
+    assert [r["zero_result"] for r in queries].count("1") == 2  # budget 2019, holiday
+    (opened,) = [r for r in rows if r["kind"] == "open"]
+    assert opened["session"] == "1" and opened["opened_doc"] == kb.vault.get("d1").identifier
+    assert (opened["open_rank"], opened["seconds"]) == ("2", "12.0")
+    assert opened["opened_at"] == "2025-01-06T09:00:30.000+00:00" and opened["query"] == ""
 
     report = pilot_report(kb.vault, clock=clock)
     write_report_csv(report, tmp_path / "report.csv")
