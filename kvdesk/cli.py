@@ -282,7 +282,12 @@ def cmd_gui(args: argparse.Namespace, out: TextIO) -> int:
         argv += ["--search", args.search]
     if args.screenshot:
         argv += ["--screenshot", args.screenshot]
-    return int(gui_main(argv))
+    if args.compare:
+        argv.append("--compare")
+    if args.size:
+        argv += ["--size", args.size]
+    files = [str(f) for f in args.files]
+    return int(gui_main(argv + (["--", *files] if files else [])))
 
 
 # -- parser ------------------------------------------------------------------------------------
@@ -358,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("gui", cmd_gui, "open the desktop app")
     p.add_argument("--search", metavar="QUERY", help="run this search at start")
     p.add_argument("--screenshot", metavar="FILE.png", help="save a PNG of the window and exit")
+    p.add_argument(
+        "--compare", action="store_true", help="with --screenshot: compare the first two hits"
+    )
+    p.add_argument("--size", metavar="WxH", help="window size for --screenshot (1440x880)")
+    p.add_argument("files", nargs="*", metavar="FILE", help="files or folders to import on start")
     return parser
 
 

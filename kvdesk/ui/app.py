@@ -1,8 +1,11 @@
-"""Entry point of the desktop app: ``kvdesk gui [--vault PATH] [--search Q --screenshot F.png]``.
+"""Entry point of the desktop app.
+
+``kvdesk gui [--vault PATH] [--search Q --screenshot F.png [--compare] [--size WxH]] [FILE...]``
 
 Screenshot mode opens the window, runs the search, selects the first hit (or the first two
 with ``--compare``) with the explanation panel visible, saves a PNG of the window and exits 0.
-It works headless (``QT_QPA_PLATFORM=offscreen``).
+It works headless (``QT_QPA_PLATFORM=offscreen``) and never reads or writes the user's saved
+window layout. FILE arguments (the desktop entry's ``%F``) are imported on start.
 """
 
 from __future__ import annotations
@@ -33,7 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --screenshot: select the first two hits (side-by-side explanation)",
     )
     p.add_argument("--size", default="1440x880", help="window size for screenshots (WxH)")
+    p.add_argument("files", nargs="*", metavar="FILE", help="files or folders to import on start")
     return p
+
+
+def start_vault_path(explicit: str | None) -> Path:
+    """--vault, else the vault chosen last in Settings (while it exists), else the default."""
+    if explicit:
+        return Path(explicit)
+    from kvdesk.ui.ui_state import last_vault
+
+    return last_vault() or default_vault_path()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setWindowIcon(app_icon())
     apply_font_fallback(app)
 
-    vault_path = Path(args.vault) if args.vault else default_vault_path()
+    vault_path = start_vault_path(args.vault)
     vault_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         kb = KnowledgeBase.open(vault_path)
@@ -78,8 +91,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from kvdesk.ui.main_window import MainWindow
 
-    window = MainWindow(kb, offer_samples=not args.screenshot, auto_dense=not args.screenshot)
-    if args.screenshot:
+    shot = bool(args.screenshot)
+    files = [str(Path(f).expanduser()) for f in args.files]
+    window = MainWindow(
+        kb,
+        offer_samples=not shot and not files,
+        auto_dense=not shot,
+        remember_layout=not shot,
+    )
+    if files:
+        window.import_paths(files)
+    if shot:
         return screenshot(window, args.search, Path(args.screenshot), args.compare, args.size)
 
     window.show()

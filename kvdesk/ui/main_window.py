@@ -60,7 +60,14 @@ from kvdesk.ui.results import HitDelegate, HitRole, ResultsModel
 from kvdesk.ui.review_queue import ReviewQueue
 from kvdesk.ui.session import KeyState, PilotRun, SearchOutcome, Session
 from kvdesk.ui.tasks import Task
-from kvdesk.ui.ui_state import load_history, save_history, ui_settings
+from kvdesk.ui.ui_state import (
+    load_history,
+    remember_vault,
+    save_history,
+    set_vault_value,
+    ui_settings,
+    vault_value,
+)
 from kvdesk.ui.viewer import DocumentViewer
 
 log = logging.getLogger("kvdesk.ui")
@@ -105,12 +112,15 @@ class MainWindow(QMainWindow):
         auto_dense: bool = True,
         first_run_decision: Callable[[], bool] | None = None,
         kb_factory: Callable[[str], KnowledgeBase] | None = None,
+        remember_layout: bool = True,
     ) -> None:
         super().__init__()
         self.setWindowTitle("kvdesk")
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self.auto_dense = auto_dense
+        # Off in screenshot mode: neither the saved window layout nor history is read or written.
+        self.remember_layout = remember_layout
         self.first_run_decision = first_run_decision
         self.kb_factory = kb_factory or (lambda p: KnowledgeBase.open(p))
         self.first_run_dialog: FirstRunDialog | None = None
@@ -122,7 +132,7 @@ class MainWindow(QMainWindow):
         self.last_outcome: SearchOutcome | None = None
         self._progress_tasks: list[Task] = []
         self._shown_task: Task | None = None
-        self._history = load_history()
+        self._history = load_history() if remember_layout else []
         self.review_queue: ReviewQueue | None = None
         self.pilot_dashboard: PilotDashboard | None = None
         self._viewing: _View | None = None
@@ -356,7 +366,7 @@ class MainWindow(QMainWindow):
         self.viewer.clear()
         self.explain.show_hits([])
         self._attach(kb)
-        ui_settings().setValue("vault/last", str(kb.path))
+        remember_vault(kb.path)
         self._maybe_offer_samples()
 
     # -- searching ------------------------------------------------------------------------------
@@ -382,6 +392,8 @@ class MainWindow(QMainWindow):
 
     def _remember(self, query: str) -> None:
         if not query:
+            return
+        if not self.remember_layout:
             return
         self._history = [query] + [q for q in self._history if q != query]
         self._history_model.setStringList(self._history[:50])
@@ -956,7 +968,7 @@ class MainWindow(QMainWindow):
             empty = self.session.count() == 0
         except KvdeskError:
             return
-        if not empty or ui_settings().value("firstRun/declined", False, type=bool):
+        if not empty or vault_value(self.session.path, "firstRunDeclined"):
             return
         self.offer_samples()
 
@@ -974,9 +986,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _decline_samples(self) -> None:
-        s = ui_settings()
-        s.setValue("firstRun/declined", True)
-        s.sync()
+        set_vault_value(self.session.path, "firstRunDeclined", True)
 
     # -- settings, help -------------------------------------------------------------------------
 
@@ -1056,6 +1066,10 @@ class MainWindow(QMainWindow):
     # -- state ----------------------------------------------------------------------------------
 
     def _restore_state(self) -> None:
+        if not self.remember_layout:
+            self.resize(1400, 860)
+            self.splitter.setSizes([440, 520, 440])
+            return
         s = ui_settings()
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
@@ -1069,6 +1083,8 @@ class MainWindow(QMainWindow):
             self.splitter.setSizes([440, 520, 440])
 
     def save_state(self) -> None:
+        if not self.remember_layout:
+            return
         s = ui_settings()
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/splitter", self.splitter.saveState())

@@ -6,6 +6,9 @@ from touching a user's real settings.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from PySide6.QtCore import QSettings
 
 from kvdesk.core.paths import data_home
@@ -31,3 +34,35 @@ def save_history(history: list[str]) -> None:
     s = ui_settings()
     s.setValue("search/history", history[:HISTORY_MAX])
     s.sync()
+
+
+def vault_key(path: str | Path) -> str:
+    """A settings group for one vault (its resolved path, hashed: no slashes in the key)."""
+    resolved = str(Path(path).expanduser().resolve())
+    return "vaults/" + hashlib.sha1(resolved.encode("utf-8")).hexdigest()[:16]
+
+
+def vault_value(path: str | Path, name: str, default: bool = False) -> bool:
+    return bool(ui_settings().value(f"{vault_key(path)}/{name}", default, type=bool))
+
+
+def set_vault_value(path: str | Path, name: str, value: bool) -> None:
+    s = ui_settings()
+    s.setValue(f"{vault_key(path)}/path", str(Path(path).expanduser().resolve()))
+    s.setValue(f"{vault_key(path)}/{name}", value)
+    s.sync()
+
+
+def remember_vault(path: str | Path) -> None:
+    s = ui_settings()
+    s.setValue("vault/last", str(Path(path).expanduser().resolve()))
+    s.sync()
+
+
+def last_vault() -> Path | None:
+    """The vault chosen last, while its file still exists."""
+    value = ui_settings().value("vault/last", "")
+    if not value:
+        return None
+    path = Path(str(value))
+    return path if path.is_file() else None

@@ -56,3 +56,84 @@ def test_bundled_japanese_font_is_the_fallback(qapp) -> None:  # type: ignore[no
     assert bundled[0] in {family for family, _ in glyphs}
     raw = QRawFont.fromFont(QFontDatabase.font(bundled[0], "Regular", 12))
     assert raw.familyName() == bundled[0] and raw.supportsCharacter(ord("東"))
+
+
+def test_cli_gui_passes_everything_through(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import kvdesk.ui.app as app_module
+    from kvdesk import cli
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(app_module, "main", lambda argv: seen.append(argv) or 0)
+    note = tmp_path / "a note.md"
+    code = cli.main(
+        [
+            "gui",
+            "--vault",
+            str(tmp_path / "v.kvdb"),
+            "--search",
+            "q",
+            "--compare",
+            "--size",
+            "1000x700",
+            "--screenshot",
+            str(tmp_path / "x.png"),
+            str(note),
+        ]
+    )
+    assert code == 0
+    args = app_module.build_parser().parse_args(seen[0])
+    assert args.compare and args.size == "1000x700" and args.search == "q"
+    assert args.vault == str(tmp_path / "v.kvdb")
+    assert args.files == [str(note)]
+
+
+def test_files_on_the_command_line_are_imported(qapp, sample_vault: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from kvdesk.core.knowledge_base import KnowledgeBase
+
+    note = tmp_path / "parking.md"
+    note.write_text("# Parking\nVisitors park in bay 12 behind the showroom.", encoding="utf-8")
+    kb = KnowledgeBase.open(sample_vault)
+    before = kb.vault.count()
+    kb.close()
+    out = tmp_path / "shot.png"
+    argv = ["--vault", str(sample_vault), "--search", "parking bay", "--screenshot", str(out)]
+    assert main([*argv, str(note)]) == 0
+    kb = KnowledgeBase.open(sample_vault)
+    try:
+        assert kb.vault.count() == before + 1
+    finally:
+        kb.close()
+
+
+def test_screenshot_mode_leaves_the_saved_layout_alone(
+    qapp, sample_vault: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import QByteArray
+
+    from kvdesk.ui.ui_state import ui_settings
+
+    s = ui_settings()
+    s.setValue("window/geometry", QByteArray(b"not a geometry"))
+    s.setValue("window/splitter", QByteArray(b"junk"))
+    s.sync()
+    out = tmp_path / "shot.png"
+    argv = ["--vault", str(sample_vault), "--search", "forklift", "--size", "1000x640"]
+    assert main([*argv, "--screenshot", str(out)]) == 0
+    assert QImage(str(out)).width() == 1000
+    s = ui_settings()
+    assert s.value("window/geometry") == QByteArray(b"not a geometry")
+    assert s.value("window/splitter") == QByteArray(b"junk")
+    assert not s.value("search/history")
+
+
+def test_the_last_chosen_vault_is_opened_on_start(qapp, sample_vault: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from kvdesk.core.paths import default_vault_path
+    from kvdesk.ui.app import start_vault_path
+    from kvdesk.ui.ui_state import remember_vault
+
+    assert start_vault_path(None) == default_vault_path()
+    remember_vault(sample_vault)
+    assert start_vault_path(None) == sample_vault.resolve()
+    assert start_vault_path(str(tmp_path / "x.kvdb")) == tmp_path / "x.kvdb"
+    sample_vault.unlink()  # a vault that is gone: back to the default
+    assert start_vault_path(None) == default_vault_path()

@@ -16,6 +16,7 @@ from kvdesk.ui.explain import HitExplanationView
 from kvdesk.ui.main_window import MainWindow
 from kvdesk.ui.resources import sample_paths
 from kvdesk.ui.session import SearchOutcome
+from kvdesk.ui.ui_state import last_vault, vault_value
 
 from .conftest import close_window, make_window
 
@@ -308,7 +309,7 @@ def test_first_run_decline_is_remembered(qtbot, tmp_path: Path) -> None:  # type
     finally:
         close_window(window)
     ini = QSettings(str(data_home() / "kvdesk-ui.ini"), QSettings.Format.IniFormat)
-    assert ini.value("firstRun/declined", False, type=bool)
+    assert vault_value(tmp_path / "new.kvdb", "firstRunDeclined")
     assert ini.value("window/geometry") is not None  # geometry remembered on close
     again = make_window(qtbot, tmp_path / "new.kvdb", offer_samples=True)
     try:
@@ -316,6 +317,13 @@ def test_first_run_decline_is_remembered(qtbot, tmp_path: Path) -> None:  # type
         assert again.first_run_dialog is None
     finally:
         close_window(again)
+    other = make_window(qtbot, tmp_path / "other.kvdb", offer_samples=True)
+    try:  # declined per vault: another empty vault is still offered the samples
+        qtbot.waitUntil(lambda: other.first_run_dialog is not None, timeout=5000)
+        assert other.first_run_dialog is not None
+        other.first_run_dialog.reject()
+    finally:
+        close_window(other)
 
 
 def test_first_run_decision_can_be_injected(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -340,6 +348,7 @@ def test_settings_dialog_switches_vault(qtbot, window: MainWindow, tmp_path: Pat
     dialog.accept()
     assert window.session.path == other
     assert window.windowTitle() == "kvdesk — other.kvdb"
+    assert last_vault() == other.resolve()  # app.main opens it on the next start
     qtbot.waitUntil(lambda: not window.session.runner.busy, timeout=10_000)
 
 
