@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent
+from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -119,6 +119,7 @@ class HitExplanationView(QFrame):
         lay.setSpacing(6)
         self.rank_label = QLabel()
         self.rank_label.setStyleSheet(f"color: {MUTED.name()};")
+        self.rank_label.setWordWrap(True)
         self.title_label = QLabel()
         self.title_label.setWordWrap(True)
         self.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -135,6 +136,7 @@ class HitExplanationView(QFrame):
             label = QLabel()
             label.setObjectName(f"contrib_{space}")
             label.setTextFormat(Qt.TextFormat.RichText)
+            label.setWordWrap(True)
             self.legend[space] = label
             lay.addWidget(label)
 
@@ -176,6 +178,7 @@ class HitExplanationView(QFrame):
     @staticmethod
     def _heading(text: str) -> QLabel:
         label = QLabel(text.upper())
+        label.setWordWrap(True)  # a long heading wraps in a narrow (compare) column
         label.setStyleSheet(
             f"color: {MUTED.name()}; font-size: 8pt; font-weight: 600; letter-spacing: 1px;"
             " margin-top: 6px;"
@@ -199,8 +202,8 @@ class HitExplanationView(QFrame):
         )
         self.bar.set_segments([(s, parts[s]) for s in SPACES if s in parts], scale)
         for space, label in self.legend.items():
-            if space not in parts:
-                label.setVisible(False)
+            if space not in parts or (space == "lexical" and parts[space] <= 0):
+                label.setVisible(False)  # "Words 0.000" says nothing: the heading below does
                 continue
             label.setVisible(True)
             colour = SPACE_COLORS[space].name()
@@ -233,12 +236,13 @@ class HitExplanationView(QFrame):
         self.terms.setVisible(bool(terms))
         self.terms_heading.setVisible(True)
         self.terms_heading.setText(
-            "MATCHED WORDS" if terms else "MATCHED WORDS — none of the query's words occur"
+            "MATCHED WORDS" if terms else "MATCHED WORDS — none of the query's words occur here"
         )
+        self._fit_columns()
 
         dense = exp.dense
         has_passage = dense is not None and bool(dense.passage_text)
-        self.passage_heading.setVisible(dense is not None)
+        self.passage_heading.setVisible(has_passage)  # no passage (an image): no heading
         self.passage.setVisible(has_passage)
         if dense is not None:
             rank = f", ranked #{dense.passage_rank}" if dense.passage_rank else ""
@@ -262,6 +266,37 @@ class HitExplanationView(QFrame):
             )
             or f'<span style="color:{MUTED.name()}">none</span>'
         )
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """In a narrow column drop Field, then BM25, rather than clip them ("BM2")."""
+        table = self.terms
+        if not table.rowCount():
+            return
+        header = table.horizontalHeader()
+        room = table.viewport().width() or table.width()
+        for col in (1, 2):
+            table.setColumnHidden(col, False)
+        needed = {c: max(header.sectionSizeHint(c), table.sizeHintForColumn(c)) for c in (1, 2, 3)}
+        word_min = max(72, min(table.sizeHintForColumn(0), 140))
+        for col in (1, 2):
+            shown = [c for c in (1, 2, 3) if not table.isColumnHidden(c)]
+            if word_min + sum(needed[c] for c in shown) <= room:
+                break
+            table.setColumnHidden(col, True)
+        for row in range(table.rowCount()):
+            item = table.item(row, 0)
+            if item is not None:
+                item.setToolTip(
+                    " · ".join(
+                        f"{table.horizontalHeaderItem(c).text()} {table.item(row, c).text()}"
+                        for c in (1, 2, 3)
+                        if table.item(row, c) is not None
+                    )
+                )
 
     def shown_contributions(self) -> dict[str, float]:
         """The contributions as displayed (parsed back from the legend labels)."""

@@ -9,8 +9,15 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QPixmap, QTextCharFormat, QTextCursor
+from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtGui import (
+    QDesktopServices,
+    QMouseEvent,
+    QPixmap,
+    QResizeEvent,
+    QTextCharFormat,
+    QTextCursor,
+)
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -30,6 +37,141 @@ from kvdesk.ui.style import HIGHLIGHT, MUTED, PASSAGE_HIGHLIGHT, type_badge
 from kvdesk.ui.tags import TagEditor
 
 MAX_HIGHLIGHTS = 500
+_WORD_RE = re.compile(r"[^\W_]+")  # tantivy's simple tokenizer: runs of alphanumerics
+_CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+_stem_analyzer: object | None = None
+
+
+def stem(word: str) -> list[str]:
+    """The lexical index's English keys for ``word`` (lowercase, ASCII-folded, Snowball stem).
+
+    The same tantivy analyzer chain as ``kv_en`` in the core, so the viewer marks exactly the
+    words that matched: "policies" marks "policy", "travelling" marks "travel".
+    """
+    global _stem_analyzer
+    if _stem_analyzer is None:
+        import tantivy
+
+        tb, tf = tantivy.TextAnalyzerBuilder, tantivy.Filter
+        _stem_analyzer = (
+            tb(tantivy.Tokenizer.simple())
+            .filter(tf.remove_long(40))
+            .filter(tf.lowercase())
+            .filter(tf.ascii_fold())
+            .filter(tf.stemmer("english"))
+            .build()
+        )
+    return [str(t) for t in _stem_analyzer.analyze(word)]  # type: ignore[attr-defined]
+
+
+def term_spans(
+    text: str, terms: Iterable[str], limit: int = MAX_HIGHLIGHTS
+) -> list[tuple[int, int]]:
+    """Character spans of ``text`` to mark for the query ``terms``, in text order.
+
+    Latin words match by stem (every word of ``text`` whose stem is a term's stem); CJK terms
+    and phrases match literally, case-insensitively. Overlapping spans are merged.
+    """
+    wanted: set[str] = set()
+    literal: set[str] = set()
+    for raw in terms:
+        term = raw.strip('"').strip()
+        if not term:
+            continue
+        if _CJK_RE.search(term) or " " in term:
+            literal.add(term.lower())
+        for word in _WORD_RE.findall(term):
+            if not _CJK_RE.search(word):
+                wanted.update(stem(word))
+    spans: list[tuple[int, int]] = []
+    if wanted:
+        cache: dict[str, bool] = {}
+        for m in _WORD_RE.finditer(text):
+            word = m.group().lower()
+            if _CJK_RE.search(word):
+                continue
+            hit = cache.get(word)
+            if hit is None:
+                hit = cache[word] = bool(set(stem(word)) & wanted)
+            if hit:
+                spans.append(m.span())
+    lowered = text.lower() if literal else ""
+    for term in literal:
+        start = lowered.find(term)
+        while start >= 0 and len(spans) < limit * 4:
+            spans.append((start, start + len(term)))
+            start = lowered.find(term, start + len(term))
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged[:limit]
+
+
+class ImageView(QScrollArea):
+    """An image fitted to the view (aspect kept, never enlarged); double-click: 100% ↔ fit."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel()
+        self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.label.setToolTip("Double-click: actual size / fit to view")
+        self.setWidgetResizable(True)
+        self.setWidget(self.label)
+        self._pixmap = QPixmap()
+        self.fit = True
+
+    def set_pixmap(self, pixmap: QPixmap) -> None:
+        self._pixmap = pixmap
+        self.set_fit(True)
+
+    def clear(self) -> None:
+        self._pixmap = QPixmap()
+        self.label.clear()
+
+    def pixmap(self) -> QPixmap:
+        return self._pixmap
+
+    def shown_size(self) -> QSize:
+        return self.label.pixmap().size() if not self.label.pixmap().isNull() else QSize()
+
+    def set_fit(self, fit: bool) -> None:
+        self.fit = fit
+        policy = (
+            Qt.ScrollBarPolicy.ScrollBarAlwaysOff if fit else Qt.ScrollBarPolicy.ScrollBarAsNeeded
+        )
+        self.setHorizontalScrollBarPolicy(policy)
+        self.setVerticalScrollBarPolicy(policy)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._pixmap.isNull():
+            self.label.clear()
+            return
+        if not self.fit:
+            self.label.setPixmap(self._pixmap)
+            return
+        room = self.viewport().size()
+        if self._pixmap.width() <= room.width() and self._pixmap.height() <= room.height():
+            self.label.setPixmap(self._pixmap)
+            return
+        scaled = self._pixmap.scaled(
+            room.expandedTo(QSize(1, 1)),
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+        self.label.setPixmap(scaled)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.fit:
+            self._rescale()
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        self.set_fit(not self.fit)
+        event.accept()
 
 
 def utf16_offset(text: str, index: int) -> int:
@@ -92,13 +234,9 @@ class DocumentViewer(QWidget):
         self.text_view.setOpenLinks(False)
         self.text_view.setLineWrapMode(QTextEdit.LineWrapMode.WidgetWidth)
         self.text_view.setStyleSheet("QTextBrowser { padding: 6px; }")
-        self.image_view = QLabel()
-        self.image_view.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        image_scroll = QScrollArea()
-        image_scroll.setWidgetResizable(True)
-        image_scroll.setWidget(self.image_view)
+        self.image_view = ImageView()
         self.stack.addWidget(self.text_view)
-        self.stack.addWidget(image_scroll)
+        self.stack.addWidget(self.image_view)
         lay.addWidget(self.stack, 1)
 
     # -- showing --------------------------------------------------------------------------------
@@ -145,8 +283,8 @@ class DocumentViewer(QWidget):
         if record.media_type.startswith("image/"):
             pixmap = QPixmap()
             if pixmap.loadFromData(original()):
-                self.image_view.setPixmap(pixmap)
                 self.stack.setCurrentIndex(1)
+                self.image_view.set_pixmap(pixmap)
                 self.text = text
                 return
         self.stack.setCurrentIndex(0)
@@ -160,35 +298,43 @@ class DocumentViewer(QWidget):
         self.tag_editor.set_tags(tags)
 
     def highlight_terms(self, terms: Iterable[str]) -> int:
-        """Mark every occurrence of the query's words; returns how many were marked."""
+        """Mark every word that matched the query (by stem); returns how many were marked."""
         doc = self.text_view.document()
         fmt = QTextCharFormat()
         fmt.setBackground(HIGHLIGHT)
+        spans = term_spans(self.text, terms)
+        wide = any(ord(c) > 0xFFFF for c in self.text)
         selections: list[QTextEdit.ExtraSelection] = []
-        first: QTextCursor | None = None
-        for term in sorted(
-            {t.strip('"').strip() for t in terms if t.strip('"').strip()}, key=len, reverse=True
-        ):
+        for start, end in spans:
             cursor = QTextCursor(doc)
-            while len(selections) < MAX_HIGHLIGHTS:
-                cursor = doc.find(term, cursor)
-                if cursor.isNull():
-                    break
-                sel = QTextEdit.ExtraSelection()
-                sel.cursor = cursor  # type: ignore[misc]
-                sel.format = fmt  # type: ignore[misc]
-                selections.append(sel)
-                if first is None or cursor.position() < first.position():
-                    first = QTextCursor(cursor)
+            a, b = (
+                (utf16_offset(self.text, start), utf16_offset(self.text, end))
+                if wide
+                else (
+                    start,
+                    end,
+                )
+            )
+            cursor.setPosition(a)
+            cursor.setPosition(b, QTextCursor.MoveMode.KeepAnchor)
+            sel = QTextEdit.ExtraSelection()
+            sel.cursor = cursor  # type: ignore[misc]
+            sel.format = fmt  # type: ignore[misc]
+            selections.append(sel)
         self._term_selections = selections
         self._apply_selections()
-        if first is not None:
+        if selections:
+            first = QTextCursor(selections[0].cursor)
             self.text_view.setTextCursor(first)
             self.text_view.ensureCursorVisible()
             cursor = self.text_view.textCursor()
             cursor.clearSelection()
             self.text_view.setTextCursor(cursor)
         return len(selections)
+
+    def highlighted_words(self) -> list[str]:
+        """The marked words, in text order (tests)."""
+        return [s.cursor.selectedText() for s in self._term_selections]
 
     def highlight_passage(self, start: int, end: int) -> bool:
         """Mark the best passage (character offsets into the value's text) and scroll to it."""
@@ -285,4 +431,4 @@ def _size(n: int) -> str:
     return f"{n}"
 
 
-__all__ = ["DocumentViewer", "utf16_offset"]
+__all__ = ["DocumentViewer", "ImageView", "stem", "term_spans", "utf16_offset"]
