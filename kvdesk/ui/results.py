@@ -14,7 +14,16 @@ from PySide6.QtCore import (
     QSize,
     Qt,
 )
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QTextDocument
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QPainter,
+    QPalette,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+)
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from kvdesk.core.retrieval import Hit
@@ -87,15 +96,92 @@ def snippet_html(snippet: str) -> str:
     return marked.replace("\n", " ")
 
 
+def weight_text(weight: float) -> str:
+    """The retrieval weight as a percentage that never reads 0% for a hit that has some."""
+    if weight <= 0:
+        return "0%"
+    if weight < 0.001:
+        return "<0.1%"
+    if weight < 0.1:
+        return f"{weight:.1%}"
+    return f"{weight:.0%}"
+
+
+def elide_lines(doc: QTextDocument, max_lines: int) -> bool:
+    """Cut a laid-out rich text document to ``max_lines`` whole lines, ending in "…".
+
+    Returns whether anything was cut. The text keeps its formatting (highlights).
+    """
+    doc.size()  # lay it out
+    block = doc.firstBlock()
+    lines = 0
+    while block.isValid():
+        layout = block.layout()
+        if lines + layout.lineCount() > max_lines:
+            line = layout.lineAt(max_lines - lines - 1)
+            end = block.position() + line.textStart() + line.textLength()
+            cursor = QTextCursor(doc)
+            cursor.setPosition(end)
+            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+            cursor.insertText("…", QTextCharFormat())
+            for _ in range(200):  # drop characters until the "…" fits on the last line
+                doc.size()
+                if _line_count(doc) <= max_lines:
+                    break
+                cursor.movePosition(QTextCursor.MoveOperation.End)
+                cursor.movePosition(QTextCursor.MoveOperation.Left)
+                cursor.deletePreviousChar()
+            return True
+        lines += layout.lineCount()
+        block = block.next()
+    return False
+
+
+def _line_count(doc: QTextDocument) -> int:
+    count, block = 0, doc.firstBlock()
+    while block.isValid():
+        count += block.layout().lineCount()
+        block = block.next()
+    return count
+
+
 class HitDelegate(QStyledItemDelegate):
-    """Draws a hit as a card: type badge, title, date, identifier, tag chips, snippet, weight."""
+    """Draws a hit as a card: type badge, title, date, identifier, tag chips, snippet, weight.
+
+    Every height comes from the font metrics, so a larger font (or a CJK fallback with a
+    taller line) never cuts the snippet: it shows ``SNIPPET_LINES`` whole lines, elided.
+    """
 
     PAD = 10
     BADGE_W = 40
-    HEIGHT = 104
+    SNIPPET_LINES = 3
+
+    @staticmethod
+    def _fonts(option: QStyleOptionViewItem) -> tuple[QFont, QFont, QFont]:
+        title_font = QFont(option.font)
+        title_font.setBold(True)
+        title_font.setPointSizeF(option.font.pointSizeF() * 1.05)
+        small = QFont(option.font)
+        small.setPointSizeF(max(6.5, option.font.pointSizeF() * 0.75))
+        small.setBold(True)
+        chip_font = QFont(option.font)
+        chip_font.setPointSizeF(max(6.5, option.font.pointSizeF() * 0.8))
+        return title_font, small, chip_font
+
+    def _rows(self, option: QStyleOptionViewItem) -> tuple[int, int, int]:
+        """Heights of the title row, the identifier/tags row and the snippet."""
+        title_font, small, chip_font = self._fonts(option)
+        title_h = QFontMetrics(title_font).height() + 4
+        ident_h = max(QFontMetrics(small).height(), QFontMetrics(chip_font).height() + 4) + 4
+        snippet_h = QFontMetrics(option.font).lineSpacing() * self.SNIPPET_LINES + 2
+        return title_h, ident_h, snippet_h
 
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
-        return QSize(0, self.HEIGHT)  # the view's width: never scroll sideways
+        title_h, ident_h, snippet_h = self._rows(option)
+        left = 40 + QFontMetrics(self._fonts(option)[1]).height() + 4
+        height = max(title_h + ident_h + snippet_h, left) + 2 * self.PAD
+        return QSize(0, height)  # the view's width: never scroll sideways
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
         hit = index.data(HitRole)
@@ -127,41 +213,39 @@ class HitDelegate(QStyledItemDelegate):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(colour)
         painter.drawRoundedRect(badge, 4, 4)
-        small = QFont(option.font)
-        small.setPointSizeF(max(6.5, option.font.pointSizeF() * 0.75))
-        small.setBold(True)
+        small = self._fonts(option)[1]
         painter.setFont(small)
         painter.setPen(QColor("white"))
         painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)
 
-        # Weight bar under the badge: the hit's share of the retrieval weight.
+        # Weight bar under the badge: the hit's share of the retrieval weight (never invisible).
         bar = QRectF(x0, y0 + 32, self.BADGE_W, 6)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor("#e5e7eb"))
         painter.drawRoundedRect(bar, 3, 3)
-        filled = QRectF(bar.left(), bar.top(), max(2.0, bar.width() * hit.weight), bar.height())
-        painter.setBrush(SPACE_COLORS["lexical"].darker(110))
-        painter.drawRoundedRect(filled, 3, 3)
+        if hit.weight > 0:
+            fill_w = min(bar.width(), max(6.0, bar.width() * hit.weight))
+            painter.setBrush(SPACE_COLORS["lexical"].darker(110))
+            painter.drawRoundedRect(QRectF(bar.left(), bar.top(), fill_w, bar.height()), 3, 3)
         painter.setFont(small)
         painter.setPen(MUTED)
         painter.drawText(
-            QRectF(x0 - 4, y0 + 40, self.BADGE_W + 8, 14),
+            QRectF(x0 - 6, y0 + 40, self.BADGE_W + 12, QFontMetrics(small).height() + 2),
             Qt.AlignmentFlag.AlignCenter,
-            f"{hit.weight:.0%}",
+            weight_text(hit.weight),
         )
 
         text_x = x0 + self.BADGE_W + pad
         text_w = rect.right() - pad - text_x
         # Title and date.
-        title_font = QFont(option.font)
-        title_font.setBold(True)
-        title_font.setPointSizeF(option.font.pointSizeF() * 1.05)
+        title_font, _small, chip_font = self._fonts(option)
+        title_h, ident_h, snippet_h = self._rows(option)
         base = QFontMetrics(option.font)
         date_w = base.horizontalAdvance(date) + 4
         painter.setFont(option.font)
         painter.setPen(MUTED)
         painter.drawText(
-            QRect(rect.right() - pad - date_w, y0, date_w, 20),
+            QRect(rect.right() - pad - date_w, y0, date_w, title_h),
             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
             date,
         )
@@ -171,47 +255,53 @@ class HitDelegate(QStyledItemDelegate):
             hit.title or hit.identifier, Qt.TextElideMode.ElideRight, text_w - date_w - 8
         )
         painter.drawText(
-            QRect(text_x, y0, text_w - date_w, 20),
+            QRect(text_x, y0, text_w - date_w, title_h),
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
             title,
         )
 
         # Identifier, then tag chips.
-        y1 = y0 + 22
+        y1 = y0 + title_h
         painter.setFont(small)
         painter.setPen(MUTED)
         ident = hit.identifier + (f" · {hit.external_id}" if hit.external_id else "")
+        ident = QFontMetrics(small).elidedText(ident, Qt.TextElideMode.ElideMiddle, text_w)
         ident_w = QFontMetrics(small).horizontalAdvance(ident) + 10
         painter.drawText(
-            QRect(text_x, y1, ident_w, 18),
+            QRect(text_x, y1, ident_w, ident_h),
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
             ident,
         )
         cx = text_x + ident_w
-        chip_font = QFont(option.font)
-        chip_font.setPointSizeF(max(6.5, option.font.pointSizeF() * 0.8))
         fm = QFontMetrics(chip_font)
+        chip_h = fm.height() + 4
         painter.setFont(chip_font)
         for tag in hit.tags:
             w = fm.horizontalAdvance(tag) + 14
             if cx + w > rect.right() - pad:
                 break
-            chip = QRectF(cx, y1 + 1, w, 16)
+            chip = QRectF(cx, y1 + (ident_h - chip_h) / 2, w, chip_h)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(CHIP_BG)
-            painter.drawRoundedRect(chip, 8, 8)
+            painter.drawRoundedRect(chip, chip_h / 2, chip_h / 2)
             painter.setPen(CHIP_FG)
             painter.drawText(chip, Qt.AlignmentFlag.AlignCenter, tag)
             cx += w + 4
 
-        # Snippet with highlighted matches (two lines, clipped).
-        y2 = y1 + 22
-        doc = QTextDocument()
-        doc.setDefaultFont(option.font)
-        doc.setDocumentMargin(0)
-        doc.setTextWidth(text_w)
-        doc.setHtml(f'<div style="color:#374151">{snippet_html(hit.snippet_html)}</div>')
-        clip_h = rect.bottom() - pad - y2
+        # Snippet with highlighted matches: whole lines, the last one elided.
+        y2 = y1 + ident_h
+        doc = snippet_document(hit.snippet_html, option.font, text_w, self.SNIPPET_LINES)
         painter.translate(text_x, y2)
-        doc.drawContents(painter, QRectF(0, 0, text_w, clip_h))
+        doc.drawContents(painter, QRectF(0, 0, text_w, snippet_h))
         painter.restore()
+
+
+def snippet_document(snippet: str, font: QFont, width: float, lines: int) -> QTextDocument:
+    """The snippet as a document ``width`` wide, cut to ``lines`` whole lines."""
+    doc = QTextDocument()
+    doc.setDefaultFont(font)
+    doc.setDocumentMargin(0)
+    doc.setTextWidth(max(20.0, width))
+    doc.setHtml(f'<div style="color:#374151">{snippet_html(snippet)}</div>')
+    elide_lines(doc, lines)
+    return doc

@@ -208,7 +208,7 @@ class DocumentViewer(QWidget):
         self.title = QLabel("No document selected")
         self.title.setStyleSheet("font-size: 13pt; font-weight: 600;")
         self.title.setWordWrap(True)
-        head.addWidget(self.badge)
+        head.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignTop)
         head.addWidget(self.title, 1)
         self.open_button = QPushButton("Open original")
         self.open_button.setToolTip(
@@ -217,7 +217,7 @@ class DocumentViewer(QWidget):
         )
         self.open_button.clicked.connect(self.open_original)
         self.open_button.setEnabled(False)
-        head.addWidget(self.open_button)
+        head.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignTop)
         lay.addLayout(head)
         self.meta = QLabel()
         self.meta.setStyleSheet(f"color: {MUTED.name()};")

@@ -1,0 +1,66 @@
+"""The result cards and explanation columns: nothing clipped, weights always readable."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QFont, QFontMetrics
+from PySide6.QtWidgets import QStyleOptionViewItem
+
+from kvdesk.ui.main_window import MainWindow
+from kvdesk.ui.results import HitDelegate, _line_count, snippet_document, weight_text
+
+from .test_main_window import search
+
+LONG = " ".join(["The <b>supplier</b> confirmed the LED panels ship next week"] * 12)
+
+
+def test_snippet_is_cut_to_whole_lines_with_an_ellipsis(qapp) -> None:  # type: ignore[no-untyped-def]
+    font = QFont(qapp.font())
+    doc = snippet_document(LONG, font, 300, 3)
+    assert _line_count(doc) == 3
+    assert doc.toPlainText().endswith("…")
+    assert doc.size().height() <= QFontMetrics(font).lineSpacing() * 3 + 2
+    short = snippet_document("one <b>line</b>", font, 300, 3)
+    assert short.toPlainText() == "one line"
+
+
+def test_card_height_follows_the_font(qapp) -> None:  # type: ignore[no-untyped-def]
+    delegate = HitDelegate()
+    option = QStyleOptionViewItem()
+    heights = []
+    for size in (9, 14):
+        font = QFont(qapp.font())
+        font.setPointSizeF(size)
+        option.font = font
+        h = delegate.sizeHint(option, None).height()  # type: ignore[arg-type]
+        snippet = QFontMetrics(font).lineSpacing() * HitDelegate.SNIPPET_LINES
+        assert h >= snippet + QFontMetrics(font).height() + 2 * HitDelegate.PAD
+        heights.append(h)
+    assert heights[1] > heights[0]
+
+
+def test_weight_text_never_reads_zero_for_a_weight() -> None:
+    assert weight_text(0.93) == "93%"
+    assert weight_text(0.042) == "4.2%"
+    assert weight_text(0.0004) == "<0.1%"
+    assert weight_text(0.0) == "0%"
+
+
+def test_compare_headings_wrap_instead_of_clipping(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    search(qtbot, window, "LED supplier delay")
+    window.resize(1100, 760)
+    window.select_rows([0, 1])
+    qtbot.wait(50)
+    for view in window.explain.visible_views():
+        for label in (view.terms_heading, view.passage_heading, *view.legend.values()):
+            if not label.isVisibleTo(view) or not label.text():
+                continue
+            assert label.wordWrap()
+            needed = label.heightForWidth(label.width())
+            assert label.height() >= needed - 1, label.text()
+        table = view.terms
+        if table.rowCount():
+            header = table.horizontalHeader()
+            for col in range(table.columnCount()):
+                if table.isColumnHidden(col):
+                    continue
+                assert header.sectionSize(col) >= header.sectionSizeHint(col) - 2 or col == 0
