@@ -240,7 +240,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
 
         bar = self.statusBar()
-        self.provider_label = QLabel("Provider: –")
+        self.provider_label = QLabel("Provider: loading…")
+        self.provider_label.setToolTip("Loading the embedding model…")
         self.keys_label = QLabel("Keys: –")
         self.progress_label = QLabel()
         self.progress = QProgressBar()
@@ -934,6 +935,11 @@ class MainWindow(QMainWindow):
         )
         if state.provider:
             self._set_provider(state.provider)
+        elif state.dense_model is None and self.session.provider is None:
+            self.provider_label.setText("Provider: not loaded")
+            self.provider_label.setToolTip(
+                "The embedding model loads when meaning keys are first built"
+            )
         if (
             self.auto_dense
             and state.values
@@ -1000,7 +1006,7 @@ class MainWindow(QMainWindow):
             labels = {}
         dialog = SettingsDialog(
             self.session.path,
-            "default (all-MiniLM-L6-v2, int8)",
+            self._model_description(),
             (
                 f"{state.dense_model}: {state.dense_keyed}/{state.dense_total} documents keyed"
                 if state and state.dense_model
@@ -1015,6 +1021,22 @@ class MainWindow(QMainWindow):
         self.settings_dialog = dialog
         dialog.open()
         return dialog
+
+    def _model_description(self) -> str:
+        """The active dense key set's model, as the settings show it."""
+        try:
+            key_set = self.session.kb.dense_status().key_set
+        except KvdeskError:
+            key_set = None
+        if key_set is None:
+            return "none yet — meaning keys are built after the first import"
+        params = key_set.params
+        model = str(params.get("model") or key_set.name)
+        extra = [f"{params['dim']}-dim"] if params.get("dim") else []
+        if params.get("source"):
+            extra.append(str(params["source"]))
+        detail = f" ({', '.join(extra)})" if extra else ""
+        return f"{model}{detail} · key set #{key_set.id} “{key_set.name}”"
 
     @Slot(str, str)
     def _on_pilot_labels(self, user: str, team: str) -> Task:
