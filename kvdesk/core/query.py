@@ -1,12 +1,28 @@
-"""The search box syntax: words, "phrases", -exclusions and tag:/type:/before:/after: filters."""
+"""The search box syntax: words, "phrases", -exclusions and tag:/type:/before:/after: filters.
+
+A query is first cleaned (:func:`clean_query`): lone surrogates (undecodable bytes from a
+terminal's argv) become spaces, control characters are dropped, and anything past
+:data:`MAX_QUERY_CHARS` (2,000) characters is cut off, so parsing stays linear and fast.
+"""
 
 from __future__ import annotations
 
 import datetime
 import re
+import unicodedata
 from dataclasses import dataclass
 
-__all__ = ["ParsedQuery", "has_cjk", "parse_query", "CJK_CHAR_CLASS"]
+__all__ = [
+    "CJK_CHAR_CLASS",
+    "MAX_QUERY_CHARS",
+    "ParsedQuery",
+    "clean_query",
+    "has_cjk",
+    "parse_query",
+]
+
+# Longer queries are cut here: nobody types more, and pasted documents should not cost seconds.
+MAX_QUERY_CHARS = 2000
 
 # Han (with extensions and compatibility ideographs), kana, Hangul and the iteration marks.
 # Punctuation such as 、。「」 is deliberately left out: it separates runs.
@@ -69,12 +85,32 @@ def _parse_date(value: str) -> datetime.date | None:
         return None
 
 
-def _find_close(raw: str, start: int) -> int:
-    """Index of the next closing quote at or after ``start``, or -1."""
-    for j in range(start, len(raw)):
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def clean_query(raw: object) -> str:
+    """The query as kvdesk searches it: valid Unicode, no control characters, length-capped.
+
+    Lone surrogates (what Python makes of undecodable argv bytes) become spaces, other control
+    characters (Unicode category ``Cc`` except whitespace, and ``Cs``) are dropped, and the text
+    is cut at :data:`MAX_QUERY_CHARS` characters.
+    """
+    text = raw if isinstance(raw, str) else str(raw)
+    text = _SURROGATE_RE.sub(" ", text)
+    if any(unicodedata.category(ch) == "Cc" and not ch.isspace() for ch in text):
+        text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
+    return text[:MAX_QUERY_CHARS]
+
+
+def _next_close_table(raw: str) -> list[int]:
+    """``table[i]``: index of the first closing quote at or after ``i`` (-1: none). O(n)."""
+    table = [-1] * (len(raw) + 1)
+    nxt = -1
+    for j in range(len(raw) - 1, -1, -1):
         if raw[j] in _CLOSE_QUOTES:
-            return j
-    return -1
+            nxt = j
+        table[j] = nxt
+    return table
 
 
 def parse_query(raw: str) -> ParsedQuery:
@@ -82,8 +118,11 @@ def parse_query(raw: str) -> ParsedQuery:
 
     Anything that does not parse (an unbalanced quote, ``tag:`` with no name, a bad date, an
     unknown ``key:``) degrades to plain words, so a typo never turns into an error message.
+    The text is cleaned first (:func:`clean_query`); parsing is linear in its length.
     """
-    raw = raw if isinstance(raw, str) else str(raw)
+    raw = clean_query(raw)
+    next_close = _next_close_table(raw)
+
     text_parts: list[str] = []
     terms: list[str] = []
     phrases: list[str] = []
@@ -112,7 +151,7 @@ def parse_query(raw: str) -> ParsedQuery:
             negated = True
             i += 1
         if raw[i] in _OPEN_QUOTES:
-            close = _find_close(raw, i + 1)
+            close = next_close[i + 1]
             if close == -1:  # unbalanced: the quote is just noise
                 i += 1
                 if negated and i < n and not raw[i].isspace():
@@ -128,7 +167,8 @@ def parse_query(raw: str) -> ParsedQuery:
                 continue
             if negated:
                 excluded.append(phrase)
-            elif " " in phrase:
+            elif " " in phrase or (len(phrase) > 1 and has_cjk(phrase)):
+                # CJK is written without spaces: a quoted run is a phrase, not one word.
                 phrases.append(phrase)
                 text_parts.append(phrase)
             else:  # a quoted single word is just a word
@@ -144,7 +184,7 @@ def parse_query(raw: str) -> ParsedQuery:
         key = key.lower()
         if sep and key in _FILTER_KEYS and not negated:
             if not value and j < n and raw[j] in _OPEN_QUOTES:
-                close = _find_close(raw, j + 1)
+                close = next_close[j + 1]
                 if close != -1:
                     value = " ".join(raw[j + 1 : close].split())
                     j = close + 1
