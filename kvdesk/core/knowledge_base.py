@@ -138,10 +138,23 @@ class KnowledgeBase:
         self,
         model: str | Path = "default",
         *,
+        activate: bool = True,
         progress: ProgressSink = no_progress,
         cancel: CancelToken | None = None,
     ) -> KeySet:
-        return self.keys.rekey(model, progress=progress, cancel=cancel)
+        """Build (or complete) a dense key set for ``model``; switch to it unless told not to."""
+        return self.keys.rekey(model, activate=activate, progress=progress, cancel=cancel)
+
+    def key_sets(self) -> list[KeySet]:
+        return self.keys.key_sets()
+
+    def activate_key_set(self, key_set_id: int) -> KeySet:
+        """Atomically switch search to a complete key set (candidate or retired); no rebuild."""
+        return self.keys.activate(key_set_id)
+
+    def drop_key_set(self, key_set_id: int) -> int:
+        """Delete a non-active key set's vectors; returns the number of passages removed."""
+        return self.keys.drop(key_set_id)
 
     # -- search ---------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from kvdesk.core.errors import KvdeskError, VaultBusyError, VaultFormatError
-from kvdesk.core.keys.dense import Embedder, ModelSpec, load_model_spec, make_passages
+from kvdesk.core.errors import KvdeskError, NotFoundError, VaultBusyError, VaultFormatError
+from kvdesk.core.keys.dense import (
+    DEFAULT_MODEL_NAME,
+    Embedder,
+    ModelSpec,
+    load_model_spec,
+    make_passages,
+    probe_providers,
+)
 from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex
 from kvdesk.core.keys.vectors import VectorMatrix
 from kvdesk.core.paths import keys_dir_for
@@ -49,6 +57,31 @@ class KeySet:
     activated_at: str | None
 
 
+def model_source(model: str | Path) -> str:
+    """What a key set records as its model: the default's name, or an absolute folder path.
+
+    A relative ``--model ./folder`` is resolved now, so the key set still finds its model when
+    kvdesk later runs from another working directory.
+    """
+    if isinstance(model, str) and model in ("default", DEFAULT_MODEL_NAME):
+        return model
+    return str(Path(model).expanduser().resolve())
+
+
+def _make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and make it owner-only (0700), whatever the umask.
+
+    The key folder holds document text (tantivy stores titles and bodies for snippets), so it
+    must be no more readable than the vault itself.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        if (path.stat().st_mode & 0o777) != 0o700:
+            os.chmod(path, 0o700)
+    except OSError:  # not ours (a shared mount): leave it; tantivy still works
+        log.debug("cannot restrict %s to its owner", path, exc_info=True)
+
+
 @dataclass(frozen=True)
 class DenseStatus:
     key_set: KeySet | None
@@ -66,8 +99,9 @@ class KeyManager:
     def __init__(self, vault: Vault, *, model: str | Path = "default", threads: int | None = None):
         self.vault = vault
         self.directory = keys_dir_for(vault.path)
-        self._model_name = model
+        self._model_name = model_source(model)
         self._threads = threads
+        self._provider: str | None = None
         self._lexical: LexicalIndex | None = None
         self._lexical_writable = False
         self._pending_lexical = 0
@@ -101,6 +135,7 @@ class KeyManager:
 
     def _open_lexical(self, *, writable: bool) -> None:
         path = self.directory / "lexical"
+        _make_private_dir(self.directory)
         if not writable and not path.exists():
             writable = True  # first use: create it (and catch up below)
         if self._lexical is not None:
@@ -203,9 +238,13 @@ class KeyManager:
         return None
 
     def _params_for(self, spec: ModelSpec, source: str | Path) -> dict[str, Any]:
+        source = model_source(source)
+        dim = spec.dim
+        if not dim:  # the manifest does not say: ask the model itself (and keep the session)
+            dim = self._embedder(source, spec).dim
         return {
             "model": spec.name,
-            "source": str(source),
+            "source": source,
             "model_sha256": spec.model_sha256,
             "tokenizer_sha256": spec.tokenizer_sha256,
             "pooling": spec.pooling,
@@ -213,7 +252,7 @@ class KeyManager:
             "passage_prefix": spec.passage_prefix,
             "max_tokens": min(MAX_TOKENS, spec.max_tokens),
             "overlap_tokens": OVERLAP_TOKENS,
-            "dim": spec.dim,
+            "dim": int(dim),
         }
 
     def ensure_dense_key_set(self) -> KeySet:
@@ -223,9 +262,11 @@ class KeyManager:
             return active
         return self._create_key_set(self._model_name, state="active")
 
-    def _create_key_set(self, source: str | Path, *, state: str) -> KeySet:
+    def _create_key_set(
+        self, source: str | Path, *, state: str, params: dict[str, Any] | None = None
+    ) -> KeySet:
         spec = load_model_spec(source)
-        params = self._params_for(spec, source)
+        params = params or self._params_for(spec, source)
         with self.vault.transaction() as tx:
             stamp = now_iso()
             cur = tx.execute(
@@ -237,20 +278,56 @@ class KeyManager:
         found = [k for k in self.key_sets() if k.id == key_set_id]
         return found[0]
 
+    def _embedder(self, source: str, spec: ModelSpec) -> Embedder:
+        """The (cached) embedder of a model folder whose sha256s match ``spec``."""
+        with self._lock:
+            embedder = self._embedders.get(source)
+            if embedder is None or (
+                embedder.spec.model_sha256,
+                embedder.spec.tokenizer_sha256,
+            ) != (spec.model_sha256, spec.tokenizer_sha256):
+                embedder = Embedder(spec, threads=self._threads)
+                self._embedders[source] = embedder
+                self._provider = embedder.provider_info.provider
+            return embedder
+
     def embedder_for(self, key_set: KeySet) -> Embedder:
+        """The model of ``key_set``, checked against the model and tokenizer it was built with."""
         with self._lock:
             source = str(key_set.params["source"])
             embedder = self._embedders.get(source)
-            if embedder is None:
-                spec = load_model_spec(source)
-                if spec.model_sha256 != key_set.params["model_sha256"]:
-                    raise KvdeskError(
-                        f"the model of key set {key_set.id} ({key_set.name}) has changed on disk;"
-                        " run `kvdesk rekey` to rebuild the dense keys"
-                    )
-                embedder = Embedder(spec, threads=self._threads)
-                self._embedders[source] = embedder
-            return embedder
+            if embedder is not None and self._matches(embedder.spec, key_set):
+                return embedder
+            spec = load_model_spec(source)
+            if not self._matches(spec, key_set):
+                raise KvdeskError(
+                    f"the model or tokenizer of key set {key_set.id} ({key_set.name}) has"
+                    " changed on disk; run `kvdesk rekey` to rebuild the dense keys"
+                )
+            return self._embedder(source, spec)
+
+    @staticmethod
+    def _matches(spec: ModelSpec, key_set: KeySet) -> bool:
+        return spec.model_sha256 == key_set.params.get(
+            "model_sha256"
+        ) and spec.tokenizer_sha256 == key_set.params.get("tokenizer_sha256")
+
+    def provider_for(self, key_set: KeySet) -> str:
+        """The execution provider ``key_set``'s model runs on (without loading it just for this).
+
+        The loaded embedder's own provider when there is one, else what a session would really
+        get here (``probe_providers``: a 138-byte model, probed once).
+        """
+        with self._lock:
+            embedder = self._embedders.get(str(key_set.params.get("source", "")))
+            if embedder is not None:
+                return embedder.provider_info.provider
+            if self._provider is None:
+                try:
+                    self._provider = probe_providers().provider
+                except KvdeskError:
+                    return "none"
+            return self._provider
 
     # -- dense ----------------------------------------------------------------------------------
 
@@ -381,15 +458,63 @@ class KeyManager:
         self,
         model: str | Path = "default",
         *,
+        activate: bool = True,
         progress: ProgressSink = no_progress,
         cancel: CancelToken | None = None,
     ) -> KeySet:
-        """Build a new dense key set for ``model`` beside the active one, then switch atomically."""
-        params = self._params_for(load_model_spec(model), model)
-        building = [k for k in self.key_sets() if k.state == "building"]
-        resumable = [k for k in building if k.params == params]
-        key_set = resumable[-1] if resumable else self._create_key_set(model, state="building")
+        """Build a dense key set for ``model`` beside the active one, then switch atomically.
+
+        A non-active key set built with the same model and parameters (an interrupted build, a
+        candidate, a retired set) is completed instead of starting over. ``activate=False``
+        leaves it as a candidate (state ``building``, complete) for an A/B comparison; switch
+        later with :meth:`activate`.
+        """
+        source = model_source(model)
+        params = self._params_for(load_model_spec(source), source)
+        active = self.active_key_set()
+        if active is not None and active.params == params:
+            key_set = active
+        else:
+            reusable = [k for k in self.key_sets() if k.state != "active" and k.params == params]
+            key_set = (
+                reusable[-1]
+                if reusable
+                else self._create_key_set(source, state="building", params=params)
+            )
         self.build_dense(key_set, progress=progress, cancel=cancel)  # Cancelled: resumable later
+        if activate and key_set.state != "active":
+            return self.activate(key_set.id)
+        return self.key_set(key_set.id)
+
+    def key_set(self, key_set_id: int) -> KeySet:
+        for key_set in self.key_sets():
+            if key_set.id == key_set_id:
+                return key_set
+        raise NotFoundError(f"no dense key set {key_set_id} (see `kvdesk keys list`)")
+
+    def activate(self, key_set_id: int) -> KeySet:
+        """Switch search to a complete key set (a candidate or a retired one) atomically.
+
+        Nothing is rebuilt: the key set must hold current keys for every value, and its vectors
+        must load (checked before the switch, so a bad set never becomes the active one).
+        """
+        key_set = self.key_set(key_set_id)
+        if key_set.state == "active":
+            return key_set
+        status = self.dense_status(key_set)
+        if not status.ready:
+            raise KvdeskError(
+                f"key set {key_set.id} ({key_set.name}) has keys for {status.keyed_values} of"
+                f" {status.total_values} values; complete it first with"
+                f" `kvdesk rekey --model {key_set.params.get('source', '')} --no-activate`"
+            )
+        try:
+            matrix = _load_matrix(self.vault, key_set)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KvdeskError(
+                f"key set {key_set.id} ({key_set.name}) does not load ({exc}); search keeps"
+                " the active key set"
+            ) from exc
         with self.vault.transaction() as tx:
             tx.execute(
                 "UPDATE key_set SET state = 'retired' WHERE space = 'dense' AND state = 'active'"
@@ -399,10 +524,32 @@ class KeyManager:
                 (now_iso(), key_set.id),
             )
         with self._lock:
-            self._matrix = None
-            self._matrix_key_set = None
-        self._model_name = model
-        return [k for k in self.key_sets() if k.id == key_set.id][0]
+            self._matrix = matrix
+            self._matrix_key_set = key_set.id
+        self._model_name = str(key_set.params.get("source", self._model_name))
+        return self.key_set(key_set.id)
+
+    def drop(self, key_set_id: int) -> int:
+        """Delete a non-active key set and its vectors; returns how many passages went."""
+        key_set = self.key_set(key_set_id)
+        if key_set.state == "active":
+            raise KvdeskError(
+                f"key set {key_set.id} is active; activate another one before dropping it"
+            )
+        with self.vault.transaction() as tx:
+            passages = tx.execute(
+                "DELETE FROM passage WHERE key_set_id = ?", (key_set.id,)
+            ).rowcount
+            tx.execute("DELETE FROM keyed WHERE key_set_id = ?", (key_set.id,))
+            tx.execute("DELETE FROM key_set WHERE id = ?", (key_set.id,))
+        return int(passages)
+
+    def passage_count(self, key_set: KeySet) -> int:
+        return int(
+            self.vault.conn.execute(
+                "SELECT count(*) FROM passage WHERE key_set_id = ?", (key_set.id,)
+            ).fetchone()[0]
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -414,13 +561,18 @@ class KeyManager:
 
 
 def _load_matrix(vault: Vault, key_set: KeySet) -> VectorMatrix:
-    dim = int(key_set.params["dim"])
+    dim = int(key_set.params.get("dim") or 0)
     rows = vault.conn.execute(
         "SELECT p.value_id, p.idx, p.vector FROM passage p JOIN keyed k"
         " ON k.key_set_id = p.key_set_id AND k.value_id = p.value_id AND k.version = p.version"
         " WHERE p.key_set_id = ? ORDER BY p.value_id, p.idx",
         (key_set.id,),
     ).fetchall()
+    if dim <= 0:
+        # Key sets made before the dim was always recorded: the stored vectors tell it.
+        if not rows:
+            raise KvdeskError(f"key set {key_set.id} records no vector size and has no vectors")
+        dim = len(rows[0][2]) // 4
     matrix = VectorMatrix(dim)
     if rows:
         value_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

@@ -1,0 +1,143 @@
+"""Dense key sets: recorded dims and absolute model paths, sha checks, private key folder, A/B."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer
+
+from kvdesk.core.errors import KvdeskError
+from kvdesk.core.knowledge_base import KnowledgeBase
+from kvdesk.core.paths import keys_dir_for
+from tests.tiny_model import write_model_folder
+
+TEXTS = {
+    "a.txt": "the man is eating bread in the kitchen",
+    "b.txt": "the girl is carrying a baby to the park",
+    "c.txt": "kvdesk keeps the food notes",
+}
+
+
+def _vault(tmp_path: Path, model: Path | str = "default") -> KnowledgeBase:
+    docs = tmp_path / "docs"
+    docs.mkdir(exist_ok=True)
+    for name, text in TEXTS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    kb = KnowledgeBase.open(tmp_path / "v.kvdb", model=model)
+    kb.import_paths([docs])
+    return kb
+
+
+def test_model_folder_without_dim_records_the_real_dim(tmp_path: Path) -> None:
+    first = write_model_folder(tmp_path / "first")
+    second = write_model_folder(tmp_path / "nodim", dim=None, seed=3)
+    assert "dim" not in json.loads((second / "kvdesk-model.json").read_text())
+    with _vault(tmp_path, first) as kb:
+        kb.build_dense_keys()
+        key_set = kb.rekey(second)
+        assert key_set.params["dim"] == 32
+        assert kb.keys.active_key_set() == key_set
+        result = kb.search("man eating bread", mode="dense", k=3)
+        assert result.hits and result.hits[0].explanation.dense is not None
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as again:  # a fresh process loads it too
+        assert again.search("girl baby", mode="hybrid", k=2).hits
+
+
+def test_relative_model_folder_is_stored_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_model_folder(tmp_path / "models" / "tiny")
+    with _vault(tmp_path) as kb:
+        kb.vault.conn.execute("SELECT 1")
+    monkeypatch.chdir(tmp_path / "models")
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
+        key_set = kb.rekey("./tiny")
+        assert key_set.params["source"] == str((tmp_path / "models" / "tiny").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
+        assert kb.search("baby", mode="dense", k=2).hits
+
+
+def test_changed_tokenizer_is_refused(tmp_path: Path) -> None:
+    model = write_model_folder(tmp_path / "tiny")
+    with _vault(tmp_path, model) as kb:
+        kb.build_dense_keys()
+    tok = Tokenizer.from_file(str(model / "tokenizer.json"))
+    tok.add_tokens(["brandnewtoken"])
+    tok.save(str(model / "tokenizer.json"))
+    with KnowledgeBase.open(tmp_path / "v.kvdb", model=model) as kb:
+        key_set = kb.keys.active_key_set()
+        assert key_set is not None
+        with pytest.raises(KvdeskError, match="tokenizer"):
+            kb.keys.embedder_for(key_set)
+
+
+def test_key_folder_is_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with _vault(tmp_path) as kb:
+            assert kb.search("bread", mode="lexical").hits
+    finally:
+        os.umask(old)
+    folder = keys_dir_for(tmp_path / "v.kvdb")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    # An existing, too-open folder is tightened on the next open.
+    os.chmod(folder, 0o755)
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
+        kb.search("bread", mode="lexical")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_candidate_key_set_activate_switch_back_and_drop(tmp_path: Path) -> None:
+    a = write_model_folder(tmp_path / "a")
+    b = write_model_folder(tmp_path / "b", seed=5)
+    with _vault(tmp_path, a) as kb:
+        kb.build_dense_keys()
+        old = kb.keys.active_key_set()
+        assert old is not None
+        digest = kb.vault.check().values_digest
+        candidate = kb.rekey(b, activate=False)
+        assert candidate.state == "building" and candidate.id != old.id
+        assert kb.keys.active_key_set() == old  # search keeps the old keys
+        assert kb.keys.dense_status(candidate).ready
+        passages = kb.keys.passage_count(candidate)
+        assert passages >= len(TEXTS)
+
+        switched = kb.activate_key_set(candidate.id)
+        assert switched.state == "active"
+        assert kb.search("girl", mode="dense").hits
+        states = {k.id: k.state for k in kb.key_sets()}
+        assert states[old.id] == "retired"
+
+        # Switching back needs no rebuild: the retired set kept its passages.
+        kb.keys.embedder_for = None  # type: ignore[assignment,method-assign]
+        back = kb.activate_key_set(old.id)
+        assert back.state == "active" and kb.keys.active_key_set() == back
+        del kb.keys.embedder_for
+        assert kb.vault.check().values_digest == digest
+
+        with pytest.raises(KvdeskError, match="active"):
+            kb.drop_key_set(old.id)
+        assert kb.drop_key_set(candidate.id) == passages
+        assert [k.id for k in kb.key_sets()] == [old.id]
+        with pytest.raises(KvdeskError):
+            kb.activate_key_set(candidate.id)
+
+
+def test_incomplete_key_set_is_not_activated(tmp_path: Path) -> None:
+    a = write_model_folder(tmp_path / "a")
+    b = write_model_folder(tmp_path / "b", seed=5)
+    with _vault(tmp_path, a) as kb:
+        kb.build_dense_keys()
+        old = kb.keys.active_key_set()
+        candidate = kb.rekey(b, activate=False)
+        kb.vault.conn.execute("DELETE FROM keyed WHERE key_set_id = ?", (candidate.id,))
+        with pytest.raises(KvdeskError, match="complete it first"):
+            kb.activate_key_set(candidate.id)
+        assert kb.keys.active_key_set() == old
