@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import re
+import string
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -25,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from kvdesk.core.keys.lexical import LexicalHit, media_types_for
+from kvdesk.core.keys.japanese import japanese_words
+from kvdesk.core.keys.lexical import LexicalHit, cjk_grams, media_types_for
 from kvdesk.core.keys.manager import KeyManager, KeySet
 from kvdesk.core.keys.vectors import DenseHit
-from kvdesk.core.query import ParsedQuery, has_cjk, parse_query
+from kvdesk.core.query import ParsedQuery, clean_query, has_cjk, parse_query
 from kvdesk.core.vault import Vault
 
 MODES = ("hybrid", "lexical", "dense")
@@ -244,6 +246,7 @@ class Retriever:
         self, query: str, *, k: int = 10, mode: str = "hybrid", details: bool = True
     ) -> SearchResult:
         started = time.perf_counter()
+        query = clean_query(query)  # valid, printable Unicode: JSON and the pilot log take it
         parsed = parse_query(query)
         # Rank without explanations (they cost ~1 ms a hit), then explain only the hits shown.
         gathered = self.gather(parsed, mode, max(self.params.candidates, k), details=False)
@@ -321,10 +324,13 @@ class Retriever:
             for hit in self.keys.lexical.search(parsed, limit=depth, details=details):
                 g.candidates.setdefault(hit.value_id, _Candidate(hit.value_id)).lexical = hit
 
+        key_set = self._key_set()
+        if key_set is not None:
+            # Whatever the mode, say which key spaces are really ready, and on which provider
+            # the key set's model runs (a lexical search does not load the model for this).
+            g.ready["dense"] = self.keys.dense_status(key_set).ready
+            g.provider = self.keys.provider_for(key_set)
         if use_dense:
-            key_set = self._key_set()
-            if key_set is not None:
-                g.ready["dense"] = self.keys.dense_status(key_set).ready
             if key_set is not None and parsed.text.strip():
                 embedder = self.keys.embedder_for(key_set)
                 g.provider = embedder.provider_info.provider
@@ -347,7 +353,7 @@ class Retriever:
 
         if mode == "hybrid":
             g.tag_matches = self._tag_matches(parsed)
-            allowed = self._allowed(parsed) if parsed.has_filters else None
+            allowed = self._allowed(parsed)  # filters and -exclusions hold for tag keys too
             for value_id, tags in g.tag_matches.items():
                 if allowed is None or value_id in allowed:
                     g.candidates.setdefault(value_id, _Candidate(value_id)).tags = tags
@@ -435,9 +441,8 @@ class Retriever:
             sql += " WHERE " + " AND ".join(clauses)
         allowed = {int(r[0]) for r in self.vault.conn.execute(sql, params)}
         if parsed.excluded:
-            excluded_query = ParsedQuery(text=" ".join(parsed.excluded), terms=parsed.excluded)
-            for hit in self.keys.lexical.search(excluded_query, limit=10_000, details=False):
-                allowed.discard(hit.value_id)
+            # The same clauses the lexical search drops with, over every value (no cap).
+            allowed -= self.keys.lexical.excluded_ids(parsed.excluded)
         return allowed
 
     def _tag_matches(self, parsed: ParsedQuery) -> dict[int, tuple[str, ...]]:
@@ -500,6 +505,10 @@ class Retriever:
     def _confident(self, hits: list[Hit], parsed: ParsedQuery) -> bool:
         if not hits:
             return False
+        words = [w.lower() for w in (*parsed.terms, *parsed.phrases)]
+        wanted = [w for w in dict.fromkeys(words) if _is_content_word(w)]
+        if words and not wanted:
+            return False  # only stopwords and punctuation ("AND OR ("): nothing to be sure of
         top = hits[0].explanation
         p = self.params
         if top.dense is not None and top.dense.cosine >= p.confident_cosine:
@@ -507,15 +516,51 @@ class Retriever:
         if top.tags is not None and top.tags.tags:
             return True
         if top.lexical is not None and top.lexical.terms:
-            wanted = {w.lower() for w in (*parsed.terms, *parsed.phrases)}
             if not wanted:
                 return True
             found = {t.term.strip('"').lower() for t in top.lexical.terms}
-            return len(wanted & found) / len(wanted) >= p.confident_coverage
+            covered = sum(_coverage(w, found) for w in wanted)
+            return covered / len(wanted) >= p.confident_coverage
         return False
 
 
 _WORD = re.compile(r"\w+(?:::\w+)*", re.UNICODE)
+
+
+# Words that match nearly everything (BM25 has no stopword list here): on their own they are
+# no evidence of a match. Boolean-looking operators are included (kvdesk has no operators).
+_STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have i if in into is its not no of on or"
+    " our so such than that the their then there these they this to was we were what when"
+    " where which who will with you your".split()
+)
+
+
+def _is_content_word(word: str) -> bool:
+    """Whether a query word can carry evidence: not punctuation only, not a stopword."""
+    parts = _WORD.findall(word)
+    return bool(parts) and not all(part in _STOPWORDS for part in parts)
+
+
+def _coverage(word: str, found: set[str]) -> float:
+    """How much of one query word the top hit's matched terms cover, 0..1.
+
+    A Latin word is matched or not. A CJK word is never a single index term: it is matched
+    by its character bigrams and dictionary words, so it counts by the larger share of those
+    that matched (``大阪オフィス`` with 5 of 5 bigrams found counts fully).
+    """
+    if word in found or word.strip(string.punctuation) in found:
+        return 1.0
+    if not has_cjk(word):
+        return 0.0
+    shares = []
+    grams = set(cjk_grams(word))
+    if grams:
+        shares.append(len(grams & found) / len(grams))
+    ja = {w for w in japanese_words(word) if " " not in w}
+    if ja:
+        shares.append(len(ja & found) / len(ja))
+    return max(shares, default=0.0)
 
 
 def _tag_forms(name: str) -> Iterable[str]:

@@ -32,7 +32,14 @@ from kvdesk.core.query import CJK_CHAR_CLASS, ParsedQuery, has_cjk
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LexicalDoc", "LexicalHit", "LexicalIndex", "TermScore", "media_types_for"]
+__all__ = [
+    "LexicalDoc",
+    "LexicalHit",
+    "LexicalIndex",
+    "TermScore",
+    "cjk_grams",
+    "media_types_for",
+]
 
 _CJK_RUN_RE = re.compile(f"[{CJK_CHAR_CLASS}]+")
 _ALNUM_RUN_RE = re.compile(r"[^\W_]+")
@@ -172,7 +179,7 @@ def _unescape_rust(text: str) -> str:
     return _RUST_ESCAPE_RE.sub(repl, text)
 
 
-def _cjk_grams(text: str) -> list[str]:
+def cjk_grams(text: str) -> list[str]:
     """Query n-grams for the ``*_cjk`` fields, as the n-gram analyzer indexed them.
 
     Bigrams of each letter/digit run of a word holding CJK (a lone character stays a unigram):
@@ -224,7 +231,7 @@ class LexicalIndex:
 
     #: Bump when the schema or analyzers change: the next writable open starts an empty index
     #: in a new subfolder and the caller reindexes from the vault.
-    SCHEMA_VERSION: int = 2
+    SCHEMA_VERSION: int = 3
 
     #: Field boosts (BM25 per field, summed). Title relative to body, SciFact test nDCG@10:
     #: 2.0 → 0.622, 1.0 → 0.665, 0.7 → 0.682, 0.5 → 0.691, 0.3 → 0.685 (one combined field:
@@ -325,7 +332,10 @@ class LexicalIndex:
         for name in _FIELDS:
             if name in ("value_id", "version"):
                 sb.add_integer_field(name, stored=True, indexed=name == "value_id", fast=True)
-            elif name in ("identifier", "ext_id", "media_type"):
+            elif name in ("identifier", "ext_id"):
+                # Lowercased (the stored text keeps its case): ``doc-3`` finds ``DOC-3``.
+                sb.add_text_field(name, stored=True, tokenizer_name=_TAG, index_option="basic")
+            elif name == "media_type":
                 sb.add_text_field(name, stored=True, tokenizer_name="raw", index_option="basic")
             elif name in ("title", "body"):
                 sb.add_text_field(name, stored=True, tokenizer_name=_EN, index_option="position")
@@ -453,6 +463,19 @@ class LexicalIndex:
         versions = searcher.fast_field_values("version", addrs)
         return {int(i): int(v) for i, v in zip(ids, versions, strict=True) if i is not None}
 
+    def excluded_ids(self, words: Iterable[str]) -> set[int]:
+        """Every value that a ``-word`` / ``-"phrase"`` exclusion of ``words`` drops (no cap)."""
+        queries = self._excluded_queries(words)
+        if not queries:
+            return set()
+        searcher = self._searcher()
+        n = int(searcher.num_docs)
+        if n == 0:
+            return set()
+        hits = searcher.search(self._any_of(queries), n, count=False).hits
+        ids = searcher.fast_field_values("value_id", [a for _, a in hits])
+        return {int(i) for i in ids if i is not None}
+
     # ----------------------------------------------------------------------------------------
     # Query building
 
@@ -500,7 +523,7 @@ class LexicalIndex:
             for token in self._analyze(_PLAIN, word):
                 add("tags", token, token, self.TAGS_BOOST)
                 add("path", token, token, self.PATH_BOOST)
-            for gram in _cjk_grams(word):
+            for gram in cjk_grams(word):
                 add("title_cjk", gram, gram, self.TITLE_BOOST)
                 add("body_cjk", gram, gram, self.BODY_BOOST)
             if has_cjk(word):
@@ -513,7 +536,7 @@ class LexicalIndex:
         """A query for ``phrase`` in one field pair, or None when it has no tokens."""
         t = self._t
         if has_cjk(phrase):  # n-grams have no positions: require every bigram instead
-            grams = list(dict.fromkeys(_cjk_grams(phrase)))
+            grams = list(dict.fromkeys(cjk_grams(phrase)))
             return self._all_of([self._term(cjk_field, g) for g in grams]) if grams else None
         tokens = self._analyze(_EN, phrase)
         if not tokens:
@@ -613,8 +636,8 @@ class LexicalIndex:
         ident = query.text.strip()
         if ident and not query.phrases:
             for field in ("identifier", "ext_id"):
-                q = self._boosted(self._term(field, ident), self.ID_BOOST)
-                term_parts.append(_Part(field, ident, ident, q))
+                q = self._boosted(self._term(field, ident.lower()), self.ID_BOOST)
+                term_parts.append(_Part(field, ident.lower(), ident, q))
         phrase_groups = [g for g in (self._phrase_parts(p) for p in query.phrases) if g]
 
         clauses: list[tuple[Any, Any]] = [(t.Occur.Must, f) for f in filters]
