@@ -42,7 +42,15 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
             _complete_dense(kb, args.quiet)
         result = kb.search(args.query, k=args.k, mode=args.mode, details=True)
         session_id = None
-        if args.pilot:
+        if args.session is not None:
+            args.pilot = True
+            from kvdesk.core.pilot import PilotLog
+
+            log = PilotLog(kb.vault)
+            if log.enabled:  # a reformulation: the query joins the session it belongs to
+                log.record_search(args.session, result.query, result)
+                session_id = args.session
+        elif args.pilot:
             from kvdesk.core.pilot import record_cli_search
 
             session_id = record_cli_search(kb, result)  # None while the pilot log is off
@@ -58,6 +66,10 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
             if session_id is not None
             else "the pilot log is off for this vault (kvdesk pilot on)\n"
         )
+    not_ready = [space for space, ready in result.ready.items() if not ready]
+    if not_ready:
+        ready = [space for space, ok in result.ready.items() if ok]
+        out.write(f"keys ready: {', '.join(ready) or 'none'} (not yet: {', '.join(not_ready)})\n")
     if not result.hits:
         out.write("no results\n")
     elif not result.confident:
@@ -160,7 +172,7 @@ def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
     with _kb(args) as kb:
         before = kb.keys.active_key_set()
         try:
-            key_set = kb.rekey(args.model, progress=sink)
+            key_set = kb.rekey(args.model, activate=not args.no_activate, progress=sink)
         except KeyboardInterrupt:
             raise Cancelled(
                 "rekey interrupted; search keeps the old keys, rerun to resume"
@@ -168,30 +180,110 @@ def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
         finally:
             sink.close()
         status = kb.dense_status()
+        keyed = kb.keys.dense_status(key_set).keyed_values
     data = {
         "previous_key_set": before.id if before else None,
         "key_set": key_set.id,
         "model": key_set.name,
         "model_sha256": key_set.params["model_sha256"],
-        "keyed_values": status.keyed_values,
+        "keyed_values": keyed,
+        "active": key_set.state == "active",
+        "active_key_set": status.key_set.id if status.key_set else None,
     }
     if args.json:
         _print_json(data, out)
+    elif key_set.state == "active":
+        out.write(f"key set {key_set.id} ({key_set.name}) is now active; {keyed} values keyed\n")
     else:
         out.write(
-            f"key set {key_set.id} ({key_set.name}) is now active;"
-            f" {status.keyed_values} values keyed\n"
+            f"key set {key_set.id} ({key_set.name}) is built ({keyed} values keyed) and not"
+            f" active; compare it (kvdesk golden eval), then `kvdesk keys activate"
+            f" {key_set.id}`\n"
         )
     return 0
+
+
+def _key_set_json(kb: Any, key_set: Any) -> dict[str, Any]:
+    status = kb.keys.dense_status(key_set)
+    return {
+        "id": key_set.id,
+        "space": key_set.space,
+        "model": key_set.name,
+        "state": key_set.state,
+        "source": key_set.params.get("source"),
+        "model_sha256": key_set.params.get("model_sha256"),
+        "tokenizer_sha256": key_set.params.get("tokenizer_sha256"),
+        "dim": key_set.params.get("dim"),
+        "max_tokens": key_set.params.get("max_tokens"),
+        "overlap_tokens": key_set.params.get("overlap_tokens"),
+        "keyed_values": status.keyed_values,
+        "total_values": status.total_values,
+        "complete": status.ready,
+        "passages": kb.keys.passage_count(key_set),
+        "created_at": key_set.created_at,
+        "activated_at": key_set.activated_at,
+    }
+
+
+def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
+    from kvdesk.cli import _print_json
+
+    action = getattr(args, "keys_action", None) or "list"
+    with _kb(args) as kb:
+        if action == "activate":
+            key_set = kb.activate_key_set(args.key_set_id)
+            data = _key_set_json(kb, key_set)
+            if args.json:
+                _print_json(data, out)
+            else:
+                out.write(f"key set {key_set.id} ({key_set.name}) is now active\n")
+            return 0
+        if action == "drop":
+            passages = kb.drop_key_set(args.key_set_id)
+            if args.json:
+                _print_json({"dropped": args.key_set_id, "passages": passages}, out)
+            else:
+                out.write(f"key set {args.key_set_id} dropped ({passages} passages deleted)\n")
+            return 0
+        rows = [_key_set_json(kb, k) for k in kb.key_sets()]
+    if args.json:
+        _print_json({"key_sets": rows}, out)
+        return 0
+    if not rows:
+        out.write("no dense key sets yet (the first search or import builds one)\n")
+    for r in rows:
+        done = "complete" if r["complete"] else f"{r['keyed_values']}/{r['total_values']} keyed"
+        out.write(
+            f"{r['id']:>3}  {r['state']:<8}  {r['model']}  dim {r['dim']}, {r['passages']}"
+            f" passages, {done}  {r['source']}\n"
+        )
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
     p = add("search", cmd_search, "search the vault; every hit explains which keys drove it")
     p.add_argument("query", metavar="QUERY")
-    p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    p.add_argument("-k", type=_positive_int, default=10, help="number of hits (default 10, >= 1)")
     p.add_argument("--mode", choices=("hybrid", "lexical", "dense"), default="hybrid")
     p.add_argument("--explain", action="store_true", help="show each key's contribution")
     p.add_argument("--pilot", action="store_true", help="record this search as a pilot session")
+    p.add_argument(
+        "--session",
+        type=_positive_int,
+        metavar="ID",
+        default=None,
+        help="with --pilot: add this query to pilot session ID (a reformulation)",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -211,7 +303,28 @@ def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> Non
         default="default",
         help="model name or folder (model.onnx, tokenizer.json, kvdesk-model.json)",
     )
+    p.add_argument(
+        "--no-activate",
+        action="store_true",
+        help="build the key set as a candidate and keep searching with the active one",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("-q", "--quiet", action="store_true")
+
+    p = add("keys", cmd_keys, "list, activate or drop dense key sets")
+    p.set_defaults(keys_action="list", json=False, threads=None)
+    sub = p.add_subparsers(dest="keys_action", metavar="SUBCOMMAND")
+
+    def add_sub(name: str, help_text: str) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help_text, description=help_text)
+        q.add_argument("--vault", metavar="PATH", default=argparse.SUPPRESS, help="vault file")
+        q.add_argument("--json", action="store_true")
+        return q
+
+    add_sub("list", "the dense key sets: model, state, passages, completeness")
+    q = add_sub("activate", "switch search to a complete key set (no rebuild), atomically")
+    q.add_argument("key_set_id", metavar="KEYSET_ID", type=int)
+    q = add_sub("drop", "delete a non-active key set and its vectors")
+    q.add_argument("key_set_id", metavar="KEYSET_ID", type=int)
     _ = sys
