@@ -73,6 +73,11 @@ from kvdesk.ui.viewer import DocumentViewer
 log = logging.getLogger("kvdesk.ui")
 
 DEBOUNCE_MS = 250
+# Pilot log: a query typed as you go is recorded only once the user commits to it — Enter,
+# opening a result, a verdict, or results left on screen this long.
+PILOT_COMMIT_MS = 2000
+# A pilot run idle this long is stale: the next committed query starts a new run.
+PILOT_IDLE_S = 30 * 60
 MODES = [("Hybrid", "hybrid"), ("Words only", "lexical"), ("Meaning only", "dense")]
 SEARCH_HELP = (
     'Words, "exact phrases", -exclude, tag:NAME, type:pdf|docx|text|html|csv|image, '
@@ -137,6 +142,10 @@ class MainWindow(QMainWindow):
         self.pilot_dashboard: PilotDashboard | None = None
         self._viewing: _View | None = None
         self._auto_select = False
+        self._pilot_pending: SearchOutcome | None = None  # shown, not yet committed
+        self._pilot_commit_on_result = ""  # the query Enter was pressed on
+        self._pilot_last_activity: float | None = None
+        self.pilot_idle_s: float = PILOT_IDLE_S
 
         self._build_widgets()
         self._build_menus()
@@ -260,6 +269,10 @@ class MainWindow(QMainWindow):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(DEBOUNCE_MS)
         self._debounce.timeout.connect(self.search_now)
+        self._pilot_timer = QTimer(self)
+        self._pilot_timer.setSingleShot(True)
+        self._pilot_timer.setInterval(PILOT_COMMIT_MS)
+        self._pilot_timer.timeout.connect(self.commit_pilot_query)
         self.search_edit.textChanged.connect(self._on_text_changed)
         self.search_edit.returnPressed.connect(self._on_return)
         self.filter_bar.changed.connect(self._on_filters_changed)
@@ -345,6 +358,8 @@ class MainWindow(QMainWindow):
         self.session.pilotMarked.connect(self._on_pilot_marked)
         self.start_task = self.session.start()
         self._viewing = None
+        self._pilot_pending = None
+        self._pilot_last_activity = None
         self._sync_pilot_ui()
         self._refresh_tag_lists()
         self._update_title()
@@ -379,6 +394,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_text_changed(self, _text: str) -> None:
+        self._pilot_timer.stop()  # still typing: the results on screen are not committed yet
         self._debounce.start()
 
     @Slot()
@@ -388,7 +404,12 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_return(self) -> None:
         self._debounce.stop()
-        self.search_now()
+        pending = self._pilot_pending
+        if pending is not None and pending.query == self.compose_query():
+            self.commit_pilot_query()  # these results are on screen already
+        else:
+            self._pilot_commit_on_result = self.compose_query()
+            self.search_now()
         self._remember(self.search_edit.text().strip())
 
     def _remember(self, query: str) -> None:
@@ -412,6 +433,8 @@ class MainWindow(QMainWindow):
         self._debounce.stop()
         query = self.compose_query()
         if not query:
+            self._pilot_pending = None  # a cleared box abandons the uncommitted query
+            self._pilot_timer.stop()
             self.session.search("")  # makes any running search stale
             self.model.set_hits([], {})
             self.banner.setVisible(False)
@@ -460,7 +483,14 @@ class MainWindow(QMainWindow):
             self._set_provider(result.provider)
         if self.session.pilot_on:
             self._end_view()  # a new query ends the view of the previous document
-            self.session.pilot_search(outcome.query, result)
+            # Held until the user commits to it; a newer search (the next keystroke) replaces
+            # it, so typing "vpn setup" records one query, not v, vp, vpn…
+            self._pilot_pending = outcome
+            if self._pilot_commit_on_result and self._pilot_commit_on_result == outcome.query:
+                self.commit_pilot_query()
+            else:
+                self._pilot_timer.start()
+            self._pilot_commit_on_result = ""
             self._sync_pilot_ui()
         if result.hits:
             self._auto_select = True
@@ -589,12 +619,35 @@ class MainWindow(QMainWindow):
 
     # -- pilot log ------------------------------------------------------------------------------
 
+    @Slot()
+    def commit_pilot_query(self) -> Task | None:
+        """Record the search on screen in the pilot log (the user committed to it)."""
+        self._pilot_timer.stop()
+        outcome, self._pilot_pending = self._pilot_pending, None
+        if outcome is None or not self.session.pilot_on or self.session.closed:
+            return None
+        now = time.monotonic()
+        last = self._pilot_last_activity
+        if self.session.pilot_run.queries and last is not None and now - last > self.pilot_idle_s:
+            self.session.pilot_run = PilotRun()  # stale: a new run, not one growing forever
+        self._pilot_last_activity = now
+        task = self.session.pilot_search(outcome.query, outcome.result)
+        self._sync_pilot_ui()
+        return task
+
+    def _pilot_touch(self) -> None:
+        if self._pilot_last_activity is not None:
+            self._pilot_last_activity = time.monotonic()
+
     def _start_view(self, hit: Hit) -> None:
         """Time the document now on screen (pilot on); the previous view is recorded."""
         if not self.session.pilot_on:
             self._viewing = None
             return
         user = not self._auto_select
+        if user:
+            self.commit_pilot_query()  # opening a result commits the query it came from
+            self._pilot_touch()
         if self._viewing is not None and self._viewing.value_id == hit.value_id:
             self._viewing.user = self._viewing.user or user
             return
@@ -617,6 +670,7 @@ class MainWindow(QMainWindow):
             self._sync_pilot_ui()
             return None
         self._viewing = None
+        self._pilot_pending = None
         task = self.session.configure_pilot(enabled=on)
         self._sync_pilot_ui()
         self.statusBar().showMessage(
@@ -634,7 +688,7 @@ class MainWindow(QMainWindow):
             box.blockSignals(True)
             box.setChecked(on)
             box.blockSignals(False)
-        has_session = on and self.session.pilot_run.queries > 0
+        has_session = on and (self.session.pilot_run.queries > 0 or bool(self._pilot_pending))
         for b in (self.found_button, self.notfound_button):
             b.setVisible(on)
             b.setEnabled(has_session)
@@ -642,6 +696,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def mark_found(self) -> Task | None:
         """Found it: the document in the viewer ends the session as found."""
+        self.commit_pilot_query()
         if not self.session.pilot_on or not self.session.pilot_run.queries:
             return None
         value_id = self.viewer.record.id if self.viewer.record is not None else None
@@ -652,6 +707,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def mark_not_found(self) -> Task | None:
+        self.commit_pilot_query()
         if not self.session.pilot_on or not self.session.pilot_run.queries:
             return None
         self._end_view()
@@ -694,6 +750,7 @@ class MainWindow(QMainWindow):
             self.session.pilot_on = on
             self.session.pilot_run = PilotRun()
             self._viewing = None
+            self._pilot_pending = None
         self._sync_pilot_ui()
 
     @Slot()
@@ -1132,6 +1189,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_state()
         self._debounce.stop()
+        self._pilot_timer.stop()
+        self._pilot_pending = None
         self.session.close()
         self.viewer.cleanup()
         super().closeEvent(event)

@@ -174,7 +174,7 @@ class HitDelegate(QStyledItemDelegate):
         title_font, small, chip_font = self._fonts(option)
         title_h = QFontMetrics(title_font).height() + 4
         ident_h = max(QFontMetrics(small).height(), QFontMetrics(chip_font).height() + 4) + 4
-        snippet_h = QFontMetrics(option.font).lineSpacing() * self.SNIPPET_LINES + 2
+        snippet_h = text_line_height(option.font) * self.SNIPPET_LINES + 2
         return title_h, ident_h, snippet_h
 
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
@@ -294,6 +294,21 @@ class HitDelegate(QStyledItemDelegate):
         painter.translate(text_x, y2)
         doc.drawContents(painter, QRectF(0, 0, text_w, snippet_h))
         painter.restore()
+
+
+_LINE_HEIGHTS: dict[str, float] = {}
+
+
+def text_line_height(font: QFont) -> int:
+    """One laid-out line of mixed Latin and Japanese text (a CJK fallback font can be taller)."""
+    key = font.key()
+    if key not in _LINE_HEIGHTS:
+        doc = QTextDocument()
+        doc.setDefaultFont(font)
+        doc.setDocumentMargin(0)
+        doc.setPlainText("Agy 東京の会議")
+        _LINE_HEIGHTS[key] = max(float(QFontMetrics(font).lineSpacing()), doc.size().height())
+    return int(_LINE_HEIGHTS[key] + 0.999)
 
 
 def snippet_document(snippet: str, font: QFont, width: float, lines: int) -> QTextDocument:

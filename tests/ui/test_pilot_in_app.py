@@ -128,3 +128,77 @@ def test_settings_dialog_sets_the_pilot_labels(qtbot, sample_vault: Path) -> Non
         assert (session.user, session.team) == ("alice", "support")
     finally:
         close_window(window)
+
+
+def queries_of(path: Path) -> list[tuple[int, str]]:
+    with KnowledgeBase.open(path) as kb:
+        rows = kb.vault.conn.execute("SELECT session_id, query FROM pilot_query ORDER BY id")
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def _recording_window(qtbot, path: Path, commit_ms: int) -> MainWindow:  # type: ignore[no-untyped-def]
+    window: MainWindow = make_window(qtbot, path)
+    window.record_action.trigger()
+    window._pilot_timer.setInterval(commit_ms)
+    return window
+
+
+def test_search_as_you_type_records_only_the_settled_query(qtbot, sample_vault: Path) -> None:  # type: ignore[no-untyped-def]
+    window = _recording_window(qtbot, sample_vault, 400)
+    try:
+        typed = ""
+        for ch in "vpn setup":
+            typed += ch
+            if ch != " ":
+                search(qtbot, window, typed)  # each debounce shows results
+        assert window.found_button.isEnabled()  # a verdict would commit the pending query
+        with qtbot.waitSignal(window.session.pilotRecorded, timeout=5_000) as rec:
+            pass  # results left on screen: committed after the pause
+        assert rec.args[0] == "search"
+        qtbot.wait(600)
+        assert window.wait_idle()
+    finally:
+        close_window(window)
+    assert [q for _, q in queries_of(sample_vault)] == ["vpn setup"]
+
+
+def test_enter_and_opening_a_result_commit_at_once(qtbot, sample_vault: Path) -> None:  # type: ignore[no-untyped-def]
+    window = _recording_window(qtbot, sample_vault, 60_000)  # the pause never commits here
+    try:
+        window.search_edit.setFocus()
+        with qtbot.waitSignal(window.session.pilotRecorded, timeout=10_000) as rec:
+            window.search_edit.setText("company vpn linux")
+            qtbot.keyClick(window.search_edit, Qt.Key.Key_Return)
+        assert rec.args[0] == "search"
+        search(qtbot, window, "vpn")  # typed, not committed…
+        search(qtbot, window, "vpn setup")
+        with qtbot.waitSignal(window.session.pilotRecorded, timeout=10_000) as rec:
+            window.select_rows([1])  # …until the user opens a result
+        assert rec.args[0] == "search"
+        search(qtbot, window, "printer")  # abandoned: cleared before it settled
+        window.search_edit.clear()
+        window.search_now()
+        assert window.wait_idle()
+    finally:
+        close_window(window)
+    assert [q for _, q in queries_of(sample_vault)] == ["company vpn linux", "vpn setup"]
+
+
+def test_a_stale_run_starts_a_new_pilot_session(qtbot, sample_vault: Path) -> None:  # type: ignore[no-untyped-def]
+    window = _recording_window(qtbot, sample_vault, 60_000)
+    try:
+        for query in ("holiday", "holiday calendar"):
+            search(qtbot, window, query)
+            with qtbot.waitSignal(window.session.pilotRecorded, timeout=10_000):
+                window.commit_pilot_query()
+        window.pilot_idle_s = 0.0  # pretend the user went to lunch
+        qtbot.wait(20)
+        search(qtbot, window, "parking")
+        with qtbot.waitSignal(window.session.pilotRecorded, timeout=10_000):
+            window.commit_pilot_query()
+        assert window.wait_idle()
+    finally:
+        close_window(window)
+    rows = queries_of(sample_vault)
+    assert [q for _, q in rows] == ["holiday", "holiday calendar", "parking"]
+    assert rows[0][0] == rows[1][0] != rows[2][0]

@@ -6,7 +6,13 @@ from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QStyleOptionViewItem
 
 from kvdesk.ui.main_window import MainWindow
-from kvdesk.ui.results import HitDelegate, _line_count, snippet_document, weight_text
+from kvdesk.ui.results import (
+    HitDelegate,
+    _line_count,
+    snippet_document,
+    text_line_height,
+    weight_text,
+)
 
 from .test_main_window import search
 
@@ -18,7 +24,9 @@ def test_snippet_is_cut_to_whole_lines_with_an_ellipsis(qapp) -> None:  # type: 
     doc = snippet_document(LONG, font, 300, 3)
     assert _line_count(doc) == 3
     assert doc.toPlainText().endswith("…")
-    assert doc.size().height() <= QFontMetrics(font).lineSpacing() * 3 + 2
+    assert doc.size().height() <= text_line_height(font) * 3 + 2
+    ja = snippet_document("東京の<b>会議</b>は" * 40, font, 300, 3)
+    assert _line_count(ja) == 3 and ja.size().height() <= text_line_height(font) * 3 + 2
     short = snippet_document("one <b>line</b>", font, 300, 3)
     assert short.toPlainText() == "one line"
 
@@ -32,7 +40,7 @@ def test_card_height_follows_the_font(qapp) -> None:  # type: ignore[no-untyped-
         font.setPointSizeF(size)
         option.font = font
         h = delegate.sizeHint(option, None).height()  # type: ignore[arg-type]
-        snippet = QFontMetrics(font).lineSpacing() * HitDelegate.SNIPPET_LINES
+        snippet = text_line_height(font) * HitDelegate.SNIPPET_LINES
         assert h >= snippet + QFontMetrics(font).height() + 2 * HitDelegate.PAD
         heights.append(h)
     assert heights[1] > heights[0]
