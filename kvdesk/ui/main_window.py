@@ -15,9 +15,11 @@ from pathlib import Path
 
 from PySide6.QtCore import (
     QByteArray,
+    QEvent,
     QEventLoop,
     QItemSelectionModel,
     QModelIndex,
+    QObject,
     QStringListModel,
     Qt,
     QTimer,
@@ -149,6 +151,7 @@ class MainWindow(QMainWindow):
 
         self._build_widgets()
         self._build_menus()
+        self._forward_file_drops()
         self._restore_state()
         self._attach(kb)
         if offer_samples:
@@ -913,6 +916,28 @@ class MainWindow(QMainWindow):
             lambda files: self.import_records(files[0]) if files else None,
             "JSON Lines (*.jsonl *.ndjson);;All files (*)",
         )
+
+    def _forward_file_drops(self) -> None:
+        """Files dropped on any child (the search field, the viewer…) import, not paste."""
+        for widget in [self, *self.findChildren(QWidget)]:
+            if widget is not self and widget.acceptDrops():
+                widget.installEventFilter(self)
+            viewport = getattr(widget, "viewport", None)
+            if callable(viewport) and viewport() is not None and viewport().acceptDrops():
+                viewport().installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        kind = event.type()
+        if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop):
+            mime = event.mimeData()  # type: ignore[attr-defined]
+            urls = mime.urls() if mime is not None and mime.hasUrls() else []
+            if urls and all(u.isLocalFile() for u in urls):
+                if kind == QEvent.Type.Drop:
+                    self.dropEvent(event)  # type: ignore[arg-type]
+                else:
+                    event.acceptProposedAction()  # type: ignore[attr-defined]
+                return True
+        return super().eventFilter(watched, event)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         urls = event.mimeData().urls() if event.mimeData().hasUrls() else []

@@ -390,3 +390,34 @@ def test_many_tags_wrap_instead_of_widening(qtbot, window: MainWindow) -> None: 
     assert len(rows) > 1  # the chips wrapped onto several rows
     for chip in editor.chips:  # every chip is fully inside the editor
         assert editor.rect().contains(chip.geometry())
+
+
+def test_drop_on_the_search_field_imports(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import QCoreApplication, QMimeData
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+
+    note = tmp_path / "dropped-on-field.md"
+    note.write_text("# Keys\nSpare keys are in the reception safe.", encoding="utf-8")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(note))])
+    for target in (window.search_edit, window.viewer.tag_editor.edit):
+        enter = QDragEnterEvent(
+            QPoint(5, 5).toPointF(),
+            Qt.DropAction.CopyAction,
+            mime,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        QCoreApplication.sendEvent(target, enter)
+        assert enter.isAccepted()
+    drop = QDropEvent(
+        QPoint(5, 5).toPointF(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.importFinished, timeout=30_000) as blocker:
+        QCoreApplication.sendEvent(window.search_edit, drop)
+    assert len(blocker.args[0].imported) == 1
+    assert window.search_edit.text() == ""  # nothing pasted into the field
