@@ -289,14 +289,14 @@ class HitExplanationView(QFrame):
             table.setColumnHidden(col, True)
         for row in range(table.rowCount()):
             item = table.item(row, 0)
-            if item is not None:
-                item.setToolTip(
-                    " · ".join(
-                        f"{table.horizontalHeaderItem(c).text()} {table.item(row, c).text()}"
-                        for c in (1, 2, 3)
-                        if table.item(row, c) is not None
-                    )
-                )
+            if item is None:
+                continue
+            parts = []
+            for c in (1, 2, 3):
+                head, cell = table.horizontalHeaderItem(c), table.item(row, c)
+                if head is not None and cell is not None:
+                    parts.append(f"{head.text()} {cell.text()}")
+            item.setToolTip(" · ".join(parts))
 
     def shown_contributions(self) -> dict[str, float]:
         """The contributions as displayed (parsed back from the legend labels)."""
