@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -84,6 +84,9 @@ class _Action:
     keys: tuple[tuple[int, str], ...]
     previous: tuple[str, ...]
     state: str
+    #: The rows as stored just before the write (filled by the writer task), so undo puts back
+    #: exactly what was there, a stored 'suggested' state included.
+    stored: dict[tuple[int, str], Any] = field(default_factory=dict, compare=False)
 
 
 def default_suggester(kb: Any) -> Any:
@@ -552,8 +555,11 @@ class ReviewQueue(QWidget):
         pairs = [(e.value_id, e.tag) for e in entries]
 
         def run(_report: object, _cancel: object) -> list[tuple[int, tuple[str, ...]]]:
+            from kvdesk.core.tagging import tag_state
+
             decide = suggester.accept if state == ACCEPTED else suggester.reject
             for vid, tag in pairs:
+                action.stored[(vid, tag)] = tag_state(suggester.kb, vid, tag)
                 decide(vid, tag, actor)
             vault = suggester.kb.vault
             return [(vid, vault.tags_of(vid)) for vid in dict.fromkeys(v for v, _ in pairs)]
@@ -565,7 +571,7 @@ class ReviewQueue(QWidget):
 
     @Slot()
     def undo(self) -> Task | None:
-        """Undo the last accept/reject: an accepted tag is removed, a rejection forgotten."""
+        """Undo the last accept/reject: each (document, tag) goes back to its stored state."""
         if not self.undo_stack or self.suggester is None:
             return None
         action = self.undo_stack.pop()
@@ -575,15 +581,16 @@ class ReviewQueue(QWidget):
             self._paint(key)
         self.select_entry(*action.keys[0])
         self._on_current_changed(self.tree.currentItem(), None)
-        kb = self.suggester.kb
+        suggester = self.suggester
         keys = list(action.keys)
 
         def run(_report: object, _cancel: object) -> list[tuple[int, tuple[str, ...]]]:
+            # Writes run one at a time, so the decision's task has filled ``stored`` by now.
             for vid, tag in keys:
-                kb.remove_tag(vid, tag)  # clears the accepted or rejected state alike
-            return [(vid, kb.vault.tags_of(vid)) for vid in dict.fromkeys(v for v, _ in keys)]
+                suggester.restore(vid, tag, action.stored.get((vid, tag)))
+            vault = suggester.kb.vault
+            return [(vid, vault.tags_of(vid)) for vid in dict.fromkeys(v for v, _ in keys)]
 
-        # The suggester in memory still holds the old state: the next refresh builds a new one.
         task = self.runner.write("undo tag decision", run)
         self._writes[task] = ("undone", None)
         self._connect_write(task)

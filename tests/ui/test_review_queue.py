@@ -294,3 +294,24 @@ def test_main_window_opens_the_queue_with_ctrl_shift_t(qtbot, sample_vault: Path
         assert window.wait_idle()
     finally:
         close_window(window)
+
+
+def test_undo_puts_back_a_stored_suggestion_exactly(
+    qtbot,
+    queue: ReviewQueue,
+    kb: KnowledgeBase,  # type: ignore[no-untyped-def]
+) -> None:
+    """A 'suggested' row stored earlier (by another review, say) survives accept + undo."""
+    from kvdesk.core.tagging import tag_state
+
+    a = vid(kb, "cooking-4")
+    kb.set_tag(a, "food::cooking", "suggested", "earlier-review")
+    before = tag_state(kb, a, "food::cooking")
+    assert before is not None and before.state == "suggested"
+    queue.select_entry(a, "food::cooking")
+    press(qtbot, queue, Qt.Key.Key_A, "accepted")
+    after_accept = tag_state(kb, a, "food::cooking")
+    assert after_accept is not None and after_accept.state == "accepted"
+    press(qtbot, queue, Qt.Key.Key_Z, "undone", Qt.KeyboardModifier.ControlModifier)
+    assert tag_state(kb, a, "food::cooking") == before
+    assert kb.vault.tags_of(a) == ()
