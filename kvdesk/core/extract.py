@@ -36,6 +36,7 @@ __all__ = [
     "Limits",
     "extract",
     "media_type_for",
+    "mismatch_reason",
 ]
 
 
@@ -47,6 +48,8 @@ class Limits:
     max_decompressed_bytes: int = 512 * 1024 * 1024
     max_seconds: float = 60.0
     max_text_chars: int = 20_000_000
+    # JSONL records files are streamed; each line is also bounded by max_file_bytes.
+    max_records_file_bytes: int = 16 * 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,9 @@ _HTML_BLOCKS = (
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff60\uff66-\uff9f"
 _CJK_WRAP = re.compile(f"(?<=[{_CJK}])\n(?=[{_CJK}])")
-_MD_TITLE = re.compile(r"^ {0,3}#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", re.M)
+# Only the line is matched here; its closing "#"s and blanks are trimmed by _md_heading_text,
+# because a regex that trims them itself backtracks quadratically on long runs of blanks.
+_MD_HEADING = re.compile(r"^ {0,3}#[ \t]+([^\n]*)", re.M)
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13, 27)) + b"\x7f"
 _CONTROL_CHARS = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 
@@ -223,6 +228,8 @@ def _extract(data: bytes, filename: str, limits: Limits) -> Extracted:
     deadline = _Deadline(limits.max_seconds)
     handler = _HANDLERS[media_type]
     title, text, metadata = handler(data, filename, limits, deadline)
+    # In-process formats have no worker to kill: a file that blew the budget still fails.
+    deadline.check()
     text = _normalise(text)
     if len(text) > limits.max_text_chars:
         metadata["truncated"] = True
@@ -234,6 +241,11 @@ def _extract(data: bytes, filename: str, limits: Limits) -> Extracted:
     return Extracted(media_type=media_type, title=title, text=text, metadata=metadata)
 
 
+def mismatch_reason(filename: str, head: bytes) -> str:
+    """Why a file whose `media_type_for` is None cannot be read, in plain words."""
+    return _mismatch_reason(_suffix(filename), head)
+
+
 def _mismatch_reason(suffix: str, head: bytes) -> str:
     expected = _SUFFIX_TYPES.get(suffix)
     if expected is None:
@@ -242,7 +254,28 @@ def _mismatch_reason(suffix: str, head: bytes) -> str:
         return f"empty file (expected a {_KIND[expected]})"
     if expected == DOCX_TYPE and head.startswith(_OLE_MAGIC):
         return "encrypted or legacy Word document (not a .docx zip archive)"
+    found = _content_kind(head)
+    if found is not None:
+        return (
+            f"the content is {found}, not a {_KIND[expected]}"
+            f" (the extension {suffix} does not match)"
+        )
     return f"the content is not a {_KIND[expected]} (the extension {suffix} does not match)"
+
+
+def _content_kind(head: bytes) -> str | None:
+    """A few words for what the first bytes really are, when that is recognisable."""
+    if head.startswith(_OLE_MAGIC):
+        return "an OLE compound file (a legacy or encrypted Office document)"
+    sniffed = _sniff_binary(head)
+    if sniffed == DOCX_TYPE:
+        return "a zip archive"
+    if sniffed is not None:
+        return f"a {_KIND[sniffed]}"
+    start = head[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if start.startswith((b"<!doctype html", b"<html")) or b"<html" in start or b"<body" in start:
+        return "HTML"
+    return None
 
 
 def _normalise(text: str) -> str:
@@ -369,17 +402,34 @@ _Handler = Callable[[bytes, str, Limits, _Deadline], _Result]
 
 def _plain(data: bytes, filename: str, limits: Limits, deadline: _Deadline) -> _Result:
     text, encoding = _decode_text(data)
+    deadline.check()
     return "", text, {"encoding": encoding}
 
 
 def _markdown(data: bytes, filename: str, limits: Limits, deadline: _Deadline) -> _Result:
     text, encoding = _decode_text(data)
-    match = _MD_TITLE.search(text[:1_000_000])
-    return (match.group(1) if match else ""), text, {"encoding": encoding}
+    deadline.check()
+    title = ""
+    for match in _MD_HEADING.finditer(text, 0, 1_000_000):
+        title = _md_heading_text(match.group(1))
+        if title:
+            break
+        deadline.check()
+    return title, text, {"encoding": encoding}
+
+
+def _md_heading_text(line: str) -> str:
+    """An ATX heading's text without its optional closing sequence (``# Title ##``)."""
+    text = line.rstrip(" \t")
+    without_closing = text.rstrip("#")
+    if without_closing != text and (not without_closing or without_closing[-1] in " \t"):
+        text = without_closing
+    return text.strip(" \t")
 
 
 def _json(data: bytes, filename: str, limits: Limits, deadline: _Deadline) -> _Result:
     text, encoding = _decode_text(data)
+    deadline.check()
     meta: dict[str, object] = {"encoding": encoding}
     try:
         values: list[Any] = [json.loads(text)]
@@ -388,6 +438,7 @@ def _json(data: bytes, filename: str, limits: Limits, deadline: _Deadline) -> _R
     except ValueError as exc:
         values = _json_lines(text, exc)
         meta["json_lines"] = True
+    deadline.check()
     return "", _json_text(values), meta
 
 

@@ -7,16 +7,26 @@ being read again. Nothing here follows folder symlinks, opens special files, or 
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kvdesk.core.errors import Cancelled, ExtractionError, KvdeskError
-from kvdesk.core.extract import SUPPORTED_SUFFIXES, Extractor, Limits, media_type_for
+from kvdesk.core.extract import (
+    SUPPORTED_SUFFIXES,
+    Extractor,
+    Limits,
+    media_type_for,
+    mismatch_reason,
+)
+from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
 from kvdesk.core.vault import ValueContent, Vault, path_to_db, sha256_hex
 
@@ -25,6 +35,8 @@ log = logging.getLogger("kvdesk.import")
 RECORD_MEDIA_TYPE = "application/x-kvdesk-record+json"
 MAX_FOLDER_DEPTH = 64
 RECORDS_PER_COMMIT = 256
+# Files beside the vault that belong to it: never imported, even when a folder holds the vault.
+_VAULT_SIDECARS = ("-wal", "-shm", "-journal", ".lock")
 
 ValueCallback = Callable[[int], None]
 
@@ -105,22 +117,23 @@ class Importer:
         self.cancel = cancel or CancelToken()
         self.on_value = on_value
         self.report = ImportReport()
+        self._own_paths, self._own_inodes = _vault_files(vault)
+        self._roots: list[str] = []
 
     # -- files and folders -------------------------------------------------------------------
 
     def import_paths(self, paths: Iterable[str | os.PathLike[str]]) -> ImportReport:
-        candidates = list(self._walk_all([os.fspath(p) for p in paths]))
+        self._roots = []  # folders walked, and given paths that are gone
+        candidates = list(self._walk_all([_absolute(os.fspath(p)) for p in paths]))
         total = len(candidates)
         self.progress(Progress("import", 0, total))
         seen: set[bytes] = set()
-        roots: set[str] = set()
+        roots: set[str] = set(self._roots)
         with self.vault.writing(), Extractor(self.limits) as extractor:
             try:
                 for done, cand in enumerate(candidates, start=1):
                     self.cancel.raise_if_cancelled()
                     seen.add(path_to_db(cand.path))
-                    if cand.root is not None:
-                        roots.add(cand.root)
                     self._import_file(cand.path, extractor)
                     self.progress(Progress("import", done, total, cand.path))
             except Cancelled:
@@ -131,12 +144,19 @@ class Importer:
 
     def _walk_all(self, paths: list[str]) -> Iterator[_Candidate]:
         for given in paths:
+            if self._is_own_file(given, None):
+                self._skip(given, "part of this vault (not imported)")
+                continue
             try:
                 info = os.stat(given)
             except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    # A file or folder imported before and gone now: its values are marked.
+                    self._roots.append(given)
                 self._skip_unreadable(given, exc)
                 continue
             if stat.S_ISDIR(info.st_mode):
+                self._roots.append(given)  # a root: its gone files are marked (even all)
                 yield from self._walk_folder(given, given, 0)
             else:
                 yield _Candidate(given, None)
@@ -155,6 +175,9 @@ class Importer:
             path = entry.path
             if entry.name.startswith("."):
                 self._skip(path, "hidden file or folder")
+                continue
+            if self._is_own_file(path, entry):
+                self._skip(path, "part of this vault (not imported)")
                 continue
             try:
                 if entry.is_symlink():
@@ -189,11 +212,12 @@ class Importer:
         raw_path = path_to_db(path)
         conn = self.vault.conn
         source = conn.execute(
-            "SELECT s.value_id, s.size, s.mtime_ns, s.sha256, v.identifier, v.source_path"
-            " FROM source s JOIN value v ON v.id = s.value_id WHERE s.path = ?",
+            "SELECT s.value_id, s.size, s.mtime_ns, s.sha256, v.identifier, v.source_path,"
+            " v.source_missing FROM source s JOIN value v ON v.id = s.value_id WHERE s.path = ?",
             (raw_path,),
         ).fetchone()
         if source is not None and source[1] == info.st_size and source[2] == info.st_mtime_ns:
+            self._source_is_back(source, raw_path)
             self.report.unchanged.append({"path": path, "id": source[4]})
             return
         if os.path.splitext(path)[1].lower() not in SUPPORTED_SUFFIXES:
@@ -214,11 +238,14 @@ class Importer:
                     "UPDATE source SET size = ?, mtime_ns = ? WHERE path = ?",
                     (info.st_size, info.st_mtime_ns, raw_path),
                 )
+            self._source_is_back(source, raw_path)
             self.report.unchanged.append({"path": path, "id": source[4]})
             return
         media_type = media_type_for(path, data[:4096])
         if media_type is None:
-            self._skip(path, "unsupported file type")
+            # A supported extension whose content is something else (encrypted .docx, HTML
+            # saved as .pdf, an empty file): say what it really is.
+            self._fail(path, mismatch_reason(path, data[:4096]))
             return
         try:
             extracted = extractor.extract(data, os.path.basename(path))
@@ -265,17 +292,45 @@ class Importer:
         if bucket is not self.report.duplicates and self.on_value is not None:
             self.on_value(value_id)
 
+    def _source_is_back(self, source: Any, raw_path: bytes) -> None:
+        """A restored source file clears its value's source-missing mark."""
+        if source[6] and source[5] == raw_path:
+            with self.vault.transaction() as tx:
+                tx.execute(
+                    "UPDATE value SET source_missing = 0 WHERE id = ? AND source_path = ?",
+                    (source[0], raw_path),
+                )
+
+    def _is_own_file(self, path: str, entry: os.DirEntry[str] | None) -> bool:
+        """The vault file, its sidecars (-wal, -shm, .lock) and its keys folder."""
+        if path in self._own_paths:
+            return True
+        try:
+            inode = entry.inode() if entry is not None else os.stat(path).st_ino
+            if inode not in {ino for _, ino in self._own_inodes}:
+                return False
+            info = entry.stat(follow_symlinks=False) if entry is not None else os.stat(path)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) in self._own_inodes
+
     def _mark_missing_sources(self, roots: set[str], seen: set[bytes]) -> None:
-        """A source file that disappeared leaves its value in place, marked as source missing."""
+        """A source file that disappeared leaves its value in place, marked as source missing.
+
+        ``roots`` are folders that were walked and given paths that no longer exist: sources
+        at or under them that are gone are marked.
+        """
         conn = self.vault.conn
         for root in roots:
+            exact = path_to_db(root)
             prefix = path_to_db(os.path.join(root, ""))
             rows = conn.execute(
-                "SELECT s.path, s.value_id FROM source s WHERE substr(s.path, 1, ?) = ?",
-                (len(prefix), prefix),
+                "SELECT s.path, s.value_id FROM source s"
+                " WHERE s.path = ? OR substr(s.path, 1, ?) = ?",
+                (exact, len(prefix), prefix),
             ).fetchall()
             gone = [
-                (bytes(p), v) for p, v in rows if bytes(p) not in seen and not os.path.lexists(p)
+                (bytes(p), v) for p, v in rows if bytes(p) not in seen and not os.path.exists(p)
             ]
             if not gone:
                 continue
@@ -289,43 +344,57 @@ class Importer:
     # -- records -----------------------------------------------------------------------------
 
     def import_records(self, records_file: str | os.PathLike[str]) -> ImportReport:
-        """Import one document per JSONL line: ``_id``, ``title``, ``text``, optional ``tags``."""
+        """Import one document per JSONL line: ``_id``, ``title``, ``text``, optional ``tags``.
+
+        The file is streamed line by line; a line longer than ``limits.max_file_bytes`` fails on
+        its own, a file larger than ``limits.max_records_file_bytes`` is refused. A named pipe
+        or device is refused before anything is read from it.
+        """
         file_path = os.fspath(records_file)
-        try:
-            with open(file_path, "rb") as handle:
-                lines = handle.read().splitlines()
-        except OSError as exc:
-            raise KvdeskError(f"cannot read records file {file_path}: {exc.strerror}") from exc
-        total = len(lines)
-        self.progress(Progress("import", 0, total))
-        number = 0
-        with self.vault.writing():
-            while number < total and not self.report.cancelled:
-                # Group commit: one transaction per batch, one savepoint per record, and a
-                # record is reported only once its batch has committed.
-                done: list[_Stored] = []
-                batch_end = min(total, number + RECORDS_PER_COMMIT)
-                with self.vault.transaction():
-                    while number < batch_end:
-                        if self.cancel.cancelled:
-                            self.report.cancelled = True
-                            break
-                        line = lines[number]
-                        number += 1
-                        if line.strip():
-                            stored = self._import_record(file_path, number, line)
-                            if stored is not None:
-                                done.append(stored)
-                for stored in done:
-                    stored.bucket.append(stored.entry)
-                    verb = _VERBS[stored.bucket is self.report.imported]
-                    log.info("%s %s %s", verb, stored.entry["id"], stored.entry["path"])
-                    if self.on_value is not None:
-                        self.on_value(stored.value_id)
-                self.progress(Progress("import", number, total, f"{file_path}:{number}"))
+        handle = _open_records_file(file_path, self.limits)
+        with handle:
+            total = _count_lines(handle)
+            handle.seek(0)
+            lines = _record_lines(handle, self.limits, file_path)
+            self.progress(Progress("import", 0, total))
+            first_line: dict[str, int] = {}
+            number = 0
+            exhausted = False
+            with self.vault.writing():
+                while not exhausted and not self.report.cancelled:
+                    # Group commit: one transaction per batch, one savepoint per record, and a
+                    # record is reported only once its batch has committed.
+                    done: list[_Stored] = []
+                    with self.vault.transaction():
+                        for _ in range(RECORDS_PER_COMMIT):
+                            if self.cancel.cancelled:
+                                self.report.cancelled = True
+                                break
+                            item = next(lines, None)
+                            if item is None:
+                                exhausted = True
+                                break
+                            number, line, error = item
+                            if error is not None:
+                                self._fail(f"{file_path}:{number}", error)
+                            elif line.strip():
+                                stored = self._import_record(file_path, number, line, first_line)
+                                if stored is not None:
+                                    done.append(stored)
+                    for stored in done:
+                        stored.bucket.append(stored.entry)
+                        verb = _VERBS[stored.bucket is self.report.imported]
+                        log.info("%s %s %s", verb, stored.entry["id"], stored.entry["path"])
+                        if self.on_value is not None:
+                            self.on_value(stored.value_id)
+                    self.progress(
+                        Progress("import", number, max(total, number), f"{file_path}:{number}")
+                    )
         return self.report
 
-    def _import_record(self, file_path: str, number: int, line: bytes) -> _Stored | None:
+    def _import_record(
+        self, file_path: str, number: int, line: bytes, first_line: dict[str, int]
+    ) -> _Stored | None:
         where = f"{file_path}:{number}"
         try:
             record = json.loads(line)
@@ -336,10 +405,23 @@ class Importer:
             self._fail(where, f"line {number} is not a JSON object")
             return None
         external_id = record.get("_id")
-        if not isinstance(external_id, str | int) or str(external_id).strip() == "":
+        if external_id is None or (isinstance(external_id, str) and not external_id.strip()):
             self._fail(where, f"line {number} has no _id")
             return None
+        if isinstance(external_id, bool) or not isinstance(external_id, str | int):
+            kind = type(external_id).__name__
+            self._fail(where, f"line {number}: _id must be a string or an integer, not {kind}")
+            return None
         external_id = str(external_id)
+        if external_id in first_line:
+            # Keeping both would make each run flip the value between the two lines.
+            self._fail(
+                where,
+                f"line {number}: duplicate _id {external_id!r} in file"
+                f" (first on line {first_line[external_id]}; this line is ignored)",
+            )
+            return None
+        first_line[external_id] = number
         title = str(record.get("title") or "").strip() or external_id
         text = record.get("text") or ""
         text = text if isinstance(text, str) else json.dumps(text, ensure_ascii=False)
@@ -397,8 +479,6 @@ class Importer:
         self.report.failed.append({"path": path, "error": error})
 
     def _skip_unreadable(self, path: str, exc: OSError) -> None:
-        import errno
-
         if exc.errno == errno.ELOOP:
             self._skip(path, "symbolic link loop")
         elif exc.errno == errno.ENOENT and os.path.islink(path):
@@ -434,8 +514,95 @@ def _read_regular_file(path: str, limit: int) -> bytes:
         os.close(fd)
 
 
+def _open_records_file(path: str, limits: Limits) -> io.BufferedReader:
+    """Open a records file without blocking; only regular files of bounded size are read."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise KvdeskError(f"cannot read records file {path}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((k for test, k in _SPECIAL_KINDS if test(info.st_mode)), "special file")
+            raise KvdeskError(f"records file {path} is not a regular file ({kind})")
+        if info.st_size > limits.max_records_file_bytes:
+            raise KvdeskError(
+                f"records file {path} is too large ({_mib(info.st_size)} >"
+                f" limit {_mib(limits.max_records_file_bytes)})"
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)  # a regular file: ordinary reads from here on
+        return io.BufferedReader(io.FileIO(fd, "rb", closefd=True), buffer_size=1 << 20)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _count_lines(handle: io.BufferedReader) -> int:
+    """Lines in the file (for progress), counted in chunks without holding the file."""
+    count = 0
+    last = b"\n"
+    while chunk := handle.read(1 << 20):
+        count += chunk.count(b"\n")
+        last = chunk[-1:]
+    return count + (last != b"\n")
+
+
+def _record_lines(
+    handle: io.BufferedReader, limits: Limits, path: str
+) -> Iterator[tuple[int, bytes, str | None]]:
+    """(line number, line, error): over-long lines come back with an error and no bytes."""
+    max_line = limits.max_file_bytes
+    read = 0
+    number = 0
+    while True:
+        line = handle.readline(max_line + 1)
+        if not line:
+            return
+        number += 1
+        read += len(line)
+        if len(line) > max_line and not line.endswith(b"\n"):
+            while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+                read += len(rest)
+            read += len(rest)
+            yield number, b"", f"line {number} is too long (over {_mib(max_line)})"
+        else:
+            yield number, line.rstrip(b"\n"), None
+        if read > limits.max_records_file_bytes:
+            raise KvdeskError(
+                f"records file {path} grew beyond {_mib(limits.max_records_file_bytes)}"
+                " while reading; stopped"
+            )
+
+
+def _absolute(path: str) -> str:
+    """Absolute and normalised (``./docs/`` and ``$PWD/docs`` are one path); links are kept."""
+    return os.path.normpath(os.path.abspath(path))
+
+
+def _vault_files(vault: Vault) -> tuple[frozenset[str], frozenset[tuple[int, int]]]:
+    """Paths (and device/inode pairs of those that exist) that make up the vault itself."""
+    main = _absolute(os.fspath(vault.path))
+    names = {main, *(main + suffix for suffix in _VAULT_SIDECARS)}
+    names.add(_absolute(os.fspath(keys_dir_for(Path(main)))))
+    inodes: set[tuple[int, int]] = set()
+    for name in list(names):
+        try:
+            info = os.stat(name)
+        except OSError:
+            continue
+        inodes.add((info.st_dev, info.st_ino))
+    return frozenset(names), frozenset(inodes)
+
+
 def _mib(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MiB"
+    """A size in words: MiB for files (as before), KiB or bytes for the small limits of tests."""
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n} bytes"
 
 
 def import_paths(vault: Vault, paths: Iterable[str | os.PathLike[str]], **kw: Any) -> ImportReport:

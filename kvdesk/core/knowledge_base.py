@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from kvdesk.core.errors import VaultBusyError
 from kvdesk.core.extract import Limits
 from kvdesk.core.importer import Importer, ImportReport
 from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
 from kvdesk.core.paths import default_vault_path
 from kvdesk.core.progress import CancelToken, ProgressSink, no_progress
 from kvdesk.core.retrieval import FusionParams, Retriever, SearchResult
-from kvdesk.core.vault import Vault
+from kvdesk.core.vault import WRITER_WAIT_SECONDS, Vault
 
 
 class KnowledgeBase:
@@ -41,8 +44,11 @@ class KnowledgeBase:
         *,
         model: str | Path = "default",
         threads: int | None = None,
+        create: bool = True,
     ) -> KnowledgeBase:
-        vault = Vault.open(Path(path) if path is not None else default_vault_path())
+        """Open the vault at ``path``; with ``create=False`` a missing vault is an error."""
+        vault_path = Path(path) if path is not None else default_vault_path()
+        vault = Vault.open(vault_path, create=create)
         return cls(vault, model=model, threads=threads)
 
     @property
@@ -70,34 +76,61 @@ class KnowledgeBase:
         cancel: CancelToken | None = None,
     ) -> ImportReport:
         """Store values and write their lexical keys (searchable at once). Dense keys follow."""
-        self.keys.open_writer()
-        importer = Importer(
-            self.vault,
-            limits=limits,
-            progress=progress,
-            cancel=cancel,
-            on_value=self.keys.value_changed,
-        )
-        try:
+        with self._writing():
+            importer = Importer(
+                self.vault,
+                limits=limits,
+                progress=progress,
+                cancel=cancel,
+                on_value=self.keys.value_changed,
+            )
             return importer.import_paths(paths)
-        finally:
-            self.keys.flush()
 
     def import_records(
         self,
         records_file: str | os.PathLike[str],
         *,
+        limits: Limits | None = None,
         progress: ProgressSink = no_progress,
         cancel: CancelToken | None = None,
     ) -> ImportReport:
-        self.keys.open_writer()
-        importer = Importer(
-            self.vault, progress=progress, cancel=cancel, on_value=self.keys.value_changed
-        )
-        try:
+        with self._writing():
+            importer = Importer(
+                self.vault,
+                limits=limits,
+                progress=progress,
+                cancel=cancel,
+                on_value=self.keys.value_changed,
+            )
             return importer.import_records(records_file)
-        finally:
-            self.keys.flush()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The vault's writer lock first, then the key index's writer, released together.
+
+        The vault lock is what a second writer waits on; the key index writer is only ever
+        taken inside it, and handed back afterwards so the next writer is not refused by it.
+        """
+        with self.vault.writing():
+            deadline = time.monotonic() + WRITER_WAIT_SECONDS
+            while True:
+                try:
+                    self.keys.open_writer()
+                    break
+                except VaultBusyError as exc:
+                    # Another process still holds the key index (a search catching up, or a
+                    # writer finishing): wait briefly, then say so in the vault's own words.
+                    if time.monotonic() >= deadline:
+                        raise VaultBusyError(
+                            f"vault is busy: another kvdesk process is updating the keys of "
+                            f"{self.vault.path}; try again when it has finished"
+                        ) from exc
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                self.keys.flush()
+                self.keys.close()  # releases the key index writer; searches reopen it to read
 
     # -- tags -----------------------------------------------------------------------------------
 
