@@ -11,9 +11,11 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
@@ -49,9 +51,8 @@ class TerminalProgress:
         self._last_line = now
         rate = progress.done / max(now - start, 1e-9)
         total = f"/{progress.total}" if progress.total is not None else ""
-        self.stream.write(
-            f"{progress.stage}: {progress.done}{total} ({rate:.0f}/s) {progress.current}\n"
-        )
+        current = terminal_safe(progress.current or "")
+        self.stream.write(f"{progress.stage}: {progress.done}{total} ({rate:.0f}/s) {current}\n")
         self.stream.flush()
 
     def _tty(self, progress: Progress) -> None:
@@ -71,8 +72,8 @@ class TerminalProgress:
         if progress.total is not None and bar.total != progress.total:
             bar.total = progress.total
         bar.n = progress.done
-        current = progress.current
-        bar.set_postfix_str(current[-40:] if current else "", refresh=False)
+        current = terminal_safe(progress.current or "")
+        bar.set_postfix_str(current[-40:], refresh=False)
         bar.refresh()
 
     def close(self) -> None:
@@ -82,6 +83,56 @@ class TerminalProgress:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+# Bidirectional overrides and isolates could make a file name print as a different name.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def terminal_safe(text: str, keep: str = "") -> str:
+    """Text for a terminal: control characters (newlines, ESC ...) become visible escapes.
+
+    A file name may hold anything but ``/`` and NUL; printed raw it could move the cursor,
+    recolour the screen or fake extra report lines. Bytes that are not valid UTF-8 (carried as
+    surrogate escapes) print as ``\\xNN``. Characters in ``keep`` (e.g. a newline in a text
+    excerpt) are left alone. JSON output does not use this: it has its own escaping.
+    """
+    if text.isprintable() and not _BIDI_CONTROLS.intersection(text):
+        return text
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if ch in keep or ch == " ":
+            out.append(ch)
+        elif 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.I)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``200M``, ``1G``, ``1.5GiB``, ``4096`` (bytes): binary units, as the import report shows."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r} (use a number with an optional K, M, G or T, e.g. 200M)"
+        )
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (must be more than 0 bytes)")
+    return size
 
 
 def _print_json(data: Any, out: TextIO) -> None:
@@ -100,10 +151,12 @@ def scratch_vault(path: str | None, prefix: str) -> Iterator[str]:
         yield os.path.join(tmp, "eval.kvdb")
 
 
-def _open_kb(args: argparse.Namespace) -> Any:
+def _open_kb(args: argparse.Namespace, *, create: bool = True) -> Any:
+    """The vault of ``--vault``; read-only commands pass ``create=False`` so that a mistyped
+    path is an error ("no vault at PATH") instead of a new empty vault."""
     from kvdesk.core.knowledge_base import KnowledgeBase
 
-    return KnowledgeBase.open(args.vault)
+    return KnowledgeBase.open(args.vault, create=create)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -120,14 +173,19 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
         logger = logging.getLogger("kvdesk.import")
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+    from kvdesk.core.extract import Limits
+
+    limits = Limits() if args.max_file_size is None else Limits(max_file_bytes=args.max_file_size)
     sink = TerminalProgress(quiet=args.quiet or args.verbose)
     cancel = CancelToken()
     with _open_kb(args) as kb:
         try:
             if args.records:
-                report = kb.import_records(args.records, progress=sink, cancel=cancel)
+                report = kb.import_records(
+                    args.records, limits=limits, progress=sink, cancel=cancel
+                )
             else:
-                report = kb.import_paths(args.paths, progress=sink, cancel=cancel)
+                report = kb.import_paths(args.paths, limits=limits, progress=sink, cancel=cancel)
             if not args.no_dense and not report.cancelled:
                 kb.build_dense_keys(progress=sink, cancel=cancel)
         except KeyboardInterrupt:
@@ -141,15 +199,15 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
         _print_json(report.to_json(), out)
     else:
         for item in report.failed:
-            out.write(f"failed   {item['path']}: {item['error']}\n")
+            out.write(f"failed   {terminal_safe(item['path'])}: {terminal_safe(item['error'])}\n")
         for item in report.skipped:
-            out.write(f"skipped  {item['path']}: {item['reason']}\n")
+            out.write(f"skipped  {terminal_safe(item['path'])}: {terminal_safe(item['reason'])}\n")
         out.write(report.summary() + "\n")
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_kb(args) as kb:
+    with _open_kb(args, create=False) as kb:
         record = kb.vault.get(args.id)
         versions = kb.vault.versions(record.id)
         text = kb.vault.text(record.id)
@@ -179,21 +237,22 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         _print_json(data, out)
         return EXIT_OK
-    out.write(f"{record.identifier}  {record.title}\n")
+    out.write(f"{record.identifier}  {terminal_safe(record.title)}\n")
     for key in ("external_id", "media_type", "sha256", "size", "source_path", "updated_at"):
         if data[key] is not None:
-            out.write(f"  {key:<13} {data[key]}\n")
+            out.write(f"  {key:<13} {terminal_safe(str(data[key]))}\n")
     if record.source_missing:
         out.write("  source        missing (the file has gone; the vault keeps its copy)\n")
     out.write(f"  versions      {', '.join(str(v.version) for v in versions)}\n")
     if record.tags:
-        out.write(f"  tags          {', '.join(record.tags)}\n")
-    out.write("\n" + excerpt + ("…" if len(text) > len(excerpt) else "") + "\n")
+        out.write(f"  tags          {terminal_safe(', '.join(record.tags))}\n")
+    more = "…" if len(text) > len(excerpt) else ""
+    out.write("\n" + terminal_safe(excerpt, keep="\n\t") + more + "\n")
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_kb(args) as kb:
+    with _open_kb(args, create=False) as kb:
         value_id = kb.vault.resolve(args.id)
         data = kb.vault.original_bytes(value_id, args.version)
     target = args.outfile
@@ -203,15 +262,21 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
         sys.stdout.buffer.flush()
         return EXIT_OK
     tmp = f"{target}.kvdesk-partial"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, target)
-    print(f"wrote {len(data)} bytes to {target}", file=sys.stderr)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        reason = exc.strerror or str(exc)
+        raise KvdeskError(f"cannot write {terminal_safe(target)}: {reason}") from None
+    print(f"wrote {len(data)} bytes to {terminal_safe(target)}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_kb(args) as kb:
+    with _open_kb(args, create=False) as kb:
         records = kb.vault.list_values(limit=args.limit)
     if args.json:
         _print_json(
@@ -234,12 +299,12 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     for r in records:
         flag = " (source missing)" if r.source_missing else ""
-        out.write(f"{r.identifier:<10} {r.media_type[:28]:<28} {r.title}{flag}\n")
+        out.write(f"{r.identifier:<10} {r.media_type[:28]:<28} {terminal_safe(r.title)}{flag}\n")
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_kb(args) as kb:
+    with _open_kb(args, create=False) as kb:
         report = kb.vault.check()
     if args.json:
         _print_json(
@@ -336,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-dense",
         action="store_true",
         help="store values and lexical keys only; dense keys follow on the next search or rekey",
+    )
+    p.add_argument(
+        "--max-file-size",
+        metavar="SIZE",
+        type=parse_size,
+        default=None,
+        help="skip files larger than SIZE, e.g. 200M or 1G (default: 256M); also bounds one"
+        " line of --records",
     )
 
     p = add("show", cmd_show, "show a document's metadata, versions and text")

@@ -70,6 +70,9 @@ def test_check_fails_with_exit_1_on_corruption(tmp_path: Path, docs: Path) -> No
 
 def test_errors_and_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     vault = str(tmp_path / "v.kvdb")
+    (tmp_path / "memo.txt").write_text("one document")
+    assert run("--vault", vault, "import", str(tmp_path / "memo.txt"), "--no-dense")[0] == 0
+    capsys.readouterr()
     assert run("--vault", vault, "show", "DOC-404")[0] == 1
     assert "no document" in capsys.readouterr().err
     assert run("--vault", vault, "frobnicate")[0] == 2
