@@ -10,9 +10,8 @@ Each query also records what the search saw beyond the hits themselves: whether 
 confident, whether any shown hit matched the query's words (lexical keys) and whether any matched
 a tag. In hybrid and dense mode the dense keys always return the k nearest documents, so "hits
 were shown" says nothing; a search is *zero-result* when no shown hit matched a query key beyond
-that dense floor: no lexical match, no tag match and no confident match. These flags live in
-``pilot_query.confident`` as bits (1 confident, 2 lexical match, 4 tag match, 8 flags recorded),
-so older rows (plain 0/1) still read: for them zero-result falls back to "0 hits shown".
+that dense floor: no lexical match, no tag match and no confident match. Rows recorded before
+the vault kept the match columns (NULL) fall back to "0 hits shown".
 
 Timestamps are UTC ISO strings; every write takes its time from an injectable clock, so tests
 script sessions with exact times.
@@ -37,7 +36,6 @@ Clock = Callable[[], dt.datetime]
 
 OUTCOMES = ("found", "notfound", "abandoned")
 DEFAULT_STALE_MINUTES = 30
-CONFIDENT, LEXICAL_MATCH, TAG_MATCH, FLAGS_RECORDED = 1, 2, 4, 8
 _ENABLED, _USER, _TEAM, _STALE = "pilot.enabled", "pilot.user", "pilot.team", "pilot.stale_minutes"
 
 
@@ -289,7 +287,7 @@ class PilotLog:
             ).fetchone()[0]
             cur = tx.execute(
                 "INSERT INTO pilot_query(session_id, seq, query, mode, at, hit_count, confident,"
-                " key_set_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " lexical_match, tag_match, key_set_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     int(seq),
@@ -297,7 +295,8 @@ class PilotLog:
                     result.mode,
                     self._now(),
                     len(result.hits),
-                    search_flags(result),
+                    int(result.confident),
+                    *(int(flag) for flag in search_matches(result)),
                     None if key_set is None else int(key_set[0]),
                 ),
             )
@@ -416,8 +415,8 @@ class PilotLog:
             hits.setdefault(int(qid), []).append(PilotHit(int(rank), int(value_id), float(score)))
         queries: dict[int, list[PilotQuery]] = {}
         for r in conn.execute(
-            "SELECT id, session_id, seq, query, mode, at, hit_count, confident, key_set_id"
-            " FROM pilot_query ORDER BY session_id, seq"
+            "SELECT id, session_id, seq, query, mode, at, hit_count, confident, key_set_id,"
+            " lexical_match, tag_match FROM pilot_query ORDER BY session_id, seq"
         ):
             if int(r[1]) in wanted:
                 queries.setdefault(int(r[1]), []).append(
@@ -428,11 +427,11 @@ class PilotLog:
                         mode=str(r[4]),
                         at=str(r[5]),
                         hit_count=int(r[6]),
-                        confident=bool(int(r[7]) & CONFIDENT),
+                        confident=bool(r[7]),
                         key_set_id=None if r[8] is None else int(r[8]),
                         hits=tuple(hits.get(int(r[0]), ())),
-                        lexical_match=_flag(int(r[7]), LEXICAL_MATCH),
-                        tag_match=_flag(int(r[7]), TAG_MATCH),
+                        lexical_match=None if r[9] is None else bool(r[9]),
+                        tag_match=None if r[10] is None else bool(r[10]),
                     )
                 )
         opens: dict[int, list[PilotOpen]] = {}
@@ -516,20 +515,14 @@ class PilotLog:
         return len(sessions)
 
 
-def search_flags(result: SearchResult) -> int:
-    """What a search saw, as the bits stored in ``pilot_query.confident``."""
-    flags = FLAGS_RECORDED | (CONFIDENT if result.confident else 0)
+def search_matches(result: SearchResult) -> tuple[bool, bool]:
+    """Whether any shown hit matched the query's words (lexical keys), and whether any a tag."""
+    lexical = tag = False
     for hit in result.hits:
         lex, tags = hit.explanation.lexical, hit.explanation.tags
-        if lex is not None and (lex.score > 0 or lex.bm25 > 0):
-            flags |= LEXICAL_MATCH
-        if tags is not None and (tags.tags or tags.score > 0):
-            flags |= TAG_MATCH
-    return flags
-
-
-def _flag(stored: int, bit: int) -> bool | None:
-    return bool(stored & bit) if stored & FLAGS_RECORDED else None
+        lexical = lexical or (lex is not None and (lex.score > 0 or lex.bm25 > 0))
+        tag = tag or (tags is not None and bool(tags.tags or tags.score > 0))
+    return lexical, tag
 
 
 def _with_identifiers(data: dict[str, Any], identifiers: dict[int, str]) -> dict[str, Any]:

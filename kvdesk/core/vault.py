@@ -193,6 +193,11 @@ _MIGRATIONS: tuple[str, ...] = (
         UNIQUE (tag_id, kind, pattern)
     );
     """,
+    # 4: what a pilot search saw beyond its hits (NULL: recorded before kvdesk kept it).
+    """
+    ALTER TABLE pilot_query ADD COLUMN lexical_match INTEGER;
+    ALTER TABLE pilot_query ADD COLUMN tag_match INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import PilotLog, search_flags
+from kvdesk.core.pilot import PilotLog, search_matches
 from kvdesk.core.pilot_metrics import compute_metrics
 from kvdesk.core.retrieval import (
     DenseExplanation,
@@ -84,15 +84,18 @@ def test_dense_floor_only_is_zero_result(kb: KnowledgeBase) -> None:
 
 
 def test_flags_and_rows_recorded_before_them(kb: KnowledgeBase) -> None:
-    assert search_flags(_result(kb, [DENSE], False)) == 8
-    assert search_flags(_result(kb, [LEXICAL, TAGGED], True)) == 8 | 1 | 2 | 4
+    assert search_matches(_result(kb, [DENSE], False)) == (False, False)
+    assert search_matches(_result(kb, [LEXICAL, TAGGED], True)) == (True, True)
     log = PilotLog(kb.vault)
     log.configure(enabled=True)
     sid = log.start_session()
     qid = log.record_search(sid, "old", _result(kb, [DENSE, DENSE], False))
     qid2 = log.record_search(sid, "old empty", _result(kb, [], False))
-    with kb.vault.transaction() as tx:  # what an older kvdesk wrote: plain 0/1, no flags
-        tx.execute("UPDATE pilot_query SET confident = 0 WHERE id IN (?, ?)", (qid, qid2))
+    with kb.vault.transaction() as tx:  # what an older kvdesk wrote: no match columns
+        tx.execute(
+            "UPDATE pilot_query SET lexical_match = NULL, tag_match = NULL WHERE id IN (?, ?)",
+            (qid, qid2),
+        )
     old, old_empty = log.session(sid).queries
     assert old.lexical_match is None and not old.zero_result  # 2 hits shown: not zero-result
     assert old_empty.zero_result

@@ -111,6 +111,32 @@ def test_newer_schema_is_refused(vault_path: Path) -> None:
         Vault.open(vault_path)
 
 
+def test_older_vault_is_migrated_keeping_its_pilot_log(vault_path: Path) -> None:
+    """A schema-3 vault (pilot queries without match columns) opens, gains them, keeps its rows."""
+    with Vault.open(vault_path) as vault:
+        with vault.transaction() as tx:
+            tx.execute(
+                "INSERT INTO pilot_session(started_at, user, team)"
+                " VALUES ('2026-01-05T09:00:00+00:00', 'u', 't')"
+            )
+            tx.execute(
+                "INSERT INTO pilot_query(session_id, seq, query, mode, at, hit_count, confident)"
+                " VALUES (1, 1, 'old query', 'hybrid', '2026-01-05T09:00:00+00:00', 3, 1)"
+            )
+    conn = sqlite3.connect(vault_path)
+    conn.execute("ALTER TABLE pilot_query DROP COLUMN lexical_match")
+    conn.execute("ALTER TABLE pilot_query DROP COLUMN tag_match")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    with Vault.open(vault_path) as vault:
+        assert vault.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        row = vault.conn.execute(
+            "SELECT query, confident, lexical_match, tag_match FROM pilot_query"
+        ).fetchone()
+        assert tuple(row) == ("old query", 1, None, None)
+
+
 def test_second_writer_process_gets_busy_and_readers_do_not_block(vault_path: Path) -> None:
     with Vault.open(vault_path) as vault:
         _add(vault, b"existing")
