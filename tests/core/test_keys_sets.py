@@ -141,3 +141,22 @@ def test_incomplete_key_set_is_not_activated(tmp_path: Path) -> None:
         with pytest.raises(KvdeskError, match="complete it first"):
             kb.activate_key_set(candidate.id)
         assert kb.keys.active_key_set() == old
+
+
+def test_a_search_that_rebuilds_stale_keys_hands_the_index_writer_back(tmp_path: Path) -> None:
+    """After catching up (here: the lexical index was deleted), search keeps no writer, so
+    another kvdesk process can still import."""
+    import shutil
+
+    from kvdesk.core.keys.lexical import LexicalIndex
+
+    doc = tmp_path / "a.txt"
+    doc.write_text("printer jam on floor three")
+    vault = tmp_path / "v.kvdb"
+    with KnowledgeBase.open(vault) as kb:
+        kb.import_paths([doc])
+    shutil.rmtree(keys_dir_for(vault) / "lexical")
+    with KnowledgeBase.open(vault) as kb:
+        assert [h.identifier for h in kb.search("printer", mode="lexical").hits] == ["DOC-1"]
+        other_writer = LexicalIndex.open(keys_dir_for(vault) / "lexical", writable=True)
+        other_writer.close()

@@ -132,6 +132,10 @@ class KeyManager:
             self.sync_lexical()
         except VaultBusyError:
             log.warning("lexical keys are stale, and another kvdesk process is updating them")
+            return
+        # Hand the index writer back at once: a search must not keep other processes (an
+        # import from the command line, say) from writing.
+        self._open_lexical(writable=False)
 
     def _open_lexical(self, *, writable: bool) -> None:
         path = self.directory / "lexical"
