@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from kvdesk.cli_args import positive_int
 from kvdesk.core.errors import Cancelled
 
 Command = Callable[[argparse.Namespace, TextIO], int]
@@ -260,26 +261,16 @@ def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
     p = add("search", cmd_search, "search the vault; every hit explains which keys drove it")
     p.add_argument("query", metavar="QUERY")
-    p.add_argument("-k", type=_positive_int, default=10, help="number of hits (default 10, >= 1)")
+    p.add_argument("-k", type=positive_int, default=10, help="number of hits (default 10, >= 1)")
     p.add_argument("--mode", choices=("hybrid", "lexical", "dense"), default="hybrid")
     p.add_argument("--explain", action="store_true", help="show each key's contribution")
     p.add_argument("--pilot", action="store_true", help="record this search as a pilot session")
     p.add_argument(
         "--session",
-        type=_positive_int,
+        type=positive_int,
         metavar="ID",
         default=None,
         help="with --pilot: add this query to pilot session ID (a reformulation)",

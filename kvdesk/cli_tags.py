@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from kvdesk.cli_args import positive_int
 from kvdesk.core.errors import KvdeskError
 
 Command = Callable[[argparse.Namespace, TextIO], int]
@@ -133,16 +134,6 @@ def cmd_set(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def cmd_rule(args: argparse.Namespace, out: TextIO) -> int:
     from kvdesk.core.tagging import TagSuggester
 
@@ -190,7 +181,7 @@ def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> Non
     q.add_argument("ids", nargs="*", metavar="ID")
     q.add_argument("--untagged", action="store_true", help="every document without a tag")
     q.add_argument(
-        "-k", type=_positive_int, default=5, help="suggestions per document (default 5, >= 1)"
+        "-k", type=positive_int, default=5, help="suggestions per document (default 5, >= 1)"
     )
     q.add_argument("--json", action="store_true", help="one JSON object per document per line")
     q.add_argument("--save", action="store_true", help="store them as 'suggested' for review")
