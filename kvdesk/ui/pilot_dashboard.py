@@ -1,21 +1,31 @@
 """The pilot dashboard: metrics over time, the queries that failed, and a one-step way to turn a
 failed query into a golden-set case (pick the document that should have been found).
 
+A **Team** filter ("All teams" or one team label found in the log) and a **Since** date (or all
+time) scope the tiles, the weekly charts and the failed queries; with "All teams" a small table
+compares the teams over the same window. "Since" is a UTC date, as ``kvdesk pilot report
+--since DATE``: with "All teams" the numbers are the ones that command prints.
+
 All vault work runs on a :class:`~kvdesk.ui.tasks.TaskRunner` (reads on the reader pool, the
 golden-case write and the on/off switch on the single writer), never on the GUI thread; the
-widget only receives results through queued signals. Charts are pyqtgraph plots.
+widget only receives results through queued signals (a result overtaken by a newer filter is
+dropped). Charts are pyqtgraph plots.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QDate, Qt, Signal, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QComboBox,
+    QDateEdit,
     QDialog,
     QDialogButtonBox,
     QFrame,
@@ -34,7 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kvdesk.core.pilot import Clock
+from kvdesk.core.pilot import Clock, utc_now
 from kvdesk.core.pilot_metrics import FailedQuery, Metrics, PilotReport
 from kvdesk.ui.tasks import Task, TaskRunner
 
@@ -56,10 +66,75 @@ _OUTCOMES = (
     ("open", "Open", "#9ca3af"),
 )
 _FAILED_COLUMNS = ("Query", "Sessions", "Zero results", "Last asked")
+_TEAM_COLUMNS = ("Team", "Sessions", "Success", "Median time to find", "Zero results")
+ALL_TEAMS = "All teams"
+NO_TEAM = "(no team)"  # how the empty team label is shown
+SINCE_DEFAULT_DAYS = 28  # where the "Since" date starts when first turned on
 
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.0f}%"
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f} s"
+
+
+def _team_label(team: str) -> str:
+    return team or NO_TEAM
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What a refresh hands back to the GUI thread."""
+
+    generation: int
+    report: PilotReport
+    enabled: bool
+    teams: tuple[str, ...]  # every team label in the log (all time), ascending
+
+
+def scoped_report(
+    vault: Any,
+    *,
+    team: str | None = None,
+    since: dt.datetime | None = None,
+    clock: Clock | None = None,
+) -> tuple[PilotReport, tuple[str, ...]]:
+    """The dashboard's report, built from the core metrics (runs on a reader thread).
+
+    ``overall`` and ``per_week`` cover the sessions started since ``since`` of ``team`` (every
+    team when None); ``per_team`` covers every team over the same window. With ``team=None``
+    this is :func:`~kvdesk.core.pilot_metrics.pilot_report`. Also returns every team label in
+    the log, whatever the window, so the filter keeps offering them.
+    """
+    from kvdesk.core.pilot import PilotLog
+    from kvdesk.core.pilot_metrics import compute_metrics, iso_week
+
+    log = PilotLog(vault, clock=clock)
+    now = (clock or utc_now)()
+    stale = log.settings().stale_minutes
+    everything = log.sessions()
+    window = everything if since is None else log.sessions(since=since)
+    teams: dict[str, list[Any]] = {}
+    for s in window:
+        teams.setdefault(s.team, []).append(s)
+    scoped = window if team is None else teams.get(team, [])
+    weeks: dict[str, list[Any]] = {}
+    for s in scoped:
+        weeks.setdefault(iso_week(s.started_at), []).append(s)
+
+    def metrics(group: list[Any]) -> Metrics:
+        return compute_metrics(group, now=now, stale_minutes=stale)
+
+    report = PilotReport(
+        overall=metrics(scoped),
+        per_week={k: metrics(weeks[k]) for k in sorted(weeks)},
+        per_team={k: metrics(teams[k]) for k in sorted(teams)},
+        since=None if since is None else since.isoformat(),
+        computed_at=now.isoformat(timespec="seconds"),
+    )
+    return report, tuple(sorted({s.team for s in everything}))
 
 
 class _Tile(QFrame):
@@ -198,7 +273,9 @@ class PilotDashboard(QWidget):
         self._clock = clock
         self.golden_set = golden_set
         self.report: PilotReport | None = None
+        self.teams: tuple[str, ...] = ()
         self.picker: DocumentPicker | None = None
+        self._generation = 0
 
         # Top row: on/off switch, status, refresh.
         self.enabled_box = QCheckBox("Record searches in this vault (pilot)")
@@ -212,8 +289,40 @@ class PilotDashboard(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.enabled_box)
         top.addStretch(1)
-        top.addWidget(self.summary)
         top.addWidget(self.refresh_button)
+
+        # Filters: team and start date; they scope the tiles, charts and failed queries.
+        self.team_combo = QComboBox()
+        self.team_combo.addItem(ALL_TEAMS)
+        self.team_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.team_combo.setMinimumContentsLength(12)
+        self.team_combo.setToolTip("Show one team's sessions (the team label of each session)")
+        team_label = QLabel("Team:")
+        team_label.setBuddy(self.team_combo)
+        self.since_box = QCheckBox("Since")
+        self.since_box.setToolTip(
+            "Only sessions started on or after this day (UTC), as pilot report --since;"
+            " unchecked: all time"
+        )
+        self.since_edit = QDateEdit()
+        self.since_edit.setCalendarPopup(True)
+        self.since_edit.setDisplayFormat("yyyy-MM-dd")
+        today = (self._clock or utc_now)().astimezone(dt.UTC).date()
+        start = today - dt.timedelta(days=SINCE_DEFAULT_DAYS)
+        self.since_edit.setDate(QDate(start.year, start.month, start.day))
+        self.since_edit.setEnabled(False)
+        self.scope_label = QLabel("all time")
+        self.scope_label.setStyleSheet("color: #6b7280;")
+        filters = QHBoxLayout()
+        filters.addWidget(team_label)
+        filters.addWidget(self.team_combo)
+        filters.addSpacing(16)
+        filters.addWidget(self.since_box)
+        filters.addWidget(self.since_edit)
+        filters.addSpacing(8)
+        filters.addWidget(self.scope_label)
+        filters.addStretch(1)
+        filters.addWidget(self.summary)
 
         # Headline tiles.
         self.tiles = {
@@ -304,14 +413,43 @@ class PilotDashboard(QWidget):
         failed_layout.addLayout(failed_head)
         failed_layout.addWidget(self.failed_table)
 
+        # Per team, shown with "All teams" (double-click a row to filter on that team).
+        self.team_table = QTableWidget(0, len(_TEAM_COLUMNS))
+        self.team_table.setHorizontalHeaderLabels(list(_TEAM_COLUMNS))
+        self.team_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.team_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.team_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.team_table.verticalHeader().setVisible(False)
+        self.team_table.setToolTip("Double-click a team to show only its sessions")
+        self.team_table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        team_header = self.team_table.horizontalHeader()
+        team_header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(_TEAM_COLUMNS)):
+            team_header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.team_box = QWidget()
+        team_layout = QVBoxLayout(self.team_box)
+        team_layout.setContentsMargins(0, 0, 0, 0)
+        team_head = QLabel("<b>Per team</b>")
+        team_head.setMinimumHeight(self.golden_button.sizeHint().height())
+        team_layout.addWidget(team_head)
+        team_layout.addWidget(self.team_table)
+
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.setChildrenCollapsible(False)
+        bottom.addWidget(failed_box)
+        bottom.addWidget(self.team_box)
+        bottom.setStretchFactor(0, 3)
+        bottom.setStretchFactor(1, 2)
+
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(chart_box)
-        splitter.addWidget(failed_box)
+        splitter.addWidget(bottom)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addLayout(filters)
         layout.addLayout(tiles)
         layout.addWidget(splitter, 1)
 
@@ -320,23 +458,120 @@ class PilotDashboard(QWidget):
         self.failed_table.itemSelectionChanged.connect(self._on_selection)
         self.failed_table.itemDoubleClicked.connect(lambda _item: self.make_golden_case())
         self.golden_button.clicked.connect(lambda: self.make_golden_case())
+        self.team_combo.currentIndexChanged.connect(self._on_filter_changed)
+        self.since_box.toggled.connect(self._on_since_toggled)
+        self.since_edit.dateChanged.connect(self._on_since_date)
+        self.team_table.itemDoubleClicked.connect(self._on_team_double_clicked)
+
+    # -- filters --------------------------------------------------------------------------------
+
+    def selected_team(self) -> str | None:
+        """The team shown, or None for all teams."""
+        index = self.team_combo.currentIndex()
+        if index <= 0:
+            return None
+        return cast(str, self.team_combo.itemData(index))
+
+    def set_team(self, team: str | None) -> None:
+        """Show one team (None: all teams); a label not in the log yet is added."""
+        if team is None:
+            self.team_combo.setCurrentIndex(0)
+            return
+        index = self._team_index(team)
+        if index < 0:
+            self.team_combo.addItem(_team_label(team), team)
+            index = self.team_combo.count() - 1
+        self.team_combo.setCurrentIndex(index)
+
+    def _team_index(self, team: str) -> int:
+        for index in range(1, self.team_combo.count()):
+            if self.team_combo.itemData(index) == team:
+                return index
+        return -1
+
+    def since(self) -> dt.datetime | None:
+        """The start of the window (UTC midnight of the chosen day), or None for all time."""
+        if not self.since_box.isChecked():
+            return None
+        from kvdesk.core.pilot_metrics import parse_since
+
+        return parse_since(self.since_edit.date().toString("yyyy-MM-dd"))
+
+    def set_since(self, day: dt.date | None) -> None:
+        """Scope to sessions started on or after ``day`` (None: all time); refreshes once."""
+        if day is None:
+            self.since_box.setChecked(False)
+            return
+        self.since_edit.blockSignals(True)
+        self.since_edit.setDate(QDate(day.year, day.month, day.day))
+        self.since_edit.blockSignals(False)
+        if self.since_box.isChecked():
+            self._on_filter_changed()
+        else:
+            self.since_box.setChecked(True)
+
+    @Slot()
+    def _on_filter_changed(self) -> None:
+        self.refresh()
+
+    @Slot(bool)
+    def _on_since_toggled(self, on: bool) -> None:
+        self.since_edit.setEnabled(on)
+        self.refresh()
+
+    @Slot(QDate)
+    def _on_since_date(self, _date: QDate) -> None:
+        if self.since_box.isChecked():
+            self.refresh()
+
+    @Slot(QTableWidgetItem)
+    def _on_team_double_clicked(self, item: QTableWidgetItem) -> None:
+        team = item.data(Qt.ItemDataRole.UserRole)
+        if isinstance(team, str):
+            self.set_team(team)
+
+    def _fill_team_combo(self, teams: tuple[str, ...]) -> None:
+        """Offer every team in the log, keeping the current choice (without refreshing)."""
+        current = self.selected_team()
+        wanted = list(teams)
+        if current is not None and current not in wanted:
+            wanted.append(current)  # e.g. the log was cleared: keep showing what was asked
+        have = [self.team_combo.itemData(i) for i in range(1, self.team_combo.count())]
+        if have == wanted:
+            return
+        self.team_combo.blockSignals(True)
+        while self.team_combo.count() > 1:
+            self.team_combo.removeItem(1)
+        for team in wanted:
+            self.team_combo.addItem(_team_label(team), team)
+        self.team_combo.setCurrentIndex(0 if current is None else self._team_index(current))
+        self.team_combo.blockSignals(False)
+
+    def _scope_text(self, team: str | None, since: dt.datetime | None) -> str:
+        who = "all teams" if team is None else f"team {_team_label(team)}"
+        when = "all time" if since is None else f"since {since.date().isoformat()}"
+        return f"{who} · {when}"
 
     # -- loading --------------------------------------------------------------------------------
 
     @Slot()
     def refresh(self) -> Task | None:
         """Recompute the report on a reader thread; the view updates when it arrives."""
+        self._generation += 1
+        generation = self._generation
         kb = self._kb_provider()
         if kb is None:
+            self.teams = ()
             self._show(None, False)
             return None
         clock = self._clock
+        team, since = self.selected_team(), self.since()
 
-        def run(_report: object, _cancel: object) -> tuple[PilotReport, bool]:
+        def run(_report: object, _cancel: object) -> _Loaded:
             from kvdesk.core.pilot import PilotLog
-            from kvdesk.core.pilot_metrics import pilot_report
 
-            return pilot_report(kb.vault, clock=clock), PilotLog(kb.vault).enabled
+            report, teams = scoped_report(kb.vault, team=team, since=since, clock=clock)
+            return _Loaded(generation, report, PilotLog(kb.vault).enabled, teams)
 
         task = self.runner.read("pilot report", run)
         task.succeeded.connect(self._on_report)
@@ -345,11 +580,19 @@ class PilotDashboard(QWidget):
 
     @Slot(object)
     def _on_report(self, payload: object) -> None:
-        report, enabled = cast(tuple[PilotReport, bool], payload)
-        self._show(report, enabled)
+        loaded = cast(_Loaded, payload)
+        if loaded.generation != self._generation:
+            return  # the filters changed meanwhile; a newer report is on its way
+        self.teams = loaded.teams
+        self._fill_team_combo(loaded.teams)
+        self._show(loaded.report, loaded.enabled)
 
     def _show(self, report: PilotReport | None, enabled: bool) -> None:
         self.report = report
+        team = self.selected_team()
+        self.scope_label.setText(self._scope_text(team, self.since()))
+        self.team_box.setVisible(team is None)
+        self._fill_teams(report.per_team if report else {})
         self.enabled_box.blockSignals(True)
         self.enabled_box.setChecked(enabled)
         self.enabled_box.blockSignals(False)
@@ -359,9 +602,13 @@ class PilotDashboard(QWidget):
         self._fill_charts(report)
         self._fill_failed(overall.top_failed if overall else ())
         if overall is None or not overall.sessions:
-            self.summary.setText(
-                "No pilot sessions yet." + ("" if enabled else " Turn recording on to start.")
-            )
+            filtered = team is not None or self.since_box.isChecked()
+            if report is not None and filtered and self.teams:
+                self.summary.setText("No sessions match these filters.")
+            else:
+                self.summary.setText(
+                    "No pilot sessions yet." + ("" if enabled else " Turn recording on to start.")
+                )
         else:
             self.summary.setText(
                 f"{overall.found} found · {overall.notfound} not found · "
@@ -377,11 +624,7 @@ class PilotDashboard(QWidget):
             "abandon_rate": _pct(m.abandon_rate if m else None),
             "zero_result_rate": _pct(m.zero_result_rate if m else None),
             "mrr": "–" if m is None or m.mrr is None else f"{m.mrr:.2f}",
-            "median_seconds_to_find": (
-                "–"
-                if m is None or m.median_seconds_to_find is None
-                else f"{m.median_seconds_to_find:.0f} s"
-            ),
+            "median_seconds_to_find": _seconds(m.median_seconds_to_find if m else None),
             "reformulations_per_session": (
                 "–"
                 if m is None or m.reformulations_per_session is None
@@ -420,6 +663,47 @@ class PilotDashboard(QWidget):
         ]
         self.time_curve.setData([t[0] for t in times], [t[1] for t in times])
         self.time_plot.enableAutoRange(axis="y")
+
+    def _fill_teams(self, per_team: dict[str, Metrics]) -> None:
+        table = self.team_table
+        table.setRowCount(0)
+        for row, (team, m) in enumerate(per_team.items()):
+            table.insertRow(row)
+            cells = (
+                _team_label(team),
+                str(m.sessions),
+                _pct(m.success_rate),
+                _seconds(m.median_seconds_to_find),
+                _pct(m.zero_result_rate),
+            )
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if column:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                item.setData(Qt.ItemDataRole.UserRole, team)
+                table.setItem(row, column, item)
+        self._fit_team_table()
+
+    def _fit_team_table(self) -> None:
+        """Wide enough for every column, so the table never needs a horizontal scroll bar."""
+        table = self.team_table
+        header = table.horizontalHeader()
+        width = sum(
+            max(header.sectionSizeHint(c), table.sizeHintForColumn(c))
+            for c in range(table.columnCount())
+        )
+        table.setMinimumWidth(width + 2 * table.frameWidth() + 24)  # room for a scroll bar
+
+    def team_rows(self) -> list[tuple[str, ...]]:
+        """The per-team table as text, row by row."""
+        table = self.team_table
+        return [
+            tuple(
+                item.text() if (item := table.item(r, c)) else ""
+                for c in range(table.columnCount())
+            )
+            for r in range(table.rowCount())
+        ]
 
     def _fill_failed(self, failed: tuple[FailedQuery, ...]) -> None:
         table = self.failed_table
