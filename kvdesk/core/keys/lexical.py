@@ -242,8 +242,8 @@ class LexicalIndex:
     TAGS_BOOST: float = 1.0
     PATH_BOOST: float = 0.3
     ID_BOOST: float = 5.0
-    #: Japanese dictionary words (base forms) next to the bigrams: weight chosen on half of
-    #: JaQuAD's queries (0.25 … 10; flat from 3 to 6); see kvdesk/core/keys/japanese.py.
+    #: Japanese dictionary words (base forms) next to the bigrams: weight chosen on a seeded half
+    #: of JaQuAD's queries (flat from 2 to 6); bench/bench_ja_words.py, japanese.py.
     JA_WORDS_BOOST: float = 3.0
 
     def __init__(self, directory: Path, writable: bool) -> None:
