@@ -35,25 +35,34 @@ def test_screenshot_needs_a_search(qapp, tmp_path: Path) -> None:  # type: ignor
 
 
 def test_bundled_japanese_font_is_the_fallback(qapp) -> None:  # type: ignore[no-untyped-def]
-    from PySide6.QtGui import QFontDatabase, QRawFont, QTextLayout
+    from PySide6.QtGui import QFont, QFontDatabase, QRawFont, QTextLayout
 
     from kvdesk.ui.style import apply_font_fallback, load_bundled_fonts
+
+    def glyph_runs(font: QFont) -> list[tuple[str, int]]:
+        layout = QTextLayout("東京の議事録、カタカナ。", font)
+        layout.beginLayout()
+        layout.createLine()
+        layout.endLayout()
+        return [
+            (run.rawFont().familyName(), g) for run in layout.glyphRuns() for g in run.glyphIndexes()
+        ]
 
     bundled = load_bundled_fonts()
     assert bundled, "the shipped Japanese subset did not load"
     # (fontconfig's "ja" needs JIS level 2 too, so the subset is found by name, not by
     # writing system: the families list below is what makes Qt fall back to it.)
     families = apply_font_fallback(qapp)
-    assert bundled[0] in families
-    glyphs = []
-    layout = QTextLayout("東京の議事録、カタカナ。", qapp.font())
-    layout.beginLayout()
-    layout.createLine()
-    layout.endLayout()
-    for run in layout.glyphRuns():
-        glyphs += [(run.rawFont().familyName(), g) for g in run.glyphIndexes()]
+    assert families[-1] == bundled[0]  # an installed CJK font, if any, comes before it
+    glyphs = glyph_runs(qapp.font())
     assert glyphs and all(g for _, g in glyphs), glyphs  # glyph 0 is .notdef: a box
-    assert bundled[0] in {family for family, _ in glyphs}
+    assert {family for family, _ in glyphs} <= set(families) | set(QFontDatabase.families())
+    # A machine with no CJK font at all: the UI font, then the bundled subset only.
+    alone = QFont(qapp.font())
+    alone.setFamilies([families[0], bundled[0]])
+    glyphs = glyph_runs(alone)
+    assert glyphs and all(g for _, g in glyphs), glyphs
+    assert {family for family, _ in glyphs} == {bundled[0]}
     raw = QRawFont.fromFont(QFontDatabase.font(bundled[0], "Regular", 12))
     assert raw.familyName() == bundled[0] and raw.supportsCharacter(ord("東"))
 

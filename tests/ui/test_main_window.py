@@ -402,7 +402,7 @@ def test_drop_on_the_search_field_imports(qtbot, window: MainWindow, tmp_path: P
     mime.setUrls([QUrl.fromLocalFile(str(note))])
     for target in (window.search_edit, window.viewer.tag_editor.edit):
         enter = QDragEnterEvent(
-            QPoint(5, 5).toPointF(),
+            QPoint(5, 5),  # QDragEnterEvent takes a QPoint, QDropEvent a QPointF
             Qt.DropAction.CopyAction,
             mime,
             Qt.MouseButton.LeftButton,
