@@ -44,9 +44,8 @@ def test_bundled_japanese_font_is_the_fallback(qapp) -> None:  # type: ignore[no
         layout.beginLayout()
         layout.createLine()
         layout.endLayout()
-        return [
-            (run.rawFont().familyName(), g) for run in layout.glyphRuns() for g in run.glyphIndexes()
-        ]
+        runs = layout.glyphRuns()
+        return [(run.rawFont().familyName(), g) for run in runs for g in run.glyphIndexes()]
 
     bundled = load_bundled_fonts()
     assert bundled, "the shipped Japanese subset did not load"
