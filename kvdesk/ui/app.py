@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_font_fallback(app)
 
     vault_path = start_vault_path(args.vault)
-    vault_path.parent.mkdir(parents=True, exist_ok=True)
+    vault_path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)  # private, like the vault
     try:
         kb = KnowledgeBase.open(vault_path)
     except (KvdeskError, OSError) as exc:
