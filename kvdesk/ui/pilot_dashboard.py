@@ -15,7 +15,7 @@ dropped). Charts are pyqtgraph plots.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -665,23 +665,22 @@ class PilotDashboard(QWidget):
         self.time_plot.enableAutoRange(axis="y")
 
     def _fill_teams(self, per_team: dict[str, Metrics]) -> None:
-        table = self.team_table
-        table.setRowCount(0)
-        for row, (team, m) in enumerate(per_team.items()):
-            table.insertRow(row)
-            cells = (
-                _team_label(team),
-                str(m.sessions),
-                _pct(m.success_rate),
-                _seconds(m.median_seconds_to_find),
-                _pct(m.zero_result_rate),
-            )
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if column:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                item.setData(Qt.ItemDataRole.UserRole, team)
-                table.setItem(row, column, item)
+        _fill_table(
+            self.team_table,
+            (
+                (
+                    (
+                        _team_label(team),
+                        str(m.sessions),
+                        _pct(m.success_rate),
+                        _seconds(m.median_seconds_to_find),
+                        _pct(m.zero_result_rate),
+                    ),
+                    team,
+                )
+                for team, m in per_team.items()
+            ),
+        )
         self._fit_team_table()
 
     def _fit_team_table(self) -> None:
@@ -706,17 +705,13 @@ class PilotDashboard(QWidget):
         ]
 
     def _fill_failed(self, failed: tuple[FailedQuery, ...]) -> None:
-        table = self.failed_table
-        table.setRowCount(0)
-        for row, f in enumerate(failed):
-            table.insertRow(row)
-            cells = (f.query, str(f.count), str(f.zero_results), f.last_at[:16].replace("T", " "))
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if column:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                item.setData(Qt.ItemDataRole.UserRole, f)
-                table.setItem(row, column, item)
+        _fill_table(
+            self.failed_table,
+            (
+                ((f.query, str(f.count), str(f.zero_results), f.last_at[:16].replace("T", " ")), f)
+                for f in failed
+            ),
+        )
         self._on_selection()
 
     # -- actions --------------------------------------------------------------------------------
@@ -809,3 +804,17 @@ def _escape(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def _fill_table(table: QTableWidget, rows: Iterable[tuple[tuple[str, ...], object]]) -> None:
+    """Replace ``table``'s rows: each row's cells (all but the first centred) and the object
+    every cell carries as its user data (what a selection or a double-click hands back)."""
+    table.setRowCount(0)
+    for row, (cells, data) in enumerate(rows):
+        table.insertRow(row)
+        for column, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            if column:
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            item.setData(Qt.ItemDataRole.UserRole, data)
+            table.setItem(row, column, item)
