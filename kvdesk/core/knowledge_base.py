@@ -77,14 +77,7 @@ class KnowledgeBase:
     ) -> ImportReport:
         """Store values and write their lexical keys (searchable at once). Dense keys follow."""
         with self._writing():
-            importer = Importer(
-                self.vault,
-                limits=limits,
-                progress=progress,
-                cancel=cancel,
-                on_value=self.keys.value_changed,
-            )
-            return importer.import_paths(paths)
+            return self._importer(limits, progress, cancel).import_paths(paths)
 
     def import_records(
         self,
@@ -95,14 +88,19 @@ class KnowledgeBase:
         cancel: CancelToken | None = None,
     ) -> ImportReport:
         with self._writing():
-            importer = Importer(
-                self.vault,
-                limits=limits,
-                progress=progress,
-                cancel=cancel,
-                on_value=self.keys.value_changed,
-            )
-            return importer.import_records(records_file)
+            return self._importer(limits, progress, cancel).import_records(records_file)
+
+    def _importer(
+        self, limits: Limits | None, progress: ProgressSink, cancel: CancelToken | None
+    ) -> Importer:
+        """An importer whose every committed value gets its lexical keys at once."""
+        return Importer(
+            self.vault,
+            limits=limits,
+            progress=progress,
+            cancel=cancel,
+            on_value=self.keys.value_changed,
+        )
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
