@@ -35,6 +35,7 @@ __all__ = [
     "Extractor",
     "Limits",
     "extract",
+    "format_size",
     "media_type_for",
     "mismatch_reason",
 ]
@@ -215,11 +216,20 @@ def extract(data: bytes, filename: str, limits: Limits = Limits()) -> Extracted:
         raise ExtractionError(f"damaged or unreadable {kind} ({reason})") from None
 
 
+def format_size(n: int) -> str:
+    """A size in words, for reasons and limits: MiB for files, KiB or bytes for small limits."""
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n} bytes"
+
+
 def _extract(data: bytes, filename: str, limits: Limits) -> Extracted:
     if len(data) > limits.max_file_bytes:
         raise ExtractionError(
-            f"file is too large ({len(data) / 2**20:.0f} MiB; "
-            f"the limit is {limits.max_file_bytes / 2**20:.0f} MiB)"
+            f"file is too large ({format_size(len(data))}; "
+            f"the limit is {format_size(limits.max_file_bytes)})"
         )
     suffix = _suffix(filename)
     media_type = media_type_for(filename, data[:4096])

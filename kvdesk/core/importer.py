@@ -23,6 +23,7 @@ from kvdesk.core.extract import (
     SUPPORTED_SUFFIXES,
     Extractor,
     Limits,
+    format_size,
     media_type_for,
     mismatch_reason,
 )
@@ -206,7 +207,8 @@ class Importer:
         if info.st_size > self.limits.max_file_bytes:
             self._skip(
                 path,
-                f"file too large ({_mib(info.st_size)} > limit {_mib(self.limits.max_file_bytes)})",
+                f"file too large ({format_size(info.st_size)}"
+                f" > limit {format_size(self.limits.max_file_bytes)})",
             )
             return
         raw_path = path_to_db(path)
@@ -507,7 +509,9 @@ def _read_regular_file(path: str, limit: int) -> bytes:
                 break
             size += len(chunk)
             if size > limit:
-                raise KvdeskError(f"file too large (grew beyond {_mib(limit)} while reading)")
+                raise KvdeskError(
+                    f"file too large (grew beyond {format_size(limit)} while reading)"
+                )
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
@@ -528,8 +532,8 @@ def _open_records_file(path: str, limits: Limits) -> io.BufferedReader:
             raise KvdeskError(f"records file {path} is not a regular file ({kind})")
         if info.st_size > limits.max_records_file_bytes:
             raise KvdeskError(
-                f"records file {path} is too large ({_mib(info.st_size)} >"
-                f" limit {_mib(limits.max_records_file_bytes)})"
+                f"records file {path} is too large ({format_size(info.st_size)} >"
+                f" limit {format_size(limits.max_records_file_bytes)})"
             )
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)  # a regular file: ordinary reads from here on
@@ -566,12 +570,12 @@ def _record_lines(
             while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
                 read += len(rest)
             read += len(rest)
-            yield number, b"", f"line {number} is too long (over {_mib(max_line)})"
+            yield number, b"", f"line {number} is too long (over {format_size(max_line)})"
         else:
             yield number, line.rstrip(b"\n"), None
         if read > limits.max_records_file_bytes:
             raise KvdeskError(
-                f"records file {path} grew beyond {_mib(limits.max_records_file_bytes)}"
+                f"records file {path} grew beyond {format_size(limits.max_records_file_bytes)}"
                 " while reading; stopped"
             )
 
@@ -594,15 +598,6 @@ def _vault_files(vault: Vault) -> tuple[frozenset[str], frozenset[tuple[int, int
             continue
         inodes.add((info.st_dev, info.st_ino))
     return frozenset(names), frozenset(inodes)
-
-
-def _mib(n: int) -> str:
-    """A size in words: MiB for files (as before), KiB or bytes for the small limits of tests."""
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MiB"
-    if n >= 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n} bytes"
 
 
 def import_paths(vault: Vault, paths: Iterable[str | os.PathLike[str]], **kw: Any) -> ImportReport:
