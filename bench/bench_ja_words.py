@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kvdesk.core.evaluation import load_collection, score_run, split_queries  # noqa: E402
+from kvdesk.core.golden.evaluation import load_collection, score_run, split_queries  # noqa: E402
 from kvdesk.core.keys.lexical import LexicalIndex  # noqa: E402
 from kvdesk.core.knowledge_base import KnowledgeBase  # noqa: E402
 

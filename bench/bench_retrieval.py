@@ -30,10 +30,10 @@ from pathlib import Path
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kvdesk.core.evaluation import load_collection, percentile, score_run, split_queries  # noqa: E402
+from kvdesk.core.golden.evaluation import load_collection, percentile, score_run, split_queries  # noqa: E402
 from kvdesk.core.knowledge_base import KnowledgeBase  # noqa: E402
-from kvdesk.core.query import has_cjk, parse_query  # noqa: E402
-from kvdesk.core.retrieval import FusionParams  # noqa: E402
+from kvdesk.core.search.query import has_cjk, parse_query  # noqa: E402
+from kvdesk.core.search.retrieval import FusionParams  # noqa: E402
 
 GRID = [round(0.05 * i, 2) for i in range(21)]
 

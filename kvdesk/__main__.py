@@ -2,6 +2,6 @@
 
 import sys
 
-from kvdesk.cli import main
+from kvdesk.cli.main import main
 
 sys.exit(main())

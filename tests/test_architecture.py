@@ -49,7 +49,7 @@ def test_core_imports_without_qt_installed() -> None:
     """The core and the CLI load in a process where PySide6 cannot be imported at all."""
     code = (
         "import sys; sys.modules['PySide6'] = None; sys.modules['shiboken6'] = None\n"
-        "import kvdesk.cli, kvdesk.core.knowledge_base, kvdesk.core.retrieval\n"
+        "import kvdesk.cli.main, kvdesk.core.knowledge_base, kvdesk.core.search.retrieval\n"
         "print('ok')"
     )
     result = subprocess.run(

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from kvdesk.core.errors import VaultBusyError
 from kvdesk.core.extract import Limits
-from kvdesk.core.importer import Importer, ImportReport
 from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
 from kvdesk.core.paths import default_vault_path
 from kvdesk.core.progress import CancelToken, ProgressSink, no_progress
-from kvdesk.core.retrieval import FusionParams, Retriever, SearchResult
-from kvdesk.core.vault import WRITER_WAIT_SECONDS, Vault
+from kvdesk.core.search.retrieval import FusionParams, Retriever, SearchResult
+from kvdesk.core.vault.importer import Importer, ImportReport
+from kvdesk.core.vault.vault import WRITER_WAIT_SECONDS, Vault
 
 
 class KnowledgeBase:

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kvdesk.core.importer import ImportReport
+from kvdesk.core.vault.importer import ImportReport
 
 
 class FirstRunDialog(QDialog):

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kvdesk.core.retrieval import Hit
+from kvdesk.core.search.retrieval import Hit
 from kvdesk.ui.style import CHIP_BG, CHIP_FG, MUTED, SPACE_COLORS, SPACE_LABELS
 
 SPACES = ("lexical", "dense", "tags")

@@ -48,11 +48,11 @@ from PySide6.QtWidgets import (
 )
 
 from kvdesk.core.errors import KvdeskError
-from kvdesk.core.importer import ImportReport
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.progress import Progress
-from kvdesk.core.query import has_cjk, parse_query
-from kvdesk.core.retrieval import Hit
+from kvdesk.core.search.query import has_cjk, parse_query
+from kvdesk.core.search.retrieval import Hit
+from kvdesk.core.vault.importer import ImportReport
 from kvdesk.ui.dialogs import FirstRunDialog, ImportReportDialog, SettingsDialog
 from kvdesk.ui.explain import ExplanationPanel
 from kvdesk.ui.filters import FilterBar

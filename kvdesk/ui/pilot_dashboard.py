@@ -44,8 +44,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kvdesk.core.pilot import Clock, utc_now
-from kvdesk.core.pilot_metrics import FailedQuery, Metrics, PilotReport
+from kvdesk.core.pilot.log import Clock, utc_now
+from kvdesk.core.pilot.metrics import FailedQuery, Metrics, PilotReport
 from kvdesk.ui.tasks import Task, TaskRunner
 
 KbProvider = Callable[[], Any]  # returns the open KnowledgeBase, or None when none is open
@@ -108,8 +108,8 @@ def scoped_report(
     this is :func:`~kvdesk.core.pilot_metrics.pilot_report`. Also returns every team label in
     the log, whatever the window, so the filter keeps offering them.
     """
-    from kvdesk.core.pilot import PilotLog
-    from kvdesk.core.pilot_metrics import compute_metrics, iso_week
+    from kvdesk.core.pilot.log import PilotLog
+    from kvdesk.core.pilot.metrics import compute_metrics, iso_week
 
     log = PilotLog(vault, clock=clock)
     now = (clock or utc_now)()
@@ -493,7 +493,7 @@ class PilotDashboard(QWidget):
         """The start of the window (UTC midnight of the chosen day), or None for all time."""
         if not self.since_box.isChecked():
             return None
-        from kvdesk.core.pilot_metrics import parse_since
+        from kvdesk.core.pilot.metrics import parse_since
 
         return parse_since(self.since_edit.date().toString("yyyy-MM-dd"))
 
@@ -568,7 +568,7 @@ class PilotDashboard(QWidget):
         team, since = self.selected_team(), self.since()
 
         def run(_report: object, _cancel: object) -> _Loaded:
-            from kvdesk.core.pilot import PilotLog
+            from kvdesk.core.pilot.log import PilotLog
 
             report, teams = scoped_report(kb.vault, team=team, since=since, clock=clock)
             return _Loaded(generation, report, PilotLog(kb.vault).enabled, teams)
@@ -759,7 +759,7 @@ class PilotDashboard(QWidget):
         name = self.golden_set
 
         def run(_report: object, _cancel: object) -> tuple[str, str, str]:
-            from kvdesk.core.golden import GoldenStore
+            from kvdesk.core.golden.sets import GoldenStore
 
             GoldenStore(kb.vault).add_case(name, failed.query, value_id, source="pilot")
             return name, failed.query, identifier
@@ -782,7 +782,7 @@ class PilotDashboard(QWidget):
             return
 
         def run(_report: object, _cancel: object) -> bool:
-            from kvdesk.core.pilot import PilotLog
+            from kvdesk.core.pilot.log import PilotLog
 
             return PilotLog(kb.vault).configure(enabled=on).enabled
 

@@ -26,7 +26,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from kvdesk.core.retrieval import Hit
+from kvdesk.core.search.retrieval import Hit
 from kvdesk.ui.style import CHIP_BG, CHIP_FG, HIGHLIGHT, MUTED, SPACE_COLORS, type_badge
 
 HitRole = Qt.ItemDataRole.UserRole + 1

@@ -90,7 +90,7 @@ class _Action:
 
 
 def default_suggester(kb: Any) -> Any:
-    from kvdesk.core.tagging import TagSuggester
+    from kvdesk.core.tags.suggest import TagSuggester
 
     return TagSuggester(kb)
 
@@ -555,7 +555,7 @@ class ReviewQueue(QWidget):
         pairs = [(e.value_id, e.tag) for e in entries]
 
         def run(_report: object, _cancel: object) -> list[tuple[int, tuple[str, ...]]]:
-            from kvdesk.core.tagging import tag_state
+            from kvdesk.core.tags.suggest import tag_state
 
             decide = suggester.accept if state == ACCEPTED else suggester.reject
             for vid, tag in pairs:

@@ -18,11 +18,11 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 
 from kvdesk.core.errors import KvdeskError
-from kvdesk.core.importer import ImportReport
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import PilotLog, PilotSession, PilotSettings
+from kvdesk.core.pilot.log import PilotLog, PilotSession, PilotSettings
 from kvdesk.core.progress import CancelToken, Progress
-from kvdesk.core.retrieval import SearchResult
+from kvdesk.core.search.retrieval import SearchResult
+from kvdesk.core.vault.importer import ImportReport
 from kvdesk.ui.tasks import Task, TaskRunner
 
 Sink = Callable[[Progress], None]

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from kvdesk.core.errors import KvdeskError
-from kvdesk.core.vault import ValueRecord
+from kvdesk.core.vault.vault import ValueRecord
 from kvdesk.ui.style import HIGHLIGHT, MUTED, PASSAGE_HIGHLIGHT, type_badge
 from kvdesk.ui.tags import TagEditor
 

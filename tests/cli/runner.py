@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from kvdesk.cli import main
+from kvdesk.cli.main import main
 
 
 def run(*argv: str) -> tuple[int, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kvdesk.cli import TerminalProgress, parse_size, terminal_safe
+from kvdesk.cli.main import TerminalProgress, parse_size, terminal_safe
 from kvdesk.core.progress import Progress
 from tests.cli.runner import run
 

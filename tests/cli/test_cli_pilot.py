@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import record_cli_search
+from kvdesk.core.pilot.log import record_cli_search
 from tests.cli.runner import run
 from tests.core.test_golden import write_beir
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kvdesk.core.vault import Vault
+from kvdesk.core.vault.vault import Vault
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 

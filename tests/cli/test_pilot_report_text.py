@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import PilotLog
+from kvdesk.core.pilot.log import PilotLog
 from tests.cli.runner import run
 from tests.cli.test_cli_pilot import vault  # noqa: F401 (fixture)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import PilotLog
+from kvdesk.core.pilot.log import PilotLog
 from tests.cli.runner import run
 from tests.tiny_model import write_model_folder
 

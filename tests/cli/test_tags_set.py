@@ -9,7 +9,7 @@ import pytest
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.tagging import list_tags, set_tag_info
+from kvdesk.core.tags.suggest import list_tags, set_tag_info
 from tests.cli.runner import run
 from tests.core.test_tagging import make_corpus
 

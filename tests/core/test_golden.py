@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from kvdesk.core.errors import KvdeskError, NotFoundError
-from kvdesk.core.evaluation import ndcg_at
-from kvdesk.core.golden import GoldenStore, evaluate
+from kvdesk.core.golden.evaluation import ndcg_at
+from kvdesk.core.golden.sets import GoldenStore, evaluate
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import PilotLog
+from kvdesk.core.pilot.log import PilotLog
 from tests.tiny_model import write_model_folder
 
 CORPUS = {
@@ -138,7 +138,7 @@ def test_two_dense_key_sets_side_by_side(kb: KnowledgeBase, beir: Path, tmp_path
     assert kb.keys.active_key_set() == tiny_set
 
     # Per-query nDCG equals the evaluation module's on a run made by hand with that key set.
-    from kvdesk.core.retrieval import Retriever
+    from kvdesk.core.search.retrieval import Retriever
 
     pinned = Retriever(kb.vault, kb.keys, dense_key_set=tiny_set)
     ranked = [f"#{v}" for v, _s in pinned.rank_ids("paper stuck in the copier", mode="dense")]

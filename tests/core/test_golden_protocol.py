@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from kvdesk.core.errors import NotFoundError
-from kvdesk.core.golden import GoldenStore, evaluate
+from kvdesk.core.golden.sets import GoldenStore, evaluate
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import PilotLog
+from kvdesk.core.pilot.log import PilotLog
 from tests.tiny_model import write_model_folder
 
 CORPUS = {

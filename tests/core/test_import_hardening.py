@@ -14,9 +14,9 @@ import pytest
 from kvdesk.core import extract as extract_module
 from kvdesk.core.errors import ExtractionError, KvdeskError, VaultBusyError
 from kvdesk.core.extract import Extractor, Limits, extract, mismatch_reason
-from kvdesk.core.importer import Importer, import_paths, import_records
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.vault import Vault
+from kvdesk.core.vault.importer import Importer, import_paths, import_records
+from kvdesk.core.vault.vault import Vault
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from kvdesk.core.extract import Limits
-from kvdesk.core.importer import Importer, import_paths, import_records
 from kvdesk.core.progress import CancelToken, Progress
-from kvdesk.core.vault import Vault
+from kvdesk.core.vault.importer import Importer, import_paths, import_records
+from kvdesk.core.vault.vault import Vault
 
 
 @pytest.fixture

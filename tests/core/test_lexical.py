@@ -11,7 +11,7 @@ import pytest
 
 from kvdesk.core.errors import VaultBusyError, VaultFormatError
 from kvdesk.core.keys.lexical import LexicalDoc, LexicalHit, LexicalIndex, media_types_for
-from kvdesk.core.query import parse_query
+from kvdesk.core.search.query import parse_query
 
 UTC = datetime.UTC
 

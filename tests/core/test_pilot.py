@@ -12,14 +12,14 @@ import pytest
 
 from kvdesk.core.errors import KvdeskError, NotFoundError
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import PilotDisabled, PilotLog, record_cli_search
-from kvdesk.core.pilot_metrics import (
+from kvdesk.core.pilot.log import PilotDisabled, PilotLog, record_cli_search
+from kvdesk.core.pilot.metrics import (
     compute_metrics,
     parse_since,
     pilot_report,
     write_report_csv,
 )
-from kvdesk.core.retrieval import Explanation, Hit, LexicalExplanation, SearchResult
+from kvdesk.core.search.retrieval import Explanation, Hit, LexicalExplanation, SearchResult
 
 
 class Clock:

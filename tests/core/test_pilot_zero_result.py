@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import PilotLog, search_matches
-from kvdesk.core.pilot_metrics import compute_metrics
-from kvdesk.core.retrieval import (
+from kvdesk.core.pilot.log import PilotLog, search_matches
+from kvdesk.core.pilot.metrics import compute_metrics
+from kvdesk.core.search.retrieval import (
     DenseExplanation,
     Explanation,
     Hit,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from kvdesk.core.query import ParsedQuery, has_cjk, parse_query
+from kvdesk.core.search.query import ParsedQuery, has_cjk, parse_query
 
 
 def test_plain_words() -> None:

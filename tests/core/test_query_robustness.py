@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from kvdesk.core.query import MAX_QUERY_CHARS, clean_query, parse_query
+from kvdesk.core.search.query import MAX_QUERY_CHARS, clean_query, parse_query
 
 
 def test_lone_surrogates_from_argv_become_spaces() -> None:

@@ -54,7 +54,7 @@ def test_exclusions_hold_for_tag_matched_values(tiny_kb: KnowledgeBase) -> None:
 
 
 def test_allowed_values_drop_exactly_the_excluded(tiny_kb: KnowledgeBase) -> None:
-    from kvdesk.core.query import parse_query
+    from kvdesk.core.search.query import parse_query
 
     allowed = tiny_kb.retriever._allowed(parse_query("printer -jam"))
     assert allowed is not None and len(allowed) == tiny_kb.vault.count() - 1

@@ -10,7 +10,7 @@ import pytest
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.tagging import (
+from kvdesk.core.tags.suggest import (
     Suggestion,
     TagState,
     TagSuggester,

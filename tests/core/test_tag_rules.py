@@ -13,9 +13,9 @@ import pytest
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.tag_rules import MATCH_TIMEOUT, RuleTimeout, TagRule
-from kvdesk.core.tagging import TagSuggester, list_tags, rule_problems
-from kvdesk.core.vault import now_iso
+from kvdesk.core.tags.rules import MATCH_TIMEOUT, RuleTimeout, TagRule
+from kvdesk.core.tags.suggest import TagSuggester, list_tags, rule_problems
+from kvdesk.core.vault.vault import now_iso
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.tag_rules import TagRule
-from kvdesk.core.tagging import (
+from kvdesk.core.tags.rules import TagRule
+from kvdesk.core.tags.suggest import (
     Suggestion,
     TagSuggester,
     evaluate,

@@ -10,7 +10,7 @@ import pytest
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.tagging import _STOP, TagSuggester, tokens
+from kvdesk.core.tags.suggest import _STOP, TagSuggester, tokens
 
 FILLER = "of in to on at by it is as be was were from with into onto upon about"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kvdesk.core.errors import NotFoundError, VaultBusyError, VaultFormatError
-from kvdesk.core.vault import SCHEMA_VERSION, ValueContent, Vault
+from kvdesk.core.vault.vault import SCHEMA_VERSION, ValueContent, Vault
 
 
 def _add(vault: Vault, data: bytes, title: str = "t", text: str = "hello") -> tuple[int, str]:
@@ -147,7 +147,7 @@ def test_second_writer_process_gets_busy_and_readers_do_not_block(vault_path: Pa
             textwrap.dedent(
                 f"""
                 import sys, time
-                from kvdesk.core.vault import Vault
+                from kvdesk.core.vault.vault import Vault
                 v = Vault.open({str(vault_path)!r})
                 with v.writing():
                     with v.transaction() as tx:

@@ -9,9 +9,9 @@ import pytest
 
 from PySide6.QtCore import QPoint, QSettings, Qt, QUrl
 
-from kvdesk.core.importer import ImportReport
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.paths import data_home
+from kvdesk.core.vault.importer import ImportReport
 from kvdesk.ui.explain import HitExplanationView
 from kvdesk.ui.main_window import MainWindow
 from kvdesk.ui.resources import sample_paths

@@ -14,11 +14,11 @@ import pytest
 from PySide6.QtCore import QDate
 from PySide6.QtWidgets import QDialogButtonBox
 
-from kvdesk.core.golden import GoldenStore
+from kvdesk.core.golden.sets import GoldenStore
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import PilotLog
-from kvdesk.core.pilot_metrics import parse_since, pilot_report
-from kvdesk.core.retrieval import Explanation, Hit, SearchResult
+from kvdesk.core.pilot.log import PilotLog
+from kvdesk.core.pilot.metrics import parse_since, pilot_report
+from kvdesk.core.search.retrieval import Explanation, Hit, SearchResult
 from kvdesk.ui.pilot_dashboard import PilotDashboard
 
 START = dt.datetime(2025, 2, 3, 9, 0, tzinfo=dt.UTC)  # Monday of ISO week 2025-W06

@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot import PilotLog
+from kvdesk.core.pilot.log import PilotLog
 from kvdesk.ui.main_window import MainWindow
 from kvdesk.ui.pilot_dashboard import PilotDashboard
 

@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.tagging import TagSuggester
+from kvdesk.core.tags.suggest import TagSuggester
 from kvdesk.ui.review_queue import ACCEPTED, AUTO, PENDING, REJECTED, ReviewQueue
 from kvdesk.ui.tasks import TaskRunner
 from tests.core.test_tagging import make_corpus
@@ -302,7 +302,7 @@ def test_undo_puts_back_a_stored_suggestion_exactly(
     kb: KnowledgeBase,  # type: ignore[no-untyped-def]
 ) -> None:
     """A 'suggested' row stored earlier (by another review, say) survives accept + undo."""
-    from kvdesk.core.tagging import tag_state
+    from kvdesk.core.tags.suggest import tag_state
 
     a = vid(kb, "cooking-4")
     kb.set_tag(a, "food::cooking", "suggested", "earlier-review")

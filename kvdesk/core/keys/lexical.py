@@ -28,7 +28,7 @@ from typing import Any
 
 from kvdesk.core.errors import KvdeskError, VaultBusyError, VaultFormatError
 from kvdesk.core.keys.japanese import japanese_words
-from kvdesk.core.query import CJK_CHAR_CLASS, ParsedQuery, has_cjk
+from kvdesk.core.search.query import CJK_CHAR_CLASS, ParsedQuery, has_cjk
 
 log = logging.getLogger(__name__)
 

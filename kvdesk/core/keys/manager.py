@@ -32,7 +32,7 @@ from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex
 from kvdesk.core.keys.vectors import VectorMatrix
 from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.vault import Vault, clean_text, now_iso, path_from_db
+from kvdesk.core.vault.vault import Vault, clean_text, now_iso, path_from_db
 
 log = logging.getLogger("kvdesk.keys")
 

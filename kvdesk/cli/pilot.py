@@ -19,7 +19,7 @@ def _kb(args: argparse.Namespace) -> Any:
 
 
 def _json(data: Any, out: TextIO) -> None:
-    from kvdesk.cli import _print_json
+    from kvdesk.cli.main import _print_json
 
     _print_json(data, out)
 
@@ -36,7 +36,7 @@ def _num(value: float | None, unit: str = "") -> str:
 
 
 def cmd_pilot_switch(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.pilot import PilotLog
+    from kvdesk.core.pilot.log import PilotLog
 
     with _kb(args) as kb:
         settings = PilotLog(kb.vault).configure(
@@ -57,7 +57,7 @@ def cmd_pilot_switch(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_pilot_mark(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.pilot import PilotLog
+    from kvdesk.core.pilot.log import PilotLog
 
     with _kb(args) as kb:
         value_id = kb.vault.resolve(args.doc) if args.doc else None
@@ -71,7 +71,7 @@ def cmd_pilot_mark(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_pilot_report(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.pilot_metrics import parse_since, pilot_report, write_report_csv
+    from kvdesk.core.pilot.metrics import parse_since, pilot_report, write_report_csv
 
     since = parse_since(args.since) if args.since else None
     with _kb(args) as kb:
@@ -113,7 +113,7 @@ def cmd_pilot_report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_pilot_clear(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.pilot import PilotLog
+    from kvdesk.core.pilot.log import PilotLog
 
     with _kb(args) as kb:
         removed = PilotLog(kb.vault).clear()
@@ -122,7 +122,7 @@ def cmd_pilot_clear(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_pilot_export(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.pilot import PilotLog
+    from kvdesk.core.pilot.log import PilotLog
 
     with _kb(args) as kb:
         count = PilotLog(kb.vault).export(args.file)
@@ -134,7 +134,7 @@ def cmd_pilot_export(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_golden_add(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.golden import GoldenStore
+    from kvdesk.core.golden.sets import GoldenStore
 
     if bool(args.beir) == bool(args.query or args.session is not None):
         raise KvdeskError(
@@ -168,7 +168,7 @@ def cmd_golden_add(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_golden_list(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.golden import GoldenStore
+    from kvdesk.core.golden.sets import GoldenStore
 
     with _kb(args) as kb:
         sets = GoldenStore(kb.vault).list_sets()
@@ -183,7 +183,7 @@ def cmd_golden_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_golden_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.golden import evaluate
+    from kvdesk.core.golden.sets import evaluate
 
     with _kb(args) as kb:
         result = evaluate(kb.vault, kb.keys, args.name, args.key_set or None, mode=args.mode)

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from kvdesk.core.errors import KvdeskError
-from kvdesk.core.pilot import Clock, PilotLog, PilotSession, from_iso, utc_now
-from kvdesk.core.vault import Vault
+from kvdesk.core.pilot.log import Clock, PilotLog, PilotSession, from_iso, utc_now
+from kvdesk.core.vault.vault import Vault
 
 TOP_FAILED = 10
 

@@ -29,7 +29,7 @@ from kvdesk.core.extract import (
 )
 from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.vault import ValueContent, Vault, path_to_db, sha256_hex
+from kvdesk.core.vault.vault import ValueContent, Vault, path_to_db, sha256_hex
 
 log = logging.getLogger("kvdesk.import")
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from kvdesk.cli_args import positive_int
+from kvdesk.cli.args import positive_int
 from kvdesk.core.errors import Cancelled
 
 Command = Callable[[argparse.Namespace, TextIO], int]
@@ -24,7 +24,7 @@ def _kb(args: argparse.Namespace, vault: str | None = None) -> Any:
 
 
 def _complete_dense(kb: Any, quiet: bool) -> None:
-    from kvdesk.cli import TerminalProgress
+    from kvdesk.cli.main import TerminalProgress
 
     sink = TerminalProgress(quiet=quiet)
     try:
@@ -36,7 +36,7 @@ def _complete_dense(kb: Any, quiet: bool) -> None:
 
 
 def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli import _print_json
+    from kvdesk.cli.main import _print_json
 
     with _kb(args) as kb:
         if args.mode in ("hybrid", "dense"):
@@ -45,14 +45,14 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
         session_id = None
         if args.session is not None:
             args.pilot = True
-            from kvdesk.core.pilot import PilotLog
+            from kvdesk.core.pilot.log import PilotLog
 
             log = PilotLog(kb.vault)
             if log.enabled:  # a reformulation: the query joins the session it belongs to
                 log.record_search(args.session, result.query, result)
                 session_id = args.session
         elif args.pilot:
-            from kvdesk.core.pilot import record_cli_search
+            from kvdesk.core.pilot.log import record_cli_search
 
             session_id = record_cli_search(kb, result)  # None while the pilot log is off
     if args.json:
@@ -108,8 +108,8 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli import TerminalProgress, _print_json, scratch_vault
-    from kvdesk.core.evaluation import (
+    from kvdesk.cli.main import TerminalProgress, _print_json, scratch_vault
+    from kvdesk.core.golden.evaluation import (
         load_collection,
         percentile,
         score_run,
@@ -167,7 +167,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli import TerminalProgress, _print_json
+    from kvdesk.cli.main import TerminalProgress, _print_json
 
     sink = TerminalProgress(quiet=args.quiet)
     with _kb(args) as kb:
@@ -227,7 +227,7 @@ def _key_set_json(kb: Any, key_set: Any) -> dict[str, Any]:
 
 
 def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli import _print_json
+    from kvdesk.cli.main import _print_json
 
     action = getattr(args, "keys_action", None) or "list"
     with _kb(args) as kb:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import os
 import re
@@ -445,17 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_later_commands(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
-    """Commands that live in their own modules (search, eval, rekey, tags, gui)."""
-    from kvdesk import cli_search
+    """Commands that live in their own modules (search, eval, rekey, tags, pilot, golden)."""
+    from kvdesk.cli import pilot, search, tags
 
-    cli_search.register(add)
-    for name in ("cli_tags", "cli_pilot"):
-        try:
-            module = importlib.import_module(f"kvdesk.{name}")
-        except ModuleNotFoundError as exc:  # a command group whose module is not written yet
-            if exc.name != f"kvdesk.{name}":
-                raise
-            continue
+    for module in (search, tags, pilot):
         module.register(add)
 
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from kvdesk.core.errors import KvdeskError, NotFoundError
-from kvdesk.core.retrieval import SearchResult
-from kvdesk.core.vault import Vault
+from kvdesk.core.search.retrieval import SearchResult
+from kvdesk.core.vault.vault import Vault
 
 Clock = Callable[[], dt.datetime]
 

@@ -30,8 +30,8 @@ from kvdesk.core.keys.japanese import japanese_words
 from kvdesk.core.keys.lexical import LexicalHit, cjk_grams, media_types_for
 from kvdesk.core.keys.manager import KeyManager, KeySet
 from kvdesk.core.keys.vectors import DenseHit
-from kvdesk.core.query import ParsedQuery, clean_query, has_cjk, parse_query
-from kvdesk.core.vault import Vault
+from kvdesk.core.search.query import ParsedQuery, clean_query, has_cjk, parse_query
+from kvdesk.core.vault.vault import Vault
 
 MODES = ("hybrid", "lexical", "dense")
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from kvdesk.cli_args import positive_int
+from kvdesk.cli.args import positive_int
 from kvdesk.core.errors import KvdeskError
 
 Command = Callable[[argparse.Namespace, TextIO], int]
@@ -27,8 +27,8 @@ def cmd_tags(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_suggest(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli_search import _complete_dense
-    from kvdesk.core.tagging import TagSuggester
+    from kvdesk.cli.search import _complete_dense
+    from kvdesk.core.tags.suggest import TagSuggester
 
     with _kb(args) as kb:
         if not args.no_dense:
@@ -71,7 +71,7 @@ def cmd_suggest(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _set_state(args: argparse.Namespace, out: TextIO, state: str) -> int:
-    from kvdesk.core.tagging import TagSuggester
+    from kvdesk.core.tags.suggest import TagSuggester
 
     with _kb(args) as kb:
         vid = kb.vault.resolve(args.id)
@@ -95,7 +95,7 @@ def cmd_reject(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.tagging import list_tags
+    from kvdesk.core.tags.suggest import list_tags
 
     with _kb(args) as kb:
         tags = list_tags(kb)
@@ -119,7 +119,7 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_set(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.tagging import set_tag_info
+    from kvdesk.core.tags.suggest import set_tag_info
 
     if args.description is None and args.color is None:
         raise KvdeskError("say what to set: --description TEXT and/or --color #RRGGBB")
@@ -135,7 +135,7 @@ def cmd_set(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_rule(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.tagging import TagSuggester
+    from kvdesk.core.tags.suggest import TagSuggester
 
     with _kb(args) as kb:
         rule = TagSuggester(kb).add_rule(args.tag, args.kind, args.pattern)
@@ -144,8 +144,8 @@ def cmd_rule(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli import TerminalProgress, scratch_vault
-    from kvdesk.core.tagging import evaluate
+    from kvdesk.cli.main import TerminalProgress, scratch_vault
+    from kvdesk.core.tags.suggest import evaluate
 
     sink = TerminalProgress(quiet=args.quiet)
     try:

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from kvdesk.core.errors import KvdeskError, NotFoundError
-from kvdesk.core.evaluation import load_collection, per_query_ndcg, score_run
+from kvdesk.core.golden.evaluation import load_collection, per_query_ndcg, score_run
 from kvdesk.core.keys.manager import KeyManager, KeySet
-from kvdesk.core.retrieval import MODES, Retriever
-from kvdesk.core.vault import Vault, now_iso
+from kvdesk.core.search.retrieval import MODES, Retriever
+from kvdesk.core.vault.vault import Vault, now_iso
 
 TIE_EPSILON = 1e-9
 

@@ -36,8 +36,8 @@ import numpy as np
 from kvdesk.core.errors import Cancelled, KvdeskError, NotFoundError
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.tag_rules import RuleProblem, RuleTimeout, TagRule, load_rules
-from kvdesk.core.vault import normalise_tag, now_iso
+from kvdesk.core.tags.rules import RuleProblem, RuleTimeout, TagRule, load_rules
+from kvdesk.core.vault.vault import normalise_tag, now_iso
 
 log = logging.getLogger(__name__)
 
