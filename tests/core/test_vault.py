@@ -126,6 +126,7 @@ def test_older_vault_is_migrated_keeping_its_pilot_log(vault_path: Path) -> None
     conn = sqlite3.connect(vault_path)
     conn.execute("ALTER TABLE pilot_query DROP COLUMN lexical_match")
     conn.execute("ALTER TABLE pilot_query DROP COLUMN tag_match")
+    conn.execute("DROP VIEW value_current")  # schema 5
     conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()

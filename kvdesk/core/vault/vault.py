@@ -19,187 +19,21 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import filelock
 
+from kvdesk.core.db import SQLITE, Dialect
 from kvdesk.core.errors import KvdeskError, NotFoundError, VaultBusyError, VaultFormatError
+from kvdesk.core.schema import SCHEMA_VERSION, steps_for
 
 APPLICATION_ID = 0x6B766462  # "kvdb": marks the file as a kvdesk vault
 IDENTIFIER_PREFIX = "DOC-"
 WRITER_WAIT_SECONDS = 3.0
 
-_MIGRATIONS: tuple[str, ...] = (
-    # 1: values, versions, content-addressed bytes, sources, tags, key sets and passages.
-    """
-    CREATE TABLE blob (
-        id INTEGER PRIMARY KEY,
-        sha256 TEXT NOT NULL UNIQUE,
-        size INTEGER NOT NULL,
-        data BLOB NOT NULL
-    );
-    CREATE TABLE value (
-        id INTEGER PRIMARY KEY,
-        identifier TEXT NOT NULL UNIQUE COLLATE NOCASE,
-        external_id TEXT UNIQUE,
-        title TEXT NOT NULL,
-        media_type TEXT NOT NULL,
-        source_path BLOB,
-        source_missing INTEGER NOT NULL DEFAULT 0,
-        current_version INTEGER NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE version (
-        value_id INTEGER NOT NULL REFERENCES value(id) ON DELETE CASCADE,
-        version INTEGER NOT NULL,
-        sha256 TEXT NOT NULL REFERENCES blob(sha256),
-        size INTEGER NOT NULL,
-        media_type TEXT NOT NULL,
-        title TEXT NOT NULL,
-        source_path BLOB,
-        source_mtime REAL,
-        text TEXT NOT NULL,
-        metadata TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metadata)),
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (value_id, version)
-    );
-    CREATE INDEX version_sha ON version(sha256);
-    CREATE TABLE source (
-        path BLOB PRIMARY KEY,
-        value_id INTEGER NOT NULL REFERENCES value(id) ON DELETE CASCADE,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        sha256 TEXT NOT NULL
-    );
-    CREATE INDEX source_value ON source(value_id);
-    CREATE TABLE tag (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-        description TEXT NOT NULL DEFAULT '',
-        color TEXT NOT NULL DEFAULT ''
-    );
-    CREATE TABLE value_tag (
-        value_id INTEGER NOT NULL REFERENCES value(id) ON DELETE CASCADE,
-        tag_id INTEGER NOT NULL REFERENCES tag(id) ON DELETE CASCADE,
-        state TEXT NOT NULL CHECK (state IN ('accepted', 'suggested', 'rejected')),
-        actor TEXT NOT NULL DEFAULT '',
-        at TEXT NOT NULL,
-        PRIMARY KEY (value_id, tag_id)
-    );
-    CREATE INDEX value_tag_tag ON value_tag(tag_id, state);
-    CREATE TABLE key_set (
-        id INTEGER PRIMARY KEY,
-        space TEXT NOT NULL,
-        name TEXT NOT NULL,
-        params TEXT NOT NULL CHECK (json_valid(params)),
-        state TEXT NOT NULL CHECK (state IN ('building', 'active', 'retired')),
-        created_at TEXT NOT NULL,
-        activated_at TEXT
-    );
-    CREATE UNIQUE INDEX one_active_key_set ON key_set(space) WHERE state = 'active';
-    CREATE TABLE passage (
-        key_set_id INTEGER NOT NULL REFERENCES key_set(id) ON DELETE CASCADE,
-        value_id INTEGER NOT NULL REFERENCES value(id) ON DELETE CASCADE,
-        version INTEGER NOT NULL,
-        idx INTEGER NOT NULL,
-        start INTEGER NOT NULL,
-        end INTEGER NOT NULL,
-        vector BLOB NOT NULL,
-        PRIMARY KEY (key_set_id, value_id, idx)
-    );
-    CREATE TABLE keyed (
-        key_set_id INTEGER NOT NULL REFERENCES key_set(id) ON DELETE CASCADE,
-        value_id INTEGER NOT NULL REFERENCES value(id) ON DELETE CASCADE,
-        version INTEGER NOT NULL,
-        PRIMARY KEY (key_set_id, value_id)
-    );
-    """,
-    # 2: per-vault settings, the pilot log, golden sets.
-    """
-    CREATE TABLE setting (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    CREATE TABLE pilot_session (
-        id INTEGER PRIMARY KEY,
-        user TEXT NOT NULL DEFAULT '',
-        team TEXT NOT NULL DEFAULT '',
-        started_at TEXT NOT NULL,
-        ended_at TEXT,
-        outcome TEXT CHECK (outcome IN ('found', 'notfound', 'abandoned')),
-        found_value_id INTEGER REFERENCES value(id) ON DELETE SET NULL,
-        found_at TEXT
-    );
-    CREATE TABLE pilot_query (
-        id INTEGER PRIMARY KEY,
-        session_id INTEGER NOT NULL REFERENCES pilot_session(id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
-        query TEXT NOT NULL,
-        mode TEXT NOT NULL,
-        at TEXT NOT NULL,
-        hit_count INTEGER NOT NULL,
-        confident INTEGER NOT NULL,
-        key_set_id INTEGER
-    );
-    CREATE INDEX pilot_query_session ON pilot_query(session_id, seq);
-    CREATE TABLE pilot_hit (
-        query_id INTEGER NOT NULL REFERENCES pilot_query(id) ON DELETE CASCADE,
-        rank INTEGER NOT NULL,
-        value_id INTEGER NOT NULL,
-        score REAL NOT NULL,
-        PRIMARY KEY (query_id, rank)
-    );
-    CREATE TABLE pilot_open (
-        id INTEGER PRIMARY KEY,
-        session_id INTEGER NOT NULL REFERENCES pilot_session(id) ON DELETE CASCADE,
-        value_id INTEGER NOT NULL,
-        rank INTEGER,
-        opened_at TEXT NOT NULL,
-        seconds REAL
-    );
-    CREATE TABLE golden_set (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        source TEXT NOT NULL DEFAULT '',
-        created_at TEXT NOT NULL
-    );
-    CREATE TABLE golden_query (
-        id INTEGER PRIMARY KEY,
-        set_id INTEGER NOT NULL REFERENCES golden_set(id) ON DELETE CASCADE,
-        query_key TEXT NOT NULL,
-        text TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        UNIQUE (set_id, query_key)
-    );
-    CREATE TABLE golden_judgement (
-        query_id INTEGER NOT NULL REFERENCES golden_query(id) ON DELETE CASCADE,
-        value_id INTEGER NOT NULL REFERENCES value(id) ON DELETE CASCADE,
-        relevance INTEGER NOT NULL DEFAULT 1,
-        PRIMARY KEY (query_id, value_id)
-    );
-    """,
-    # 3: tag rules (any word, all words, phrase, regular expression, fuzzy).
-    """
-    CREATE TABLE IF NOT EXISTS tag_rule (
-        id INTEGER PRIMARY KEY,
-        tag_id INTEGER NOT NULL REFERENCES tag(id) ON DELETE CASCADE,
-        kind TEXT NOT NULL CHECK (kind IN ('any', 'all', 'phrase', 'regex', 'fuzzy')),
-        pattern TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        UNIQUE (tag_id, kind, pattern)
-    );
-    """,
-    # 4: what a pilot search saw beyond its hits (NULL: recorded before kvdesk kept it).
-    """
-    ALTER TABLE pilot_query ADD COLUMN lexical_match INTEGER;
-    ALTER TABLE pilot_query ADD COLUMN tag_match INTEGER;
-    """,
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def now_iso() -> str:
@@ -351,6 +185,10 @@ class Vault:
         return conn
 
     @property
+    def dialect(self) -> Dialect:
+        return SQLITE
+
+    @property
     def conn(self) -> sqlite3.Connection:
         """This thread's connection (sqlite3 objects must stay on the thread that made them)."""
         if self._closed:
@@ -382,8 +220,9 @@ class Vault:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             for number in range(current, SCHEMA_VERSION):
                 with self.transaction():
-                    for statement in _split_sql(_MIGRATIONS[number]):
-                        conn.execute(statement)
+                    for step in steps_for(number + 1, SQLITE.name):
+                        for statement in step.statements(SQLITE):
+                            conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {number + 1}")
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
@@ -719,10 +558,6 @@ def normalise_tag(name: str) -> str:
     if not clean:
         raise KvdeskError(f"{name!r} is not a usable tag name")
     return clean
-
-
-def _split_sql(script: str) -> Sequence[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
 
 
 def _create_private_file(path: Path) -> None:
