@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -10,10 +11,13 @@ from pathlib import Path
 
 from kvdesk.core.errors import VaultBusyError
 from kvdesk.core.extract import Limits
+from kvdesk.core.golden.sets import GoldenStore
 from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
 from kvdesk.core.paths import default_vault_path
+from kvdesk.core.pilot.log import PilotLog
 from kvdesk.core.progress import CancelToken, ProgressSink, no_progress
 from kvdesk.core.search.retrieval import FusionParams, Retriever, SearchResult
+from kvdesk.core.settings import SettingStore
 from kvdesk.core.vault.importer import Importer, ImportReport
 from kvdesk.core.vault.vault import WRITER_WAIT_SECONDS, Vault
 
@@ -54,6 +58,20 @@ class KnowledgeBase:
     @property
     def path(self) -> Path:
         return self.vault.path
+
+    # -- the managers: what the CLI and the GUI hold ------------------------------------------
+
+    @functools.cached_property
+    def settings(self) -> SettingStore:
+        return SettingStore(self.vault)
+
+    @functools.cached_property
+    def pilot(self) -> PilotLog:
+        return PilotLog(self.vault)
+
+    @functools.cached_property
+    def golden(self) -> GoldenStore:
+        return GoldenStore(self.vault)
 
     def close(self) -> None:
         self.keys.close()
