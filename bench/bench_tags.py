@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from kvdesk.core.knowledge_base import KnowledgeBase  # noqa: E402
 from kvdesk.core.progress import Progress  # noqa: E402
-from kvdesk.core.tags.suggest import evaluate, read_corpus, score_ranking, split_corpus  # noqa: E402
+from kvdesk.core.tags.evaluate import evaluate, read_corpus, score_ranking, split_corpus  # noqa: E402
 
 DEFAULT_CORPUS = (
     Path(__file__).resolve().parents[2] / "shared" / "eval" / "debtags" / "corpus.jsonl"

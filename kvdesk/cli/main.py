@@ -8,155 +8,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import re
 import sys
-import tempfile
-import time
-import unicodedata
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO
+from collections.abc import Iterator, Sequence
+from typing import NoReturn, TextIO
 
 from kvdesk import __version__
-from kvdesk.core.errors import Cancelled, KvdeskError
-from kvdesk.core.progress import CancelToken, Progress
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-class TerminalProgress:
-    """A progress sink for stderr: a live bar in a terminal, a line every few seconds otherwise."""
-
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
-        self.stream = stream or sys.stderr
-        self.quiet = quiet
-        self.is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._bars: dict[str, Any] = {}
-        self._last_line = 0.0
-        self._started: dict[str, float] = {}
-
-    def __call__(self, progress: Progress, /) -> None:
-        if self.quiet:
-            return
-        if self.is_tty:
-            self._tty(progress)
-            return
-        now = time.monotonic()
-        start = self._started.setdefault(progress.stage, now)
-        finished = progress.total is not None and progress.done >= progress.total
-        if now - self._last_line < 5.0 and not finished:
-            return
-        self._last_line = now
-        rate = progress.done / max(now - start, 1e-9)
-        total = f"/{progress.total}" if progress.total is not None else ""
-        current = terminal_safe(progress.current or "")
-        self.stream.write(f"{progress.stage}: {progress.done}{total} ({rate:.0f}/s) {current}\n")
-        self.stream.flush()
-
-    def _tty(self, progress: Progress) -> None:
-        from tqdm import tqdm
-
-        bar = self._bars.get(progress.stage)
-        if bar is None:
-            bar = tqdm(
-                total=progress.total,
-                desc=progress.stage,
-                file=self.stream,
-                unit="doc",
-                dynamic_ncols=True,
-                leave=True,
-            )
-            self._bars[progress.stage] = bar
-        if progress.total is not None and bar.total != progress.total:
-            bar.total = progress.total
-        bar.n = progress.done
-        current = terminal_safe(progress.current or "")
-        bar.set_postfix_str(current[-40:], refresh=False)
-        bar.refresh()
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
-        self._bars.clear()
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-# Bidirectional overrides and isolates could make a file name print as a different name.
-_BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+from kvdesk.cli import pilot, search, tags
+from kvdesk.cli.args import parse_size
+from kvdesk.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    AddCommand,
+    Command,
+    UsageError,
+    VaultUse,
+    open_kb,
+    set_vault_use,
 )
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def terminal_safe(text: str, keep: str = "") -> str:
-    """Text for a terminal: control characters (newlines, ESC ...) become visible escapes.
-
-    A file name may hold anything but ``/`` and NUL; printed raw it could move the cursor,
-    recolour the screen or fake extra report lines. Bytes that are not valid UTF-8 (carried as
-    surrogate escapes) print as ``\\xNN``. Characters in ``keep`` (e.g. a newline in a text
-    excerpt) are left alone. JSON output does not use this: it has its own escaping.
-    """
-    if text.isprintable() and not _BIDI_CONTROLS.intersection(text):
-        return text
-    out: list[str] = []
-    for ch in text:
-        code = ord(ch)
-        if ch in keep or ch == " ":
-            out.append(ch)
-        elif 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch in _NAMED_ESCAPES:
-            out.append(_NAMED_ESCAPES[ch])
-        elif unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI_CONTROLS:
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.I)
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """``200M``, ``1G``, ``1.5GiB``, ``4096`` (bytes): binary units, as the import report shows."""
-    match = _SIZE.fullmatch(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"invalid size {text!r} (use a number with an optional K, M, G or T, e.g. 200M)"
-        )
-    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
-    if size <= 0:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r} (must be more than 0 bytes)")
-    return size
-
-
-def _print_json(data: Any, out: TextIO) -> None:
-    # ensure_ascii keeps surrogate-escaped (non-UTF-8) paths representable as \udcXX escapes.
-    json.dump(data, out, indent=2, ensure_ascii=True)
-    out.write("\n")
-
-
-@contextlib.contextmanager
-def scratch_vault(path: str | None, prefix: str) -> Iterator[str]:
-    """The vault an evaluation runs in: the one given, else a temporary one removed afterwards."""
-    if path is not None:
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        yield os.path.join(tmp, "eval.kvdb")
-
-
-def _open_kb(args: argparse.Namespace, *, create: bool = True) -> Any:
-    """The vault of ``--vault``; read-only commands pass ``create=False`` so that a mistyped
-    path is an error ("no vault at PATH") instead of a new empty vault."""
-    from kvdesk.core.knowledge_base import KnowledgeBase
-
-    return KnowledgeBase.open(args.vault, create=create)
-
+from kvdesk.cli.output import TerminalProgress, TerminalSafeFormatter, print_json, terminal_safe
+from kvdesk.core.errors import Cancelled, KvdeskError
+from kvdesk.core.files import write_file_safely
+from kvdesk.core.progress import CancelToken
 
 # -- commands ----------------------------------------------------------------------------------
 
@@ -164,20 +38,12 @@ def _open_kb(args: argparse.Namespace, *, create: bool = True) -> Any:
 def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
     if not args.paths and not args.records:
         raise UsageError("import needs PATH... or --records FILE.jsonl")
-    if args.verbose:
-        import logging
-
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger = logging.getLogger("kvdesk.import")
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
     from kvdesk.core.extract import Limits
 
     limits = Limits() if args.max_file_size is None else Limits(max_file_bytes=args.max_file_size)
     sink = TerminalProgress(quiet=args.quiet or args.verbose)
     cancel = CancelToken()
-    with _open_kb(args) as kb:
+    with _import_log(args.verbose), open_kb(args) as kb:
         try:
             if args.records:
                 report = kb.import_records(
@@ -195,7 +61,7 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
         finally:
             sink.close()
     if args.json:
-        _print_json(report.to_json(), out)
+        print_json(report.to_json(), out)
     else:
         for item in report.failed:
             out.write(f"failed   {terminal_safe(item['path'])}: {terminal_safe(item['error'])}\n")
@@ -205,11 +71,32 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _import_log(verbose: bool) -> Iterator[None]:
+    """With ``import -v``: each stored document's line on stderr, escaped, while it runs."""
+    if not verbose:
+        yield
+        return
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TerminalSafeFormatter("%(message)s"))
+    logger = logging.getLogger("kvdesk.import")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_kb(args, create=False) as kb:
-        record = kb.vault.get(args.id)
-        versions = kb.vault.versions(record.id)
-        text = kb.vault.text(record.id)
+    with open_kb(args) as kb:
+        record = kb.values.get(args.id)
+        versions = kb.values.versions(record.id)
+        text = kb.values.text(record.id)
     excerpt = text[: args.chars]
     data = {
         "id": record.identifier,
@@ -234,7 +121,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         "text_excerpt": excerpt,
     }
     if args.json:
-        _print_json(data, out)
+        print_json(data, out)
         return EXIT_OK
     out.write(f"{record.identifier}  {terminal_safe(record.title)}\n")
     for key in ("external_id", "media_type", "sha256", "size", "source_path", "updated_at"):
@@ -251,34 +138,25 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_kb(args, create=False) as kb:
-        value_id = kb.vault.resolve(args.id)
-        data = kb.vault.original_bytes(value_id, args.version)
+    with open_kb(args) as kb:
+        value_id = kb.values.resolve(args.id)
+        data = kb.values.original_bytes(value_id, args.version)
     target = args.outfile
     if target == "-":
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return EXIT_OK
-    tmp = f"{target}.kvdesk-partial"
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        reason = exc.strerror or str(exc)
-        raise KvdeskError(f"cannot write {terminal_safe(target)}: {reason}") from None
+    write_file_safely(target, data)
     print(f"wrote {len(data)} bytes to {terminal_safe(target)}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_kb(args, create=False) as kb:
-        records = kb.vault.list_values(limit=args.limit)
+    with open_kb(args) as kb:
+        records = kb.values.list_values(limit=args.limit)
     if args.json:
-        _print_json(
+        print_json(
             [
                 {
                     "id": r.identifier,
@@ -298,15 +176,16 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     for r in records:
         flag = " (source missing)" if r.source_missing else ""
-        out.write(f"{r.identifier:<10} {r.media_type[:28]:<28} {terminal_safe(r.title)}{flag}\n")
+        media_type = terminal_safe(r.media_type[:28])
+        out.write(f"{r.identifier:<10} {media_type:<28} {terminal_safe(r.title)}{flag}\n")
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_kb(args, create=False) as kb:
-        report = kb.vault.check()
+    with open_kb(args) as kb:
+        report = kb.check()
     if args.json:
-        _print_json(
+        print_json(
             {
                 "ok": report.ok,
                 "values": report.values,
@@ -319,7 +198,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         state = "ok" if report.ok else "PROBLEMS FOUND"
         out.write(f"{state}: {report.values} values, digest {report.values_digest}\n")
         for problem in report.problems:
-            out.write(f"  {problem}\n")
+            out.write(f"  {terminal_safe(problem)}\n")
     return EXIT_OK if report.ok else EXIT_FAILURE
 
 
@@ -328,10 +207,10 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
 
     data = diagnose(args.vault)
     if args.json:
-        _print_json(data, out)
+        print_json(data, out)
     else:
         for key, value in data.items():
-            out.write(f"{key:<22} {value}\n")
+            out.write(f"{key:<22} {terminal_safe(str(value))}\n")
     return EXIT_OK
 
 
@@ -357,16 +236,9 @@ def cmd_gui(args: argparse.Namespace, out: TextIO) -> int:
 # -- parser ------------------------------------------------------------------------------------
 
 
-class UsageError(Exception):
-    """Bad command-line use: exit 2."""
-
-
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would print and exit itself
+    def error(self, message: str) -> NoReturn:  # argparse would print and exit itself
         raise UsageError(f"{self.prog}: {message}")
-
-
-Command = Callable[[argparse.Namespace, TextIO], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -381,12 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kvdesk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Command, help_text: str, *, vault: VaultUse = VaultUse.OPENS
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
         p.set_defaults(func=func)
+        set_vault_use(p, vault)
         return p
 
-    p = add("import", cmd_import, "import files and folders (recursive, incremental) or records")
+    p = add(
+        "import",
+        cmd_import,
+        "import files and folders (recursive, incremental) or records",
+        vault=VaultUse.CREATES,
+    )
     p.add_argument("paths", nargs="*", metavar="PATH")
     p.add_argument(
         "--records", metavar="FILE.jsonl", help="one document per line: _id, title, text, tags"
@@ -427,12 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("check", cmd_check, "verify the vault: SQLite integrity and every value's sha256")
     p.add_argument("--json", action="store_true")
 
-    p = add("doctor", cmd_doctor, "show versions, folders and the execution provider in use")
+    p = add(
+        "doctor",
+        cmd_doctor,
+        "show versions, folders and the execution provider in use",
+        vault=VaultUse.OWN,  # reports whether the vault exists; never opens it
+    )
     p.add_argument("--json", action="store_true")
 
     _add_later_commands(add)
 
-    p = add("gui", cmd_gui, "open the desktop app")
+    p = add("gui", cmd_gui, "open the desktop app", vault=VaultUse.OWN)  # the app creates it
     p.add_argument("--search", metavar="QUERY", help="run this search at start")
     p.add_argument("--screenshot", metavar="FILE.png", help="save a PNG of the window and exit")
     p.add_argument(
@@ -443,12 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_later_commands(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
-    """Commands that live in their own modules (search, eval, rekey, tags, pilot, golden)."""
-    from kvdesk.cli import pilot, search, tags
-
+def _add_later_commands(add: AddCommand) -> None:
+    """Commands that live in their own modules (search, eval, rekey, keys, tags, pilot, golden)."""
     for module in (search, tags, pilot):
         module.register(add)
+
+
+def _message(exc: BaseException) -> str:
+    return terminal_safe(str(exc), keep="\n")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -463,21 +350,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
         return int(args.func(args, stream))
+    # Messages may quote a file name, an identifier or an argument: escaped like any other text.
     except UsageError as exc:
-        print(str(exc), file=sys.stderr)
+        print(_message(exc), file=sys.stderr)
         return EXIT_USAGE
     except Cancelled as exc:
-        print(f"kvdesk: {exc}", file=sys.stderr)
+        print(f"kvdesk: {_message(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except KvdeskError as exc:
-        print(f"kvdesk: error: {exc}", file=sys.stderr)
+        print(f"kvdesk: error: {_message(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("kvdesk: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

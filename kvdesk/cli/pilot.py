@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any, TextIO
 
+from kvdesk.cli.common import AddCommand, Command, open_kb
+from kvdesk.cli.output import terminal_safe
 from kvdesk.core.errors import KvdeskError
 
-Command = Callable[[argparse.Namespace, TextIO], int]
 TEAM_FAILED = 3  # top failed queries shown under each team in the text report
 
 
-def _kb(args: argparse.Namespace) -> Any:
-    from kvdesk.core.knowledge_base import KnowledgeBase
-
-    return KnowledgeBase.open(args.vault)
-
-
 def _json(data: Any, out: TextIO) -> None:
-    from kvdesk.cli.main import _print_json
+    from kvdesk.cli.output import print_json
 
-    _print_json(data, out)
+    print_json(data, out)
 
 
 def _pct(value: float | None) -> str:
@@ -36,15 +30,13 @@ def _num(value: float | None, unit: str = "") -> str:
 
 
 def cmd_pilot_switch(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.pilot.log import PilotLog
-
-    with _kb(args) as kb:
-        settings = PilotLog(kb.vault).configure(
+    with open_kb(args) as kb:
+        settings = kb.pilot.configure(
             enabled=args.pilot_command == "on" if args.pilot_command != "status" else None,
             user=getattr(args, "user", None),
             team=getattr(args, "team", None),
         )
-        sessions = kb.vault.conn.execute("SELECT count(*) FROM pilot_session").fetchone()[0]
+        sessions = kb.pilot.count()
     if getattr(args, "json", False):
         _json({**settings.to_json(), "sessions": int(sessions)}, out)
         return 0
@@ -57,12 +49,14 @@ def cmd_pilot_switch(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_pilot_mark(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.pilot.log import PilotLog
-
-    with _kb(args) as kb:
-        value_id = kb.vault.resolve(args.doc) if args.doc else None
-        session = PilotLog(kb.vault).mark(args.session, args.outcome, value_id)
-        doc = kb.vault.get(session.found_value_id).identifier if session.found_value_id else None
+    with open_kb(args) as kb:
+        value_id = kb.vault.values.resolve(args.doc) if args.doc else None
+        session = kb.pilot.mark(args.session, args.outcome, value_id)
+        doc = (
+            kb.vault.values.get(session.found_value_id).identifier
+            if session.found_value_id
+            else None
+        )
     if args.json:
         _json({"session": session.id, "outcome": session.outcome, "doc": doc}, out)
     else:
@@ -74,8 +68,8 @@ def cmd_pilot_report(args: argparse.Namespace, out: TextIO) -> int:
     from kvdesk.core.pilot.metrics import parse_since, pilot_report, write_report_csv
 
     since = parse_since(args.since) if args.since else None
-    with _kb(args) as kb:
-        report = pilot_report(kb.vault, since=since)
+    with open_kb(args) as kb:
+        report = pilot_report(kb.pilot, since=since)
     if args.csv:
         write_report_csv(report, args.csv)
     if args.json:
@@ -96,37 +90,34 @@ def cmd_pilot_report(args: argparse.Namespace, out: TextIO) -> int:
     if m.top_failed:
         out.write("top failed queries:\n")
         for f in m.top_failed:
-            out.write(f"  {f.count:>3}x  {f.query}  (sessions {', '.join(map(str, f.sessions))})\n")
+            query, sessions = terminal_safe(f.query), ", ".join(map(str, f.sessions))
+            out.write(f"  {f.count:>3}x  {query}  (sessions {sessions})\n")
     for title, buckets in (("per week", report.per_week), ("per team", report.per_team)):
         if buckets:
             out.write(f"{title}:\n")
             for name, b in buckets.items():
                 out.write(
-                    f"  {name or '(no team)':<10} {b.sessions:>4} sessions"
+                    f"  {terminal_safe(name or '(no team)'):<10} {b.sessions:>4} sessions"
                     f"  success {_pct(b.success_rate)}  zero-result {_pct(b.zero_result_rate)}"
                     f"  MRR {_num(b.mrr)}\n"
                 )
                 if title == "per team":
                     for f in b.top_failed[:TEAM_FAILED]:
-                        out.write(f"      failed {f.count:>3}x  {f.query}\n")
+                        out.write(f"      failed {f.count:>3}x  {terminal_safe(f.query)}\n")
     return 0
 
 
 def cmd_pilot_clear(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.pilot.log import PilotLog
-
-    with _kb(args) as kb:
-        removed = PilotLog(kb.vault).clear()
+    with open_kb(args) as kb:
+        removed = kb.pilot.clear()
     out.write(f"removed {removed} pilot sessions\n")
     return 0
 
 
 def cmd_pilot_export(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.pilot.log import PilotLog
-
-    with _kb(args) as kb:
-        count = PilotLog(kb.vault).export(args.file)
-    out.write(f"wrote {count} sessions to {args.file}\n")
+    with open_kb(args) as kb:
+        count = kb.pilot.export(args.file)
+    out.write(f"wrote {count} sessions to {terminal_safe(args.file)}\n")
     return 0
 
 
@@ -134,14 +125,12 @@ def cmd_pilot_export(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_golden_add(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.golden.sets import GoldenStore
-
     if bool(args.beir) == bool(args.query or args.session is not None):
         raise KvdeskError(
             "golden add needs either --beir DIR, --query TEXT --doc ID or --session ID --doc ID"
         )
-    with _kb(args) as kb:
-        store = GoldenStore(kb.vault)
+    with open_kb(args) as kb:
+        store = kb.golden
         if args.beir:
             report = store.import_beir(args.name, args.beir, args.split)
             data = report.to_json()
@@ -163,38 +152,41 @@ def cmd_golden_add(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         _json(data, out)
     else:
-        out.write(text)
+        out.write(terminal_safe(text, keep="\n"))
     return 0
 
 
 def cmd_golden_list(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.golden.sets import GoldenStore
-
-    with _kb(args) as kb:
-        sets = GoldenStore(kb.vault).list_sets()
+    with open_kb(args) as kb:
+        sets = kb.golden.list_sets()
     if args.json:
         _json([s.to_json() for s in sets], out)
         return 0
     if not sets:
         out.write("no golden sets\n")
     for s in sets:
-        out.write(f"{s.name:<20} {s.queries:>5} queries {s.judgements:>6} judgements  {s.source}\n")
+        name, source = terminal_safe(s.name), terminal_safe(s.source)
+        out.write(f"{name:<20} {s.queries:>5} queries {s.judgements:>6} judgements  {source}\n")
     return 0
 
 
 def cmd_golden_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.golden.sets import evaluate
+    from kvdesk.core.golden.protocol import evaluate
 
-    with _kb(args) as kb:
-        result = evaluate(kb.vault, kb.keys, args.name, args.key_set or None, mode=args.mode)
+    with open_kb(args) as kb:
+        result = evaluate(
+            kb.golden, kb.vault, kb.keys, args.name, args.key_set or None, mode=args.mode
+        )
     if args.json:
         _json(result.to_json(), out)
         return 0
-    out.write(f"golden set {result.set_name} ({len(result.queries)} queries, {result.mode})\n")
+    name = terminal_safe(result.set_name)
+    out.write(f"golden set {name} ({len(result.queries)} queries, {result.mode})\n")
     for r in result.results:
         flag = " *active*" if r.active else ""
         out.write(
-            f"  key set {r.key_set.id:<3} {r.key_set.name[:28]:<28} nDCG@10 {r.ndcg10:.4f}"
+            f"  key set {r.key_set.id:<3} {terminal_safe(r.key_set.name[:28]):<28}"
+            f" nDCG@10 {r.ndcg10:.4f}"
             f"  Recall@100 {r.recall100:.4f}  MRR@10 {r.mrr10:.4f}"
             f"  ({r.keyed_values}/{r.total_values} keyed){flag}\n"
         )
@@ -209,7 +201,7 @@ def cmd_golden_eval(args: argparse.Namespace, out: TextIO) -> int:
 # -- parser ----------------------------------------------------------------------------------
 
 
-def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+def register(add: AddCommand) -> None:
     vault = argparse.ArgumentParser(add_help=False)
     vault.add_argument("--vault", metavar="PATH", default=argparse.SUPPRESS, help="vault file")
 

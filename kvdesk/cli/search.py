@@ -5,51 +5,37 @@ from __future__ import annotations
 import argparse
 import html
 import re
-import sys
 import time
-from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from kvdesk.cli.args import positive_int
+from kvdesk.cli.common import (
+    AddCommand,
+    VaultUse,
+    complete_dense,
+    open_kb,
+    scratch_vault,
+)
+from kvdesk.cli.output import TerminalProgress, print_json, terminal_safe
 from kvdesk.core.errors import Cancelled
 
-Command = Callable[[argparse.Namespace, TextIO], int]
+if TYPE_CHECKING:
+    from kvdesk.core.keys.manager import KeySet
+    from kvdesk.core.knowledge_base import KnowledgeBase
+
 _TAGS = re.compile(r"</?b>")
 
 
-def _kb(args: argparse.Namespace, vault: str | None = None) -> Any:
-    from kvdesk.core.knowledge_base import KnowledgeBase
-
-    return KnowledgeBase.open(vault if vault is not None else args.vault, threads=args.threads)
-
-
-def _complete_dense(kb: Any, quiet: bool) -> None:
-    from kvdesk.cli.main import TerminalProgress
-
-    sink = TerminalProgress(quiet=quiet)
-    try:
-        kb.build_dense_keys(progress=sink)
-    except KeyboardInterrupt:
-        raise Cancelled("interrupted; the dense keys built so far are kept") from None
-    finally:
-        sink.close()
-
-
 def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli.main import _print_json
-
-    with _kb(args) as kb:
+    with open_kb(args) as kb:
         if args.mode in ("hybrid", "dense"):
-            _complete_dense(kb, args.quiet)
+            complete_dense(kb, args.quiet)
         result = kb.search(args.query, k=args.k, mode=args.mode, details=True)
         session_id = None
         if args.session is not None:
             args.pilot = True
-            from kvdesk.core.pilot.log import PilotLog
-
-            log = PilotLog(kb.vault)
-            if log.enabled:  # a reformulation: the query joins the session it belongs to
-                log.record_search(args.session, result.query, result)
+            if kb.pilot.enabled:  # a reformulation: the query joins the session it belongs to
+                kb.pilot.record_search(args.session, result.query, result)
                 session_id = args.session
         elif args.pilot:
             from kvdesk.core.pilot.log import record_cli_search
@@ -59,7 +45,7 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
         data = result.to_json(explain=args.explain)
         if args.pilot:
             data["pilot_session"] = session_id
-        _print_json(data, out)
+        print_json(data, out)
         return 0
     if args.pilot:
         out.write(
@@ -76,14 +62,14 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
     elif not result.confident:
         out.write("no confident match: these are the closest documents\n")
     for rank, hit in enumerate(result.hits, start=1):
-        ext = f" [{hit.external_id}]" if hit.external_id else ""
+        ext = f" [{terminal_safe(hit.external_id)}]" if hit.external_id else ""
         out.write(
-            f"{rank:>2}. {hit.identifier}{ext}  {hit.title}"
+            f"{rank:>2}. {hit.identifier}{ext}  {terminal_safe(hit.title)}"
             f"  ({hit.score:.3f}, w={hit.weight:.2f})\n"
         )
         snippet = html.unescape(_TAGS.sub("**", hit.snippet_html)).replace("\n", " ")
         if snippet:
-            out.write(f"    {snippet[:200]}\n")
+            out.write(f"    {terminal_safe(snippet[:200])}\n")
         if args.explain:
             for space, part in hit.explanation.to_json(details=True).items():
                 out.write(f"    {space:<8} {part['score']:.4f}")
@@ -91,7 +77,7 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
                     out.write(
                         "  "
                         + ", ".join(
-                            f"{t['term']}({t['field']}) {t['score']:.4f}"
+                            f"{terminal_safe(t['term'])}({t['field']}) {t['score']:.4f}"
                             for t in part.get("terms", [])
                         )
                     )
@@ -101,14 +87,13 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
                         f" (rank {part['passage_rank']})"
                     )
                 elif space == "tags":
-                    out.write("  " + ", ".join(part.get("tags", [])))
+                    out.write("  " + terminal_safe(", ".join(part.get("tags", []))))
                 out.write("\n")
     out.write(f"[{result.mode}, provider {result.provider}, {result.elapsed_ms:.0f} ms]\n")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli.main import TerminalProgress, _print_json, scratch_vault
     from kvdesk.core.golden.evaluation import (
         load_collection,
         percentile,
@@ -120,14 +105,14 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     modes = ["lexical", "dense", "hybrid"] if args.mode == "all" else [args.mode]
     sink = TerminalProgress(quiet=args.quiet)
     with scratch_vault(args.vault, "kvdesk-eval-") as vault:
-        with _kb(args, vault) as kb:
+        with open_kb(args, path=vault) as kb:
             started = time.perf_counter()
             kb.import_records(collection.corpus_path, progress=sink)
             if any(m in ("dense", "hybrid") for m in modes):
                 kb.build_dense_keys(progress=sink)
             index_seconds = time.perf_counter() - started
             sink.close()
-            ext = dict(kb.vault.conn.execute("SELECT id, external_id FROM value"))
+            ext = kb.values.external_ids()  # str(None) for a value without one, as before
             results: dict[str, Any] = {}
             latencies: list[float] = []
             run_mode = "hybrid" if args.mode == "all" else args.mode
@@ -136,11 +121,11 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
                 runs: dict[str, list[str]] = {}
                 for qid, text in collection.queries.items():
                     t0 = time.perf_counter()
-                    ranked = kb.retriever.rank_ids(text, mode=mode, k=100)
+                    ranked = kb.rank_ids(text, mode=mode, k=100)
                     if mode == run_mode:
                         latencies.append((time.perf_counter() - t0) * 1000)
-                        trec[qid] = [(str(ext[v]), s) for v, s in ranked]
-                    runs[qid] = [str(ext[v]) for v, _s in ranked]
+                        trec[qid] = [(str(ext.get(v)), s) for v, s in ranked]
+                    runs[qid] = [str(ext.get(v)) for v, _s in ranked]
                 results[mode] = score_run(runs, collection.qrels).to_json()
     if args.run:
         write_trec_run(args.run, trec, run_mode)
@@ -154,9 +139,10 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
         "query_ms_p95": round(percentile(latencies, 95), 2),
     }
     if args.json:
-        _print_json(report, out)
+        print_json(report, out)
     else:
-        out.write(f"{collection.name} ({args.split}, {len(collection.queries)} queries)\n")
+        name = terminal_safe(collection.name)
+        out.write(f"{name} ({args.split}, {len(collection.queries)} queries)\n")
         for mode, scores in results.items():
             out.write(f"  {mode:<8} " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()) + "\n")
         out.write(
@@ -167,11 +153,9 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli.main import TerminalProgress, _print_json
-
     sink = TerminalProgress(quiet=args.quiet)
-    with _kb(args) as kb:
-        before = kb.keys.active_key_set()
+    with open_kb(args) as kb:
+        before = kb.dense_status().key_set
         try:
             key_set = kb.rekey(args.model, activate=not args.no_activate, progress=sink)
         except KeyboardInterrupt:
@@ -181,7 +165,7 @@ def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
         finally:
             sink.close()
         status = kb.dense_status()
-        keyed = kb.keys.dense_status(key_set).keyed_values
+        keyed = kb.key_set_status(key_set).keyed_values
     data = {
         "previous_key_set": before.id if before else None,
         "key_set": key_set.id,
@@ -191,21 +175,22 @@ def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
         "active": key_set.state == "active",
         "active_key_set": status.key_set.id if status.key_set else None,
     }
+    name = terminal_safe(key_set.name)
     if args.json:
-        _print_json(data, out)
+        print_json(data, out)
     elif key_set.state == "active":
-        out.write(f"key set {key_set.id} ({key_set.name}) is now active; {keyed} values keyed\n")
+        out.write(f"key set {key_set.id} ({name}) is now active; {keyed} values keyed\n")
     else:
         out.write(
-            f"key set {key_set.id} ({key_set.name}) is built ({keyed} values keyed) and not"
+            f"key set {key_set.id} ({name}) is built ({keyed} values keyed) and not"
             f" active; compare it (kvdesk golden eval), then `kvdesk keys activate"
             f" {key_set.id}`\n"
         )
     return 0
 
 
-def _key_set_json(kb: Any, key_set: Any) -> dict[str, Any]:
-    status = kb.keys.dense_status(key_set)
+def _key_set_json(kb: KnowledgeBase, key_set: KeySet) -> dict[str, Any]:
+    status = kb.key_set_status(key_set)
     return {
         "id": key_set.id,
         "space": key_set.space,
@@ -220,48 +205,46 @@ def _key_set_json(kb: Any, key_set: Any) -> dict[str, Any]:
         "keyed_values": status.keyed_values,
         "total_values": status.total_values,
         "complete": status.ready,
-        "passages": kb.keys.passage_count(key_set),
+        "passages": kb.passage_count(key_set),
         "created_at": key_set.created_at,
         "activated_at": key_set.activated_at,
     }
 
 
 def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli.main import _print_json
-
     action = getattr(args, "keys_action", None) or "list"
-    with _kb(args) as kb:
+    with open_kb(args) as kb:
         if action == "activate":
             key_set = kb.activate_key_set(args.key_set_id)
             data = _key_set_json(kb, key_set)
             if args.json:
-                _print_json(data, out)
+                print_json(data, out)
             else:
-                out.write(f"key set {key_set.id} ({key_set.name}) is now active\n")
+                out.write(f"key set {key_set.id} ({terminal_safe(key_set.name)}) is now active\n")
             return 0
         if action == "drop":
             passages = kb.drop_key_set(args.key_set_id)
             if args.json:
-                _print_json({"dropped": args.key_set_id, "passages": passages}, out)
+                print_json({"dropped": args.key_set_id, "passages": passages}, out)
             else:
                 out.write(f"key set {args.key_set_id} dropped ({passages} passages deleted)\n")
             return 0
         rows = [_key_set_json(kb, k) for k in kb.key_sets()]
     if args.json:
-        _print_json({"key_sets": rows}, out)
+        print_json({"key_sets": rows}, out)
         return 0
     if not rows:
         out.write("no dense key sets yet (the first search or import builds one)\n")
     for r in rows:
         done = "complete" if r["complete"] else f"{r['keyed_values']}/{r['total_values']} keyed"
         out.write(
-            f"{r['id']:>3}  {r['state']:<8}  {r['model']}  dim {r['dim']}, {r['passages']}"
-            f" passages, {done}  {r['source']}\n"
+            f"{r['id']:>3}  {r['state']:<8}  {terminal_safe(str(r['model']))}  dim {r['dim']},"
+            f" {r['passages']} passages, {done}  {terminal_safe(str(r['source']))}\n"
         )
     return 0
 
 
-def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+def register(add: AddCommand) -> None:
     p = add("search", cmd_search, "search the vault; every hit explains which keys drove it")
     p.add_argument("query", metavar="QUERY")
     p.add_argument("-k", type=positive_int, default=10, help="number of hits (default 10, >= 1)")
@@ -279,7 +262,12 @@ def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> Non
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
-    p = add("eval", cmd_eval, "measure retrieval on a BEIR folder (nDCG@10, Recall@100, MRR@10)")
+    p = add(
+        "eval",
+        cmd_eval,
+        "measure retrieval on a BEIR folder (nDCG@10, Recall@100, MRR@10)",
+        vault=VaultUse.CREATES,  # imports the collection (into a scratch vault unless --vault)
+    )
     p.add_argument("beir_dir", metavar="BEIR_DIR")
     p.add_argument("--split", default="test")
     p.add_argument("--mode", choices=("lexical", "dense", "hybrid", "all"), default="all")
@@ -318,4 +306,3 @@ def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> Non
     q.add_argument("key_set_id", metavar="KEYSET_ID", type=int)
     q = add_sub("drop", "delete a non-active key set and its vectors")
     q.add_argument("key_set_id", metavar="KEYSET_ID", type=int)
-    _ = sys

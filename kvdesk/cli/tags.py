@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
 from kvdesk.cli.args import positive_int
+from kvdesk.cli.common import (
+    AddCommand,
+    Command,
+    VaultUse,
+    complete_dense,
+    open_kb,
+    scratch_vault,
+    set_vault_use,
+)
+from kvdesk.cli.output import TerminalProgress, terminal_safe
 from kvdesk.core.errors import KvdeskError
-
-Command = Callable[[argparse.Namespace, TextIO], int]
-
-
-def _kb(args: argparse.Namespace, vault: str | None = None) -> Any:
-    from kvdesk.core.knowledge_base import KnowledgeBase
-
-    return KnowledgeBase.open(vault if vault is not None else args.vault)
 
 
 def cmd_tags(args: argparse.Namespace, out: TextIO) -> int:
@@ -27,24 +28,21 @@ def cmd_tags(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_suggest(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli.search import _complete_dense
-    from kvdesk.core.tags.suggest import TagSuggester
-
-    with _kb(args) as kb:
+    with open_kb(args) as kb:
         if not args.no_dense:
-            _complete_dense(kb, args.quiet)
-        suggester = TagSuggester(kb, use_dense=not args.no_dense)
+            complete_dense(kb, args.quiet)
+        suggester = kb.tags.suggester(use_dense=not args.no_dense)
         if args.untagged:
             ids = suggester.untagged()
         elif args.ids:
-            ids = [kb.vault.resolve(ref) for ref in args.ids]
+            ids = [kb.vault.values.resolve(ref) for ref in args.ids]
         else:
             raise KvdeskError("name documents (ID ...) or pass --untagged")
         for vid in ids:
             suggestions = suggester.suggest(vid, k=args.k)
             if args.save:
                 suggester.record_suggestions(vid, suggestions)
-            record = kb.vault.get(vid)
+            record = kb.vault.values.get(vid)
             if args.json:
                 out.write(
                     json.dumps(
@@ -59,30 +57,24 @@ def cmd_suggest(args: argparse.Namespace, out: TextIO) -> int:
                 )
                 continue
             ext = f" [{record.external_id}]" if record.external_id else ""
-            out.write(f"{record.identifier}{ext}  {record.title}\n")
+            out.write(terminal_safe(f"{record.identifier}{ext}  {record.title}") + "\n")
             if not suggestions:
                 out.write("    no suggestions\n")
             for s in suggestions:
                 mark = "*" if s.confidence >= suggester.threshold else " "
-                out.write(f"  {mark} {s.tag:<32} {s.confidence:.2f}\n")
+                out.write(f"  {mark} {terminal_safe(s.tag):<32} {s.confidence:.2f}\n")
                 for line in s.evidence:
-                    out.write(f"      {line}\n")
+                    out.write(f"      {terminal_safe(line)}\n")
     return 0
 
 
 def _set_state(args: argparse.Namespace, out: TextIO, state: str) -> int:
-    from kvdesk.core.tags.suggest import TagSuggester
-
-    with _kb(args) as kb:
-        vid = kb.vault.resolve(args.id)
-        suggester = TagSuggester(kb)
-        if state == "accepted":
-            suggester.accept(vid, args.tag, actor=args.actor)
-        else:
-            suggester.reject(vid, args.tag, actor=args.actor)
-        ident = kb.vault.get(vid).identifier
+    with open_kb(args) as kb:
+        vid = kb.vault.values.resolve(args.id)
+        kb.tags.set_state(vid, args.tag, state, actor=args.actor)
+        ident = kb.vault.values.get(vid).identifier
     verb = "accepted" if state == "accepted" else "rejected"
-    out.write(f"{ident}: {verb} {args.tag}\n")
+    out.write(f"{ident}: {verb} {terminal_safe(args.tag)}\n")
     return 0
 
 
@@ -95,10 +87,8 @@ def cmd_reject(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.tags.suggest import list_tags
-
-    with _kb(args) as kb:
-        tags = list_tags(kb)
+    with open_kb(args) as kb:
+        tags = kb.tags.infos()
     if args.json:
         out.write(json.dumps([t.to_json() for t in tags], ensure_ascii=False, indent=2) + "\n")
         return 0
@@ -108,48 +98,46 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
         extra = f"  {t.description}" if t.description else ""
         color = f" {t.color}" if t.color else ""
         out.write(
-            f"{t.name:<36}{color} accepted {t.accepted}, suggested {t.suggested},"
-            f" rejected {t.rejected}{extra}\n"
+            f"{terminal_safe(t.name):<36}{color} accepted {t.accepted}, suggested {t.suggested},"
+            f" rejected {t.rejected}{terminal_safe(extra)}\n"
         )
         for rule in t.rules:
-            out.write(f"    {rule}\n")
+            out.write(f"    {terminal_safe(str(rule))}\n")
         for problem in t.problems:
-            out.write(f"    ! {problem.describe()}\n")
+            out.write(f"    ! {terminal_safe(problem.describe())}\n")
     return 0
 
 
 def cmd_set(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.tags.suggest import set_tag_info
-
     if args.description is None and args.color is None:
         raise KvdeskError("say what to set: --description TEXT and/or --color #RRGGBB")
-    with _kb(args) as kb:
-        info = set_tag_info(kb, args.tag, description=args.description, color=args.color)
+    with open_kb(args) as kb:
+        info = kb.tags.set_info(args.tag, description=args.description, color=args.color)
     if args.json:
         out.write(json.dumps(info.to_json(), ensure_ascii=False) + "\n")
         return 0
     color = f" {info.color}" if info.color else ""
     desc = f"  {info.description}" if info.description else ""
-    out.write(f"{info.name}{color}{desc}\n")
+    out.write(terminal_safe(f"{info.name}{color}{desc}") + "\n")
     return 0
 
 
 def cmd_rule(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.tags.suggest import TagSuggester
-
-    with _kb(args) as kb:
-        rule = TagSuggester(kb).add_rule(args.tag, args.kind, args.pattern)
-    out.write(f"{rule.tag}: {rule.describe()}\n")
+    with open_kb(args) as kb:
+        rule = kb.tags.add_rule(args.tag, args.kind, args.pattern)
+    out.write(terminal_safe(f"{rule.tag}: {rule.describe()}") + "\n")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.cli.main import TerminalProgress, scratch_vault
-    from kvdesk.core.tags.suggest import evaluate
+    from kvdesk.core.tags.evaluate import evaluate
 
     sink = TerminalProgress(quiet=args.quiet)
     try:
-        with scratch_vault(args.vault, "kvdesk-tags-eval-") as vault, _kb(args, vault) as kb:
+        with (
+            scratch_vault(args.vault, "kvdesk-tags-eval-") as vault,
+            open_kb(args, path=vault) as kb,
+        ):
             report = evaluate(
                 kb, args.corpus, seed=args.seed, dense=not args.no_dense, progress=sink
             )
@@ -167,7 +155,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+def register(add: AddCommand) -> None:
     p = add("tags", cmd_tags, "suggest, review and evaluate tags")
     sub = p.add_subparsers(dest="tags_command", metavar="SUBCOMMAND")
 
@@ -209,6 +197,7 @@ def register(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> Non
     q.add_argument("pattern", metavar="PATTERN")
 
     q = add_sub("eval", cmd_eval, "measure suggestions on a tagged JSONL corpus (80/20 split)")
+    set_vault_use(q, VaultUse.CREATES)  # imports the corpus (into a scratch vault unless --vault)
     q.add_argument("corpus", metavar="CORPUS.jsonl")
     q.add_argument("--seed", type=int, default=7)
     q.add_argument("--json", action="store_true")

@@ -5,20 +5,23 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from kvdesk.core.errors import VaultBusyError
 from kvdesk.core.extract import Limits
-from kvdesk.core.golden.sets import GoldenStore
+from kvdesk.core.golden.store import GoldenStore
 from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
 from kvdesk.core.paths import default_vault_path
 from kvdesk.core.pilot.log import PilotLog
 from kvdesk.core.progress import CancelToken, ProgressSink, no_progress
 from kvdesk.core.search.retrieval import FusionParams, Retriever, SearchResult
 from kvdesk.core.settings import SettingStore
+from kvdesk.core.tags.manager import TagManager
 from kvdesk.core.vault.importer import Importer, ImportReport
+from kvdesk.core.vault.records import CheckReport
+from kvdesk.core.vault.values import ValueStore
 from kvdesk.core.vault.vault import WRITER_WAIT_SECONDS, Vault
 
 
@@ -67,11 +70,15 @@ class KnowledgeBase:
 
     @functools.cached_property
     def pilot(self) -> PilotLog:
-        return PilotLog(self.vault)
+        def dense_key_set() -> int | None:  # recorded with each pilot query
+            key_set = self.keys.active_key_set()
+            return None if key_set is None else key_set.id
+
+        return PilotLog(self.vault, key_set=dense_key_set)
 
     @functools.cached_property
     def golden(self) -> GoldenStore:
-        return GoldenStore(self.vault)
+        return GoldenStore(self.vault, self.vault.values, self.pilot)
 
     def close(self) -> None:
         self.keys.close()
@@ -150,27 +157,34 @@ class KnowledgeBase:
 
     # -- tags -----------------------------------------------------------------------------------
 
+    @functools.cached_property
+    def tags(self) -> TagManager:
+        return TagManager(
+            self.vault,
+            self.vault.values,
+            self.settings,
+            keys=self.keys,
+            on_change=self._tags_changed,
+        )
+
+    def _tags_changed(self, value_ids: Collection[int]) -> None:
+        """The one path from a tag change to its keys: re-key the values, then commit."""
+        with self.vault.writing():
+            for value_id in value_ids:
+                self.keys.value_changed(value_id)
+            self.keys.flush()
+
     def set_tag(self, ref: str | int, tag: str, state: str = "accepted", actor: str = "") -> None:
         """Accept, suggest or reject a tag on a value; its tag and lexical keys update at once."""
-        value_id = ref if isinstance(ref, int) else self.vault.resolve(ref)
-        with self.vault.transaction() as tx:
-            self.vault.set_tag_state(tx, value_id, tag, state, actor)
-        self.keys.value_changed(value_id)
-        self.keys.flush()
+        value_id = ref if isinstance(ref, int) else self.vault.values.resolve(ref)
+        self.tags.set_state(value_id, tag, state, actor)
 
     def remove_tag(self, ref: str | int, tag: str) -> None:
-        value_id = ref if isinstance(ref, int) else self.vault.resolve(ref)
-        with self.vault.transaction() as tx:
-            tag_id = self.vault.tag_id(tx, tag, create=False)
-            if tag_id is not None:
-                tx.execute(
-                    "DELETE FROM value_tag WHERE value_id = ? AND tag_id = ?", (value_id, tag_id)
-                )
-        self.keys.value_changed(value_id)
-        self.keys.flush()
+        value_id = ref if isinstance(ref, int) else self.vault.values.resolve(ref)
+        self.tags.remove(value_id, tag)
 
     def all_tags(self) -> list[str]:
-        return [r[0] for r in self.vault.conn.execute("SELECT name FROM tag ORDER BY name")]
+        return self.tags.names()
 
     # -- keys -----------------------------------------------------------------------------------
 
@@ -211,3 +225,31 @@ class KnowledgeBase:
         self, query: str, *, k: int = 10, mode: str = "hybrid", details: bool = True
     ) -> SearchResult:
         return self.retriever.search(query, k=k, mode=mode, details=details)
+
+    # -- for the command line: what it used to reach through vault/keys/retriever for ---------
+
+    @property
+    def values(self) -> ValueStore:
+        """The stored values: resolve an identifier, get, versions, text, original bytes, list."""
+        return self.vault.values
+
+    def check(self) -> CheckReport:
+        """Verify the vault: SQLite integrity and the sha256 of every stored byte string."""
+        return self.vault.check()
+
+    def key_set_status(self, key_set: KeySet) -> DenseStatus:
+        """How many values ``key_set`` has keyed (any key set, not only the active one)."""
+        return self.keys.dense_status(key_set)
+
+    def passage_count(self, key_set: KeySet) -> int:
+        return self.keys.passage_count(key_set)
+
+    def rank_ids(
+        self, query: str, *, mode: str = "hybrid", k: int = 100
+    ) -> list[tuple[int, float]]:
+        """Ranked (value id, score), no snippets or explanations: for evaluation runs."""
+        return self.retriever.rank_ids(query, mode=mode, k=k)
+
+    def key_notices(self) -> tuple[str, ...]:
+        """Keys set aside and rebuilt since opening (damaged, or from another vault): say once."""
+        return self.keys.notices

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kvdesk.core.db import Database, SchemaStep
+import uuid
+
+from kvdesk.core.db import Connection, Database, SchemaStep
 
 SCHEMA: tuple[SchemaStep, ...] = (
     SchemaStep(
@@ -15,7 +17,22 @@ SCHEMA: tuple[SchemaStep, ...] = (
         );
         """,
     ),
+    SchemaStep(
+        6,
+        "settings",
+        "",  # no DDL: the vault's identity, which its key folder records
+        backfill=lambda conn: _create_vault_id(conn),
+    ),
 )
+
+VAULT_ID = "vault.id"
+
+
+def _create_vault_id(conn: Connection) -> None:
+    conn.execute(
+        "INSERT INTO setting(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+        (VAULT_ID, uuid.uuid4().hex),
+    )
 
 
 class SettingStore:
@@ -35,6 +52,10 @@ class SettingStore:
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    def vault_id(self) -> str:
+        """This vault's identity (made when it was created or upgraded to schema 6)."""
+        return self.get(VAULT_ID)
 
     def delete(self, key: str) -> None:
         with self._db.transaction() as tx:

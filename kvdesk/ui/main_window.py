@@ -6,10 +6,8 @@ the GUI thread; this module turns its signals into widget updates.
 
 from __future__ import annotations
 
-import datetime as dt
 import html
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +47,7 @@ from PySide6.QtWidgets import (
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
+from kvdesk.core.pilot.recorder import COMMIT_SECONDS, IDLE_SECONDS
 from kvdesk.core.progress import Progress
 from kvdesk.core.search.query import has_cjk, parse_query
 from kvdesk.core.search.retrieval import Hit
@@ -60,7 +59,7 @@ from kvdesk.ui.pilot_dashboard import PilotDashboard
 from kvdesk.ui.resources import app_icon, sample_paths
 from kvdesk.ui.results import HitDelegate, HitRole, ResultsModel
 from kvdesk.ui.review_queue import ReviewQueue
-from kvdesk.ui.session import KeyState, PilotRun, SearchOutcome, Session
+from kvdesk.ui.session import KeyState, SearchOutcome, Session
 from kvdesk.ui.tasks import Task
 from kvdesk.ui.ui_state import (
     load_history,
@@ -75,27 +74,16 @@ from kvdesk.ui.viewer import DocumentViewer
 log = logging.getLogger("kvdesk.ui")
 
 DEBOUNCE_MS = 250
-# Pilot log: a query typed as you go is recorded only once the user commits to it — Enter,
-# opening a result, a verdict, or results left on screen this long.
-PILOT_COMMIT_MS = 2000
+# Pilot log (see kvdesk.core.pilot.recorder): a query typed as you go is recorded only once the
+# user commits to it — Enter, opening a result, a verdict, or results left on screen this long.
+PILOT_COMMIT_MS = int(COMMIT_SECONDS * 1000)
 # A pilot run idle this long is stale: the next committed query starts a new run.
-PILOT_IDLE_S = 30 * 60
+PILOT_IDLE_S = IDLE_SECONDS
 MODES = [("Hybrid", "hybrid"), ("Words only", "lexical"), ("Meaning only", "dense")]
 SEARCH_HELP = (
     'Words, "exact phrases", -exclude, tag:NAME, type:pdf|docx|text|html|csv|image, '
     "after:YYYY-MM-DD, before:YYYY-MM-DD"
 )
-
-
-class _View:
-    """A document on screen from a search, timed for the pilot log until the next one."""
-
-    def __init__(self, value_id: int, rank: int | None, user: bool) -> None:
-        self.value_id = value_id
-        self.rank = rank
-        self.user = user  # chosen by the user (not the first hit shown automatically)
-        self.opened_at = dt.datetime.now(dt.UTC)
-        self.started = time.monotonic()
 
 
 class MainWindow(QMainWindow):
@@ -142,12 +130,8 @@ class MainWindow(QMainWindow):
         self._history = load_history() if remember_layout else []
         self.review_queue: ReviewQueue | None = None
         self.pilot_dashboard: PilotDashboard | None = None
-        self._viewing: _View | None = None
         self._auto_select = False
-        self._pilot_pending: SearchOutcome | None = None  # shown, not yet committed
-        self._pilot_commit_on_result = ""  # the query Enter was pressed on
-        self._pilot_last_activity: float | None = None
-        self.pilot_idle_s: float = PILOT_IDLE_S
+        self._pilot_idle_s: float = PILOT_IDLE_S
 
         self._build_widgets()
         self._build_menus()
@@ -360,9 +344,7 @@ class MainWindow(QMainWindow):
         self.session.error.connect(self._show_error)
         self.session.pilotMarked.connect(self._on_pilot_marked)
         self.start_task = self.session.start()
-        self._viewing = None
-        self._pilot_pending = None
-        self._pilot_last_activity = None
+        self.session.pilot.idle_s = self._pilot_idle_s
         self._sync_pilot_ui()
         self._refresh_tag_lists()
         self._update_title()
@@ -407,11 +389,11 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_return(self) -> None:
         self._debounce.stop()
-        pending = self._pilot_pending
-        if pending is not None and pending.query == self.compose_query():
+        query = self.compose_query()
+        if self.session.pilot.is_pending(query):
             self.commit_pilot_query()  # these results are on screen already
         else:
-            self._pilot_commit_on_result = self.compose_query()
+            self.session.pilot.commit_when_shown(query)
             self.search_now()
         self._remember(self.search_edit.text().strip())
 
@@ -436,7 +418,7 @@ class MainWindow(QMainWindow):
         self._debounce.stop()
         query = self.compose_query()
         if not query:
-            self._pilot_pending = None  # a cleared box abandons the uncommitted query
+            self.session.pilot.drop_pending()  # a cleared box abandons the uncommitted query
             self._pilot_timer.stop()
             self.session.search("")  # makes any running search stale
             self.model.set_hits([], {})
@@ -485,15 +467,12 @@ class MainWindow(QMainWindow):
         if result.provider and result.provider != "none":
             self._set_provider(result.provider)
         if self.session.pilot_on:
-            self._end_view()  # a new query ends the view of the previous document
             # Held until the user commits to it; a newer search (the next keystroke) replaces
             # it, so typing "vpn setup" records one query, not v, vp, vpn…
-            self._pilot_pending = outcome
-            if self._pilot_commit_on_result and self._pilot_commit_on_result == outcome.query:
-                self.commit_pilot_query()
-            else:
+            if self.session.pilot.shown(outcome.query, result):
                 self._pilot_timer.start()
-            self._pilot_commit_on_result = ""
+            else:
+                self._pilot_timer.stop()  # committed at once (Enter was pressed on it)
             self._sync_pilot_ui()
         if result.hits:
             self._auto_select = True
@@ -558,8 +537,8 @@ class MainWindow(QMainWindow):
 
     def show_in_viewer(self, hit: Hit) -> None:
         try:
-            record = self.session.kb.vault.get(hit.value_id)
-            text = self.session.kb.vault.text(hit.value_id)
+            record = self.session.kb.vault.values.get(hit.value_id)
+            text = self.session.kb.vault.values.text(hit.value_id)
         except KvdeskError as exc:
             self._show_error(str(exc))
             return
@@ -573,7 +552,7 @@ class MainWindow(QMainWindow):
                 self.last_outcome.result.parsed if self.last_outcome is not None else None
             ) or parse_query(self.compose_query())
             terms = [t for t in (*parsed.terms, *parsed.phrases) if len(t) >= 3 or has_cjk(t)]
-        self.viewer.show_value(record, text, lambda: vault.original_bytes(value_id), terms)
+        self.viewer.show_value(record, text, lambda: vault.values.original_bytes(value_id), terms)
         self._start_view(hit)
 
     @Slot(int, int, int)
@@ -589,8 +568,7 @@ class MainWindow(QMainWindow):
         hit = index.data(HitRole)
         if isinstance(hit, Hit):
             self.show_in_viewer(hit)
-            if self._viewing is not None and self._viewing.value_id == hit.value_id:
-                self._viewing.user = True  # opened on purpose
+            self.session.pilot.chosen(hit.value_id)  # opened on purpose
             self.viewer.text_view.setFocus()
 
     @Slot()
@@ -622,49 +600,37 @@ class MainWindow(QMainWindow):
 
     # -- pilot log ------------------------------------------------------------------------------
 
+    @property
+    def pilot_idle_s(self) -> float:
+        """Seconds after which a pilot run is stale (the next query starts a new session)."""
+        return self._pilot_idle_s
+
+    @pilot_idle_s.setter
+    def pilot_idle_s(self, seconds: float) -> None:
+        self._pilot_idle_s = seconds
+        self.session.pilot.idle_s = seconds
+
     @Slot()
     def commit_pilot_query(self) -> Task | None:
         """Record the search on screen in the pilot log (the user committed to it)."""
         self._pilot_timer.stop()
-        outcome, self._pilot_pending = self._pilot_pending, None
-        if outcome is None or not self.session.pilot_on or self.session.closed:
-            return None
-        now = time.monotonic()
-        last = self._pilot_last_activity
-        if self.session.pilot_run.queries and last is not None and now - last > self.pilot_idle_s:
-            self.session.pilot_run = PilotRun()  # stale: a new run, not one growing forever
-        self._pilot_last_activity = now
-        task = self.session.pilot_search(outcome.query, outcome.result)
-        self._sync_pilot_ui()
+        task = self.session.pilot.commit()
+        if task is not None:
+            self._sync_pilot_ui()
         return task
-
-    def _pilot_touch(self) -> None:
-        if self._pilot_last_activity is not None:
-            self._pilot_last_activity = time.monotonic()
 
     def _start_view(self, hit: Hit) -> None:
         """Time the document now on screen (pilot on); the previous view is recorded."""
-        if not self.session.pilot_on:
-            self._viewing = None
+        pilot = self.session.pilot
+        if not pilot.enabled:
+            pilot.view(hit.value_id, None, user=False)  # nothing is timed
             return
-        user = not self._auto_select
-        if user:
-            self.commit_pilot_query()  # opening a result commits the query it came from
-            self._pilot_touch()
-        if self._viewing is not None and self._viewing.value_id == hit.value_id:
-            self._viewing.user = self._viewing.user or user
-            return
-        self._end_view()
+        user = not self._auto_select  # not the first hit the window selected by itself
         rank = next((i + 1 for i, h in enumerate(self.model.hits()) if h is hit), None)
-        self._viewing = _View(hit.value_id, rank, user)
-
-    def _end_view(self, *, record_auto: bool = False) -> Task | None:
-        """Record the timed view (only a document the user chose, unless ``record_auto``)."""
-        view, self._viewing = self._viewing, None
-        if view is None or not (view.user or record_auto):
-            return None
-        seconds = time.monotonic() - view.started
-        return self.session.pilot_open(view.value_id, view.rank, view.opened_at, seconds)
+        pilot.view(hit.value_id, rank, user=user)
+        if user:  # opening a result committed the query it came from
+            self._pilot_timer.stop()
+            self._sync_pilot_ui()
 
     @Slot(bool)
     def set_pilot_recording(self, on: bool) -> Task | None:
@@ -672,9 +638,7 @@ class MainWindow(QMainWindow):
         if on == self.session.pilot_on:
             self._sync_pilot_ui()
             return None
-        self._viewing = None
-        self._pilot_pending = None
-        task = self.session.configure_pilot(enabled=on)
+        task = self.session.configure_pilot(enabled=on)  # a new run; nothing pending
         self._sync_pilot_ui()
         self.statusBar().showMessage(
             "Pilot: recording searches in this vault" if on else "Pilot: recording is off", 5000
@@ -691,7 +655,7 @@ class MainWindow(QMainWindow):
             box.blockSignals(True)
             box.setChecked(on)
             box.blockSignals(False)
-        has_session = on and (self.session.pilot_run.queries > 0 or bool(self._pilot_pending))
+        has_session = self.session.pilot.has_session
         for b in (self.found_button, self.notfound_button):
             b.setVisible(on)
             b.setEnabled(has_session)
@@ -699,22 +663,15 @@ class MainWindow(QMainWindow):
     @Slot()
     def mark_found(self) -> Task | None:
         """Found it: the document in the viewer ends the session as found."""
-        self.commit_pilot_query()
-        if not self.session.pilot_on or not self.session.pilot_run.queries:
-            return None
         value_id = self.viewer.record.id if self.viewer.record is not None else None
-        self._end_view(record_auto=True)  # the document read counts as opened
-        task = self.session.pilot_mark("found", value_id)
-        self._sync_pilot_ui()
-        return task
+        return self._after_verdict(self.session.pilot.found(value_id))
 
     @Slot()
     def mark_not_found(self) -> Task | None:
-        self.commit_pilot_query()
-        if not self.session.pilot_on or not self.session.pilot_run.queries:
-            return None
-        self._end_view()
-        task = self.session.pilot_mark("notfound")
+        return self._after_verdict(self.session.pilot.not_found())
+
+    def _after_verdict(self, task: Task | None) -> Task | None:
+        self._pilot_timer.stop()  # a verdict commits the query on screen first
         self._sync_pilot_ui()
         return task
 
@@ -749,11 +706,7 @@ class MainWindow(QMainWindow):
     @Slot(bool)
     def _on_dashboard_pilot_toggled(self, on: bool) -> None:
         # The dashboard saves the switch itself (writer thread); mirror it here at once.
-        if on != self.session.pilot_on:
-            self.session.pilot_on = on
-            self.session.pilot_run = PilotRun()
-            self._viewing = None
-            self._pilot_pending = None
+        self.session.pilot.set_enabled(on)  # a change: a new run, nothing pending
         self._sync_pilot_ui()
 
     @Slot()
@@ -1215,7 +1168,6 @@ class MainWindow(QMainWindow):
         self.save_state()
         self._debounce.stop()
         self._pilot_timer.stop()
-        self._pilot_pending = None
-        self.session.close()
+        self.session.close()  # the pending pilot query is dropped
         self.viewer.cleanup()
         super().closeEvent(event)

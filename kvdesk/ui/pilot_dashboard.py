@@ -44,8 +44,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kvdesk.core.pilot.log import Clock, utc_now
-from kvdesk.core.pilot.metrics import FailedQuery, Metrics, PilotReport
+from kvdesk.core.pilot.metrics import FailedQuery, Metrics, PilotReport, pilot_report
+from kvdesk.core.pilot.records import Clock, utc_now
 from kvdesk.ui.tasks import Task, TaskRunner
 
 KbProvider = Callable[[], Any]  # returns the open KnowledgeBase, or None when none is open
@@ -92,49 +92,6 @@ class _Loaded:
     report: PilotReport
     enabled: bool
     teams: tuple[str, ...]  # every team label in the log (all time), ascending
-
-
-def scoped_report(
-    vault: Any,
-    *,
-    team: str | None = None,
-    since: dt.datetime | None = None,
-    clock: Clock | None = None,
-) -> tuple[PilotReport, tuple[str, ...]]:
-    """The dashboard's report, built from the core metrics (runs on a reader thread).
-
-    ``overall`` and ``per_week`` cover the sessions started since ``since`` of ``team`` (every
-    team when None); ``per_team`` covers every team over the same window. With ``team=None``
-    this is :func:`~kvdesk.core.pilot_metrics.pilot_report`. Also returns every team label in
-    the log, whatever the window, so the filter keeps offering them.
-    """
-    from kvdesk.core.pilot.log import PilotLog
-    from kvdesk.core.pilot.metrics import compute_metrics, iso_week
-
-    log = PilotLog(vault, clock=clock)
-    now = (clock or utc_now)()
-    stale = log.settings().stale_minutes
-    everything = log.sessions()
-    window = everything if since is None else log.sessions(since=since)
-    teams: dict[str, list[Any]] = {}
-    for s in window:
-        teams.setdefault(s.team, []).append(s)
-    scoped = window if team is None else teams.get(team, [])
-    weeks: dict[str, list[Any]] = {}
-    for s in scoped:
-        weeks.setdefault(iso_week(s.started_at), []).append(s)
-
-    def metrics(group: list[Any]) -> Metrics:
-        return compute_metrics(group, now=now, stale_minutes=stale)
-
-    report = PilotReport(
-        overall=metrics(scoped),
-        per_week={k: metrics(weeks[k]) for k in sorted(weeks)},
-        per_team={k: metrics(teams[k]) for k in sorted(teams)},
-        since=None if since is None else since.isoformat(),
-        computed_at=now.isoformat(timespec="seconds"),
-    )
-    return report, tuple(sorted({s.team for s in everything}))
 
 
 class _Tile(QFrame):
@@ -568,10 +525,10 @@ class PilotDashboard(QWidget):
         team, since = self.selected_team(), self.since()
 
         def run(_report: object, _cancel: object) -> _Loaded:
-            from kvdesk.core.pilot.log import PilotLog
-
-            report, teams = scoped_report(kb.vault, team=team, since=since, clock=clock)
-            return _Loaded(generation, report, PilotLog(kb.vault).enabled, teams)
+            # overall and per week: the chosen team; per team: every team, same window
+            report = pilot_report(kb.pilot, team=team, since=since, clock=clock)
+            # every team in the log, whatever the window, so the filter keeps offering them
+            return _Loaded(generation, report, kb.pilot.enabled, kb.pilot.teams())
 
         task = self.runner.read("pilot report", run)
         task.succeeded.connect(self._on_report)
@@ -759,9 +716,7 @@ class PilotDashboard(QWidget):
         name = self.golden_set
 
         def run(_report: object, _cancel: object) -> tuple[str, str, str]:
-            from kvdesk.core.golden.sets import GoldenStore
-
-            GoldenStore(kb.vault).add_case(name, failed.query, value_id, source="pilot")
+            kb.golden.add_case(name, failed.query, value_id, source="pilot")
             return name, failed.query, identifier
 
         task = self.runner.write("add golden case", run)
@@ -782,9 +737,7 @@ class PilotDashboard(QWidget):
             return
 
         def run(_report: object, _cancel: object) -> bool:
-            from kvdesk.core.pilot.log import PilotLog
-
-            return PilotLog(kb.vault).configure(enabled=on).enabled
+            return bool(kb.pilot.configure(enabled=on).enabled)
 
         task = self.runner.write("pilot on/off", run)
         task.succeeded.connect(self._on_enabled_saved)

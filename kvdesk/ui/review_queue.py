@@ -1,10 +1,11 @@
 """The tag review queue: suggestions across the vault, reviewed from the keyboard.
 
-Suggestions come from :class:`~kvdesk.core.tagging.TagSuggester`. Preparing one (loading the
-vault's tags and terms, and perhaps fitting and storing its calibration) is a write, so it runs
-on the runner's writer thread; computing the suggestions for many documents runs on the reader
-pool; every accept, reject and undo is a writer task. The widget only sees results through
-queued signals, and updates its rows at once (an optimistic update, rolled back on failure).
+Suggestions come from a :class:`~kvdesk.core.tags.suggest.TagSuggester` (``kb.tags.suggester()``).
+Preparing one (loading the vault's tags and terms, and perhaps fitting and storing its
+calibration) is a write, so it runs on the runner's writer thread; computing the suggestions
+for many documents runs on the reader pool; every accept, reject and undo is a writer task.
+The widget only sees results through queued signals, and updates its rows at once (an
+optimistic update, rolled back on failure).
 
 Keys: A accept, R reject, J/Down next, K/Up previous, Shift+A accept the selection (a selected
 tag group accepts all its documents), Ctrl+Z undo the last accept/reject.
@@ -90,9 +91,7 @@ class _Action:
 
 
 def default_suggester(kb: Any) -> Any:
-    from kvdesk.core.tags.suggest import TagSuggester
-
-    return TagSuggester(kb)
+    return kb.tags.suggester()
 
 
 class ReviewQueue(QWidget):
@@ -293,7 +292,7 @@ class ReviewQueue(QWidget):
         def run(_report: object, cancel: Any) -> ReviewBatch:
             untagged = list(suggester.untagged())  # type: ignore[attr-defined]
             seen = set(untagged)
-            others = [r.id for r in kb.vault.list_values() if r.id not in seen]
+            others = [r.id for r in kb.vault.values.list_values() if r.id not in seen]
             ids = (untagged + others)[:cap]
             entries: list[ReviewEntry] = []
             for vid in ids:
@@ -305,7 +304,7 @@ class ReviewQueue(QWidget):
                 ]
                 if not suggestions:
                     continue
-                record = kb.vault.get(vid)
+                record = kb.vault.values.get(vid)
                 for s in suggestions:
                     entries.append(
                         ReviewEntry(
@@ -555,14 +554,12 @@ class ReviewQueue(QWidget):
         pairs = [(e.value_id, e.tag) for e in entries]
 
         def run(_report: object, _cancel: object) -> list[tuple[int, tuple[str, ...]]]:
-            from kvdesk.core.tags.suggest import tag_state
-
+            tags = suggester.tags  # the vault's tag manager: writes re-key the documents
             decide = suggester.accept if state == ACCEPTED else suggester.reject
             for vid, tag in pairs:
-                action.stored[(vid, tag)] = tag_state(suggester.kb, vid, tag)
+                action.stored[(vid, tag)] = tags.row(vid, tag)
                 decide(vid, tag, actor)
-            vault = suggester.kb.vault
-            return [(vid, vault.tags_of(vid)) for vid in dict.fromkeys(v for v, _ in pairs)]
+            return [(vid, tags.of(vid)) for vid in dict.fromkeys(v for v, _ in pairs)]
 
         task = self.runner.write(f"tags {state}", run)
         self._writes[task] = (state, action)
@@ -588,8 +585,8 @@ class ReviewQueue(QWidget):
             # Writes run one at a time, so the decision's task has filled ``stored`` by now.
             for vid, tag in keys:
                 suggester.restore(vid, tag, action.stored.get((vid, tag)))
-            vault = suggester.kb.vault
-            return [(vid, vault.tags_of(vid)) for vid in dict.fromkeys(v for v, _ in keys)]
+            tags = suggester.tags
+            return [(vid, tags.of(vid)) for vid in dict.fromkeys(v for v, _ in keys)]
 
         task = self.runner.write("undo tag decision", run)
         self._writes[task] = ("undone", None)

@@ -19,7 +19,9 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot.log import PilotLog, PilotSession, PilotSettings
+from kvdesk.core.pilot.log import PilotSettings
+from kvdesk.core.pilot.recorder import LogWriter, PilotRecorder, PilotRun
+from kvdesk.core.pilot.records import Outcome
 from kvdesk.core.progress import CancelToken, Progress
 from kvdesk.core.search.retrieval import SearchResult
 from kvdesk.core.vault.importer import ImportReport
@@ -51,18 +53,6 @@ class KeyState:
     @property
     def dense_ready(self) -> bool:
         return self.dense_model is not None and self.dense_keyed >= self.dense_total
-
-
-class PilotRun:
-    """The pilot session being recorded: its id is set on the writer thread at the first query.
-
-    Only writer tasks touch ``session_id`` (one at a time, in order), so a run object handed to
-    queued tasks needs no lock; the GUI thread only counts the queries it queued.
-    """
-
-    def __init__(self) -> None:
-        self.session_id: int | None = None
-        self.queries = 0
 
 
 class Session(QObject):
@@ -101,11 +91,17 @@ class Session(QObject):
         self.provider: str | None = None
         self.key_state: KeyState | None = None
         self.closed = False
-        self.pilot_run = PilotRun()
         try:  # one settings row, read on the GUI thread like the other cheap reads below
-            self.pilot_on = PilotLog(kb.vault).enabled
+            pilot_on = kb.pilot.enabled
         except KvdeskError:
-            self.pilot_on = False
+            pilot_on = False
+        # What the user's searches and views become in the pilot log (decided on the GUI
+        # thread); its writes run as tasks on the writer thread, in order.
+        self.pilot: PilotRecorder[Task] = PilotRecorder(_PilotTasks(self), enabled=pilot_on)
+
+    @property
+    def pilot_on(self) -> bool:
+        return self.pilot.enabled
 
     @property
     def path(self) -> Path:
@@ -130,6 +126,7 @@ class Session(QObject):
         if self.closed:
             return
         self.closed = True
+        self.pilot.close()
         self.runner.shutdown()
         self.kb.close()
 
@@ -140,7 +137,7 @@ class Session(QObject):
         if load_model and key_set is not None and provider is None:
             provider = self.kb.keys.embedder_for(key_set).provider_info.provider
         return KeyState(
-            values=self.kb.vault.count(),
+            values=self.kb.vault.values.count(),
             dense_keyed=status.keyed_values,
             dense_total=status.total_values,
             dense_model=key_set.name if key_set is not None else None,
@@ -178,7 +175,7 @@ class Session(QObject):
             cancel.raise_if_cancelled()
             dates: dict[int, str] = {}
             for hit in result.hits:
-                record = self.kb.vault.get(hit.value_id)
+                record = self.kb.vault.values.get(hit.value_id)
                 dates[hit.value_id] = _date_of(record.source_mtime, record.updated_at)
             return SearchOutcome(seq, query, result, dates)
 
@@ -254,7 +251,7 @@ class Session(QObject):
     def _tag_task(self, value_id: int, change: Callable[[], Any]) -> Task:
         def run(report: Sink, cancel: CancelToken) -> tuple[int, tuple[str, ...]]:
             change()
-            return value_id, self.kb.vault.tags_of(value_id)
+            return value_id, self.kb.tags.of(value_id)
 
         task = self.runner.write("tags", run)
         task.succeeded.connect(self._on_tags_done)
@@ -270,75 +267,20 @@ class Session(QObject):
     # -- pilot log (issue 6): every write on the writer thread, in order -------------------------
 
     def pilot_settings(self) -> PilotSettings:
-        return PilotLog(self.kb.vault).settings()
+        return self.kb.pilot.settings()
 
     def configure_pilot(
         self, *, enabled: bool | None = None, user: str | None = None, team: str | None = None
     ) -> Task:
         """Save pilot settings; ``pilot_on`` follows at once, so the next search obeys it."""
-        if enabled is not None and enabled != self.pilot_on:
-            self.pilot_on = enabled
-            self.pilot_run = PilotRun()  # a new session at the next query
+        if enabled is not None:
+            self.pilot.set_enabled(enabled)  # a change: a new session at the next query
+        pilot = self.kb.pilot
         task = self.runner.write(
             "pilot settings",
-            lambda report, cancel: PilotLog(self.kb.vault).configure(
-                enabled=enabled, user=user, team=team
-            ),
+            lambda report, cancel: pilot.configure(enabled=enabled, user=user, team=team),
         )
         task.succeeded.connect(self.pilotSettingsChanged)
-        task.failed.connect(self._on_error)
-        return task
-
-    def pilot_search(self, query: str, result: SearchResult) -> Task | None:
-        """Record a shown search; the first one of a run starts its pilot session."""
-        if not self.pilot_on:
-            return None
-        run = self.pilot_run
-        run.queries += 1
-
-        def write(report: Sink, cancel: CancelToken) -> tuple[str, int]:
-            log = PilotLog(self.kb.vault)
-            if run.session_id is None:
-                run.session_id = log.start_session()
-            log.record_search(run.session_id, query, result)
-            return "search", run.session_id
-
-        return self._pilot_task("pilot search", write)
-
-    def pilot_open(
-        self, value_id: int, rank: int | None, opened_at: dt.datetime, seconds: float
-    ) -> Task | None:
-        """Record a document viewed from the results, with its rank and seconds on screen."""
-        if not self.pilot_on or not self.pilot_run.queries:
-            return None
-        run = self.pilot_run
-
-        def write(report: Sink, cancel: CancelToken) -> tuple[str, int]:
-            if run.session_id is None:
-                raise KvdeskError("no pilot session to record the document in")
-            PilotLog(self.kb.vault, clock=lambda: opened_at).record_open(
-                run.session_id, value_id, rank, round(seconds, 3)
-            )
-            return "open", run.session_id
-
-        return self._pilot_task("pilot open", write)
-
-    def pilot_mark(self, outcome: str, value_id: int | None = None) -> Task | None:
-        """The user's verdict on the current run; the next query starts a new session."""
-        if not self.pilot_on or not self.pilot_run.queries:
-            return None
-        run = self.pilot_run
-        self.pilot_run = PilotRun()
-
-        def write(report: Sink, cancel: CancelToken) -> PilotSession:
-            if run.session_id is None:
-                raise KvdeskError("no pilot session to mark")
-            log = PilotLog(self.kb.vault)
-            log.mark(run.session_id, outcome, value_id)
-            return log.session(run.session_id)
-
-        task = self.runner.write("pilot mark", write)
-        task.succeeded.connect(self.pilotMarked)
         task.failed.connect(self._on_error)
         return task
 
@@ -360,7 +302,45 @@ class Session(QObject):
         return self.kb.all_tags()
 
     def count(self) -> int:
-        return self.kb.vault.count()
+        return self.kb.vault.values.count()
+
+
+class _PilotTasks:
+    """The recorder's writer in the GUI: each write a task on the session's writer thread."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def _writer(self) -> LogWriter:
+        return LogWriter(self._session.kb.pilot)
+
+    def record_search(self, run: PilotRun, query: str, result: SearchResult) -> Task:
+        writer = self._writer()
+        return self._session._pilot_task(
+            "pilot search",
+            lambda report, cancel: ("search", writer.record_search(run, query, result)),
+        )
+
+    def record_open(
+        self, run: PilotRun, value_id: int, rank: int | None, opened_at: dt.datetime, seconds: float
+    ) -> Task:
+        writer = self._writer()
+        return self._session._pilot_task(
+            "pilot open",
+            lambda report, cancel: (
+                "open",
+                writer.record_open(run, value_id, rank, opened_at, seconds),
+            ),
+        )
+
+    def record_mark(self, run: PilotRun, outcome: Outcome, value_id: int | None) -> Task:
+        session, writer = self._session, self._writer()
+        task = session.runner.write(
+            "pilot mark", lambda report, cancel: writer.record_mark(run, outcome, value_id)
+        )
+        task.succeeded.connect(session.pilotMarked)
+        task.failed.connect(session._on_error)
+        return task
 
 
 def _date_of(mtime: float | None, updated_at: str) -> str:

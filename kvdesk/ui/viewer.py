@@ -32,82 +32,10 @@ from PySide6.QtWidgets import (
 )
 
 from kvdesk.core.errors import KvdeskError
-from kvdesk.core.vault.vault import ValueRecord
+from kvdesk.core.search.highlight import term_spans
+from kvdesk.core.vault.records import ValueRecord
 from kvdesk.ui.style import HIGHLIGHT, MUTED, PASSAGE_HIGHLIGHT, type_badge
 from kvdesk.ui.tags import TagEditor
-
-MAX_HIGHLIGHTS = 500
-_WORD_RE = re.compile(r"[^\W_]+")  # tantivy's simple tokenizer: runs of alphanumerics
-_CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff66-\uff9f]")
-_stem_analyzer: object | None = None
-
-
-def stem(word: str) -> list[str]:
-    """The lexical index's English keys for ``word`` (lowercase, ASCII-folded, Snowball stem).
-
-    The same tantivy analyzer chain as ``kv_en`` in the core, so the viewer marks exactly the
-    words that matched: "policies" marks "policy", "travelling" marks "travel".
-    """
-    global _stem_analyzer
-    if _stem_analyzer is None:
-        import tantivy
-
-        tb, tf = tantivy.TextAnalyzerBuilder, tantivy.Filter
-        _stem_analyzer = (
-            tb(tantivy.Tokenizer.simple())
-            .filter(tf.remove_long(40))
-            .filter(tf.lowercase())
-            .filter(tf.ascii_fold())
-            .filter(tf.stemmer("english"))
-            .build()
-        )
-    return [str(t) for t in _stem_analyzer.analyze(word)]  # type: ignore[attr-defined]
-
-
-def term_spans(
-    text: str, terms: Iterable[str], limit: int = MAX_HIGHLIGHTS
-) -> list[tuple[int, int]]:
-    """Character spans of ``text`` to mark for the query ``terms``, in text order.
-
-    Latin words match by stem (every word of ``text`` whose stem is a term's stem); CJK terms
-    and phrases match literally, case-insensitively. Overlapping spans are merged.
-    """
-    wanted: set[str] = set()
-    literal: set[str] = set()
-    for raw in terms:
-        term = raw.strip('"').strip()
-        if not term:
-            continue
-        if _CJK_RE.search(term) or " " in term:
-            literal.add(term.lower())
-        for word in _WORD_RE.findall(term):
-            if not _CJK_RE.search(word):
-                wanted.update(stem(word))
-    spans: list[tuple[int, int]] = []
-    if wanted:
-        cache: dict[str, bool] = {}
-        for m in _WORD_RE.finditer(text):
-            word = m.group().lower()
-            if _CJK_RE.search(word):
-                continue
-            hit = cache.get(word)
-            if hit is None:
-                hit = cache[word] = bool(set(stem(word)) & wanted)
-            if hit:
-                spans.append(m.span())
-    lowered = text.lower() if literal else ""
-    for term in literal:
-        start = lowered.find(term)
-        while start >= 0 and len(spans) < limit * 4:
-            spans.append((start, start + len(term)))
-            start = lowered.find(term, start + len(term))
-    merged: list[tuple[int, int]] = []
-    for a, b in sorted(spans):
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    return merged[:limit]
 
 
 class ImageView(QScrollArea):
@@ -431,4 +359,4 @@ def _size(n: int) -> str:
     return f"{n}"
 
 
-__all__ = ["DocumentViewer", "ImageView", "stem", "term_spans", "utf16_offset"]
+__all__ = ["DocumentViewer", "ImageView", "utf16_offset"]

@@ -105,7 +105,7 @@ def test_doctor_reports_provider() -> None:
 
 
 def test_eval_reports_metrics_and_writes_a_trec_run(tmp_path: Path) -> None:
-    from tests.core.test_golden import write_beir
+    from tests.core.test_golden_store import write_beir
 
     beir = write_beir(tmp_path / "beir")
     trec = tmp_path / "run.trec"

@@ -10,7 +10,7 @@ import pytest
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.pilot.log import record_cli_search
 from tests.cli.runner import run
-from tests.core.test_golden import write_beir
+from tests.core.test_golden_store import write_beir
 
 
 @pytest.fixture

@@ -75,8 +75,8 @@ def test_kill_mid_import_loses_nothing_reported(tmp_path: Path, kill_after: int)
     assert json.loads(check.stdout)["ok"]
     with Vault.open(vault) as v:
         for path, ident in reported.items():
-            assert v.original_bytes(v.resolve(ident)) == files[path]
-        stored_before = v.count()
+            assert v.values.original_bytes(v.values.resolve(ident)) == files[path]
+        stored_before = v.values.count()
     assert stored_before >= len(reported)
 
     rerun = subprocess.run(
@@ -90,10 +90,10 @@ def test_kill_mid_import_loses_nothing_reported(tmp_path: Path, kill_after: int)
     assert len(report["imported"]) + len(report["unchanged"]) == len(files)
     assert not report["duplicates"] and not report["failed"]
     with Vault.open(vault) as v:
-        assert v.count() == len(files)
+        assert v.values.count() == len(files)
         assert v.check().ok
         for item in report["imported"] + report["unchanged"]:
-            assert v.original_bytes(v.resolve(item["id"])) == files[item["path"]]
+            assert v.values.original_bytes(v.values.resolve(item["id"])) == files[item["path"]]
 
 
 @pytest.mark.slow
@@ -128,7 +128,7 @@ def test_kill_mid_records_import(tmp_path: Path, kill_after: int) -> None:
         assert v.check().ok
         for ident, where in reported.items():
             number = int(where.rsplit(":", 1)[1])
-            assert v.original_bytes(v.resolve(ident)) == lines[number - 1].encode()
+            assert v.values.original_bytes(v.values.resolve(ident)) == lines[number - 1].encode()
     rerun = subprocess.run(
         [*cmd, "--records", str(records), "--json"], capture_output=True, text=True, timeout=120
     )
@@ -136,4 +136,4 @@ def test_kill_mid_records_import(tmp_path: Path, kill_after: int) -> None:
     report = json.loads(rerun.stdout)
     assert len(report["imported"]) + len(report["unchanged"]) == len(lines)
     with Vault.open(vault) as v:
-        assert v.count() == len(lines) and v.check().ok
+        assert v.values.count() == len(lines) and v.check().ok

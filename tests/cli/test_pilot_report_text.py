@@ -19,7 +19,7 @@ def test_text_report_lists_failed_queries_per_team(vault: str) -> None:  # noqa:
         ):
             sid = log.start_session(team=team)
             log.record_search(sid, query, kb.search(query, mode="lexical"))
-            log.mark(sid, outcome, kb.vault.resolve("d1") if outcome == "found" else None)
+            log.mark(sid, outcome, kb.vault.values.resolve("d1") if outcome == "found" else None)
     code, out = run("--vault", vault, "pilot", "report")
     assert code == 0
     team_part = out.split("per team:\n", 1)[1].splitlines()

@@ -9,7 +9,6 @@ import pytest
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.tags.suggest import list_tags, set_tag_info
 from tests.cli.runner import run
 from tests.core.test_tagging import make_corpus
 
@@ -62,13 +61,13 @@ def test_set_needs_something_to_set(vault: str) -> None:
 
 def test_core_set_tag_info_clears_and_creates(tmp_path: Path) -> None:
     with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
-        info = set_tag_info(kb, "hr::leave", description="Holidays", color="#00ff00")
+        info = kb.tags.set_info("hr::leave", description="Holidays", color="#00ff00")
         assert (info.name, info.description, info.color) == ("hr::leave", "Holidays", "#00ff00")
-        set_tag_info(kb, "HR::Leave", color="")
-        (only,) = list_tags(kb)
+        kb.tags.set_info("HR::Leave", color="")
+        (only,) = kb.tags.infos()
         assert (only.description, only.color) == ("Holidays", "")
         with pytest.raises(KvdeskError, match="RRGGBB"):
-            set_tag_info(kb, "hr::leave", color="#zzz")
+            kb.tags.set_info("hr::leave", color="#zzz")
 
 
 @pytest.mark.parametrize("k", ["0", "-1", "x"])

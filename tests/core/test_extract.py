@@ -9,6 +9,7 @@ import random
 import socket
 import struct
 import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -24,7 +25,9 @@ from kvdesk.core.extract import (
     Extractor,
     Limits,
     extract,
+    formats,
     media_type_for,
+    mismatch_reason,
 )
 
 JA = "日本語の検索エンジンは文書を探すための道具です。"
@@ -203,6 +206,13 @@ def test_mismatched_content_and_unknown_type_raise_clear_errors() -> None:
         extract(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600, "x.docx")
 
 
+def test_mismatch_reason_words() -> None:
+    assert mismatch_reason("a.pdf", b"<html>") == (
+        "the content is HTML, not a PDF (the extension .pdf does not match)"
+    )
+    assert mismatch_reason("a.exe", b"MZ") == "unsupported file type (.exe)"
+
+
 def test_file_size_limit() -> None:
     with pytest.raises(ExtractionError, match="too large"):
         extract(b"a" * 2000, "big.txt", Limits(max_file_bytes=1000))
@@ -280,6 +290,28 @@ def test_markdown_title_from_first_heading() -> None:
     assert result.title == "Real Title"
     assert result.text == md
     assert extract(b"no heading here", "plain-note.markdown").title == "plain-note"
+
+
+def test_markdown_title_with_long_blank_run_is_fast() -> None:
+    data = b"# a" + b" " * 40_000 + b"b\n\nbody"
+    started = time.monotonic()
+    result = extract(data, "long.md")
+    assert time.monotonic() - started < 2.0  # the old regex took ~27 s here
+    assert result.title == "a b"
+
+
+@pytest.mark.parametrize(
+    ("source", "title"),
+    [
+        ("# Travel policy ##\n", "Travel policy"),
+        ("   #\tTabbed  title #  \n", "Tabbed title"),
+        ("# C#\n", "C#"),
+        ("#\n# \n# Second\n", "Second"),
+        ("#NoSpace\n", "x"),
+    ],
+)
+def test_markdown_title_rules_still_hold(source: str, title: str) -> None:
+    assert extract(source.encode(), "x.md").title == title
 
 
 def test_csv_text_kept_as_is() -> None:
@@ -613,6 +645,22 @@ def test_extractor_survives_a_crashing_worker() -> None:
         ex._debug_crash = False
         assert ex.extract(b"<p>again</p>", "again.html").text == "again"
         assert ex.worker_pid != pid
+
+
+def test_in_process_extraction_respects_the_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = formats.decode_text
+
+    def slow(data: bytes, declared: str | None = None) -> tuple[str, str]:
+        time.sleep(0.3)
+        return real(data, declared)
+
+    monkeypatch.setattr(formats, "decode_text", slow)
+    limits = Limits(max_seconds=0.1)
+    for name in ("slow.txt", "slow.md", "slow.json", "slow.csv"):
+        with pytest.raises(ExtractionError, match=r"took longer than 0\.1 s"):
+            extract(b'{"a": 1}', name, limits)
+    with Extractor(limits) as extractor, pytest.raises(ExtractionError, match="took longer"):
+        extractor.extract(b"plain words", "slow.txt")
 
 
 @pytest.mark.parametrize(

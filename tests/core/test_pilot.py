@@ -64,8 +64,8 @@ def result(
     )
     hits = tuple(
         Hit(
-            value_id=kb.vault.resolve(d),
-            identifier=kb.vault.get(d).identifier,
+            value_id=kb.vault.values.resolve(d),
+            identifier=kb.vault.values.get(d).identifier,
             external_id=d,
             title=d,
             media_type="text/plain",
@@ -88,7 +88,7 @@ def script(kb: KnowledgeBase, clock: Clock) -> PilotLog:
     """Nine sessions over two ISO weeks (2025-W02, 2025-W03), two teams."""
     log = PilotLog(kb.vault, clock=clock)
     log.configure(enabled=True, user="ann", team="A")
-    vid = kb.vault.resolve
+    vid = kb.vault.values.resolve
 
     def session(start: str, team: str | None = None) -> int:
         clock.at(start)
@@ -212,6 +212,20 @@ def test_metrics_match_hand_computed_values(kb: KnowledgeBase) -> None:
     assert b["median_seconds_to_find"] is None and b["reformulations_per_session"] == 0.25
 
 
+def test_a_team_scopes_overall_and_weeks_but_every_team_is_compared(kb: KnowledgeBase) -> None:
+    clock = Clock()
+    script(kb, clock)
+    everyone = pilot_report(kb.pilot, clock=clock)
+    b = pilot_report(kb.pilot, team="B", clock=clock)
+    assert b.overall == everyone.per_team["B"]  # B's sessions only, failed queries included
+    assert b.per_team == everyone.per_team  # the comparison covers every team
+    assert (b.per_week["2025-W02"].sessions, b.per_week["2025-W03"].sessions) == (2, 2)
+    recent_a = pilot_report(kb.pilot, team="A", since=parse_since("2025-01-13"), clock=clock)
+    assert recent_a.overall.sessions == 3 and list(recent_a.per_week) == ["2025-W03"]
+    assert pilot_report(kb.pilot, team="nobody", clock=clock).overall.sessions == 0
+    assert kb.pilot.teams() == ("A", "B")
+
+
 def test_since_and_staleness_follow_the_clock(kb: KnowledgeBase) -> None:
     clock = Clock()
     log = script(kb, clock)
@@ -237,7 +251,7 @@ def test_mark_rules(kb: KnowledgeBase) -> None:
     log.configure(enabled=True)
     sid = log.start_session()
     log.record_search(sid, "vpn", result(kb, "vpn", ["d3", "d1"]))
-    log.record_open(sid, kb.vault.resolve("d1"), rank=2, seconds=3.5)
+    log.record_open(sid, kb.vault.values.resolve("d1"), rank=2, seconds=3.5)
     with pytest.raises(KvdeskError):
         log.mark(sid, "abandoned")
     with pytest.raises(NotFoundError):
@@ -245,7 +259,7 @@ def test_mark_rules(kb: KnowledgeBase) -> None:
     with pytest.raises(NotFoundError):
         log.mark(77, "notfound")
     marked = log.mark(sid, "found")  # no document named: the last one opened
-    assert marked.found_value_id == kb.vault.resolve("d1")
+    assert marked.found_value_id == kb.vault.values.resolve("d1")
     assert marked.opens[0].seconds == 3.5 and marked.opens[0].rank == 2
 
 
@@ -255,7 +269,9 @@ def test_export_and_clear(kb: KnowledgeBase, tmp_path: Path) -> None:
     assert log.export(tmp_path / "log.json") == 9
     data = json.loads((tmp_path / "log.json").read_text(encoding="utf-8"))
     first = data["sessions"][0]
-    assert first["outcome"] == "found" and first["found_doc"] == kb.vault.get("d1").identifier
+    assert (
+        first["outcome"] == "found" and first["found_doc"] == kb.vault.values.get("d1").identifier
+    )
     assert [q["query"] for q in first["queries"]] == ["printer jam", "printer jams floor 3"]
     assert first["opens"][0]["seconds"] == 12.0
     assert data["settings"]["enabled"] is True
@@ -268,7 +284,7 @@ def test_export_and_clear(kb: KnowledgeBase, tmp_path: Path) -> None:
     assert queries[0]["query"] == "printer jam" and queries[0]["team"] == "A"
     assert [r["zero_result"] for r in queries].count("1") == 2  # budget 2019, holiday
     (opened,) = [r for r in rows if r["kind"] == "open"]
-    assert opened["session"] == "1" and opened["opened_doc"] == kb.vault.get("d1").identifier
+    assert opened["session"] == "1" and opened["opened_doc"] == kb.vault.values.get("d1").identifier
     assert (opened["open_rank"], opened["seconds"]) == ("2", "12.0")
     assert opened["opened_at"] == "2025-01-06T09:00:30.000+00:00" and opened["query"] == ""
 
@@ -284,4 +300,23 @@ def test_export_and_clear(kb: KnowledgeBase, tmp_path: Path) -> None:
     assert log.sessions() == []
     assert kb.vault.conn.execute("SELECT count(*) FROM pilot_hit").fetchone()[0] == 0
     assert log.enabled  # settings survive a clear
-    assert kb.vault.count() == 4  # values untouched
+    assert kb.vault.values.count() == 4  # values untouched
+
+
+def test_csv_export_neutralises_formulas(tmp_path: Path) -> None:
+    """OWASP CSV injection: a query typed as a formula is written as text, numbers stay numbers."""
+    from kvdesk.core.files import csv_cell
+
+    assert csv_cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert [csv_cell(v) for v in ("+1", "-word", "@sum", "\tx", "plain", 3, -2.5)] == [
+        "'+1", "'-word", "'@sum", "'\tx", "plain", 3, -2.5,
+    ]  # fmt: skip
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
+        kb.pilot.configure(enabled=True)
+        session = kb.pilot.start_session()
+        kb.pilot.record_search(session, '=HYPERLINK("http://evil","click")', kb.search("x"))
+        out = tmp_path / "log.csv"
+        kb.pilot.export(out)
+    rows = list(csv.reader(out.read_text(encoding="utf-8").splitlines()))
+    queries = [r[rows[0].index("query")] for r in rows[1:] if r[0] == "query"]
+    assert queries == ["'=HYPERLINK(\"http://evil\",\"click\")"]

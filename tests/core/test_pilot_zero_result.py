@@ -50,7 +50,7 @@ TAGGED = Explanation(tags=TagExplanation(0.3, ("finance",)), dense=DENSE.dense)
 
 def _result(kb: KnowledgeBase, explanations: list[Explanation], confident: bool) -> SearchResult:
     hits = tuple(
-        Hit(vid, kb.vault.get(vid).identifier, None, "t", "text/plain", 0.2, 0.25, "", exp)
+        Hit(vid, kb.vault.values.get(vid).identifier, None, "t", "text/plain", 0.2, 0.25, "", exp)
         for vid, exp in zip(_ids(kb)[: len(explanations)], explanations, strict=False)
     )
     return SearchResult("q", "hybrid", "cpu", confident, {}, hits, 1.0)

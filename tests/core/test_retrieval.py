@@ -37,7 +37,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
 
 
 def _ident(kb: KnowledgeBase, name: str) -> str:
-    for record in kb.vault.list_values():
+    for record in kb.vault.values.list_values():
         if record.source_path and record.source_path.endswith(name):
             return record.identifier
     raise AssertionError(name)

@@ -10,13 +10,8 @@ import pytest
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.tags.suggest import (
-    Suggestion,
-    TagState,
-    TagSuggester,
-    restore_tag_state,
-    tag_state,
-)
+from kvdesk.core.tags.store import TagRow, TagState
+from kvdesk.core.tags.suggest import Suggestion
 from tests.core.test_tagging import make_corpus
 
 
@@ -29,27 +24,27 @@ def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
 
 
 def test_undo_accept_of_a_suggestion_restores_suggested_exactly(kb: KnowledgeBase) -> None:
-    suggester = TagSuggester(kb, use_dense=False)
-    vid = kb.vault.resolve("finance-11")
+    suggester = kb.tags.suggester(use_dense=False)
+    vid = kb.vault.values.resolve("finance-11")
     suggester.record_suggestions(vid, [Suggestion("finance", 0.8, ())], actor="kvdesk")
-    before = tag_state(kb, vid, "finance")
+    before = kb.tags.row(vid, "finance")
     assert before is not None and before.state == "suggested" and before.actor == "kvdesk"
     suggester.accept(vid, "finance", actor="ann")
-    assert kb.vault.tags_of(vid) == ("finance",)
+    assert kb.tags.of(vid) == ("finance",)
     suggester.restore(vid, "finance", before)
-    assert tag_state(kb, vid, "finance") == before
-    assert kb.vault.tags_of(vid) == ()
-    assert kb.vault.tags_of(vid, "suggested") == ("finance",)
+    assert kb.tags.row(vid, "finance") == before
+    assert kb.tags.of(vid) == ()
+    assert kb.tags.of(vid, "suggested") == ("finance",)
     # the suggester forgot the accept at once: finance is proposed again
     assert "finance" in [s.tag for s in suggester.suggest(vid, k=3)]
 
 
 @pytest.mark.parametrize("previous", ["accepted", "rejected", "suggested", "none", None])
 def test_restore_by_state_name(kb: KnowledgeBase, previous: str | None) -> None:
-    vid = kb.vault.resolve("cooking-11")
+    vid = kb.vault.values.resolve("cooking-11")
     kb.set_tag(vid, "food::cooking", "rejected", "bob")
-    restore_tag_state(kb, vid, "food::cooking", previous)
-    got = tag_state(kb, vid, "food::cooking")
+    kb.tags.restore(vid, "food::cooking", previous)
+    got = kb.tags.row(vid, "food::cooking")
     if previous in (None, "none"):
         assert got is None
     else:
@@ -57,16 +52,15 @@ def test_restore_by_state_name(kb: KnowledgeBase, previous: str | None) -> None:
 
 
 def test_restore_of_accepted_updates_tag_keys(kb: KnowledgeBase) -> None:
-    vid = kb.vault.resolve("cooking-11")
-    restore_tag_state(
-        kb, vid, "special::pick", TagState("accepted", "ann", "2025-01-02T03:04:05.000+00:00")
-    )
+    vid = kb.vault.values.resolve("cooking-11")
+    snapshot = TagRow(TagState.ACCEPTED, "ann", "2025-01-02T03:04:05.000+00:00")
+    kb.tags.restore(vid, "special::pick", snapshot)
     ids = [h.value_id for h in kb.search("special::pick", mode="lexical").hits]
     assert ids[:1] == [vid]
-    restore_tag_state(kb, vid, "special::pick", None)
+    kb.tags.restore(vid, "special::pick", None)
     assert vid not in [h.value_id for h in kb.search("special::pick", mode="lexical").hits]
 
 
 def test_restore_refuses_unknown_state(kb: KnowledgeBase) -> None:
     with pytest.raises(KvdeskError, match="tag state"):
-        restore_tag_state(kb, kb.vault.resolve("cooking-11"), "x", "maybe")
+        kb.tags.restore(kb.vault.values.resolve("cooking-11"), "x", "maybe")

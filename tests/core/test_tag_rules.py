@@ -14,8 +14,7 @@ import pytest
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.tags.rules import MATCH_TIMEOUT, RuleTimeout, TagRule
-from kvdesk.core.tags.suggest import TagSuggester, list_tags, rule_problems
-from kvdesk.core.vault.vault import now_iso
+from kvdesk.core.tags.store import TagStore
 
 
 @pytest.fixture
@@ -58,13 +57,13 @@ def test_match_has_a_time_limit() -> None:
 
 
 def _vid(kb: KnowledgeBase, ext: str) -> int:
-    return kb.vault.resolve(ext)
+    return kb.vault.values.resolve(ext)
 
 
 def test_timed_out_rule_is_skipped_logged_and_listed(
     kb: KnowledgeBase, caplog: pytest.LogCaptureFixture
 ) -> None:
-    suggester = TagSuggester(kb, use_dense=False)
+    suggester = kb.tags.suggester(use_dense=False)
     suggester.add_rule("numbers", "regex", r"(\d|\d\d)+$")
     suggester.add_rule("paid", "any", "paid")
     start = time.perf_counter()
@@ -76,7 +75,7 @@ def test_timed_out_rule_is_skipped_logged_and_listed(
     assert [p.tag for p in suggester.rule_problems] == ["numbers"]
     # the other rule still works on other documents
     assert "paid" in [s.tag for s in suggester.suggest(_vid(kb, "a"), k=5)]
-    info = {t.name: t for t in list_tags(kb)}
+    info = {t.name: t for t in kb.tags.infos()}
     (problem,) = info["numbers"].problems
     assert problem.problem.startswith("timed out on document")
     assert info["numbers"].to_json()["problems"][0]["pattern"] == r"(\d|\d\d)+$"
@@ -86,17 +85,13 @@ def test_timed_out_rule_is_skipped_logged_and_listed(
 def test_stored_rule_that_no_longer_compiles_is_reported(
     kb: KnowledgeBase, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with kb.vault.transaction() as tx:
-        tag_id = kb.vault.tag_id(tx, "broken")
-        tx.execute(
-            "INSERT INTO tag_rule(tag_id, kind, pattern, created_at) VALUES (?, 'regex', ?, ?)",
-            (tag_id, "(unclosed", now_iso()),
-        )
+    with kb.vault.transaction() as tx:  # stored as is: the store does not compile rules
+        TagStore(kb.vault).add_rule(tx, "broken", "regex", "(unclosed")
     with caplog.at_level(logging.WARNING):
-        suggester = TagSuggester(kb, use_dense=False)
+        suggester = kb.tags.suggester(use_dense=False)
         suggester.suggest(_vid(kb, "a"), k=3)
     assert any("not used" in r.getMessage() for r in caplog.records)
     assert [p.pattern for p in suggester.rule_problems] == ["(unclosed"]
-    (problem,) = rule_problems(kb)
+    (problem,) = kb.tags.rule_problems()
     assert problem.tag == "broken" and "bad regular expression" in problem.problem
-    assert [t.problems for t in list_tags(kb) if t.name == "broken"] == [(problem,)]
+    assert [t.problems for t in kb.tags.infos() if t.name == "broken"] == [(problem,)]

@@ -11,15 +11,10 @@ import pytest
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
+from kvdesk.core.tags.evaluate import evaluate, score_ranking, split_corpus
 from kvdesk.core.tags.rules import TagRule
-from kvdesk.core.tags.suggest import (
-    Suggestion,
-    TagSuggester,
-    evaluate,
-    list_tags,
-    score_ranking,
-    split_corpus,
-)
+from kvdesk.core.tags.store import TagState
+from kvdesk.core.tags.suggest import Suggestion
 
 TOPICS: dict[str, list[str]] = {
     "food::cooking": "recipe oven bake flour sugar butter simmer garlic onion sauce".split(),
@@ -60,12 +55,12 @@ def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
 
 
 def _vid(kb: KnowledgeBase, external_id: str) -> int:
-    return kb.vault.resolve(external_id)
+    return kb.vault.values.resolve(external_id)
 
 
 def test_suggests_the_topic_tag_with_terms_and_neighbour_evidence(kb: KnowledgeBase) -> None:
-    suggester = TagSuggester(kb, use_dense=False)
-    assert sorted(kb.vault.get(v).external_id or "" for v in suggester.untagged()) == [
+    suggester = kb.tags.suggester(use_dense=False)
+    assert sorted(kb.vault.values.get(v).external_id or "" for v in suggester.untagged()) == [
         "astronomy-11",
         "cooking-11",
         "finance-11",
@@ -88,29 +83,27 @@ def test_suggests_the_topic_tag_with_terms_and_neighbour_evidence(kb: KnowledgeB
 
 
 def test_already_accepted_tags_are_not_suggested(kb: KnowledgeBase) -> None:
-    suggester = TagSuggester(kb, use_dense=False)
+    suggester = kb.tags.suggester(use_dense=False)
     tagged = _vid(kb, "cooking-0")
     assert "food::cooking" not in [s.tag for s in suggester.suggest(tagged, k=10)]
 
 
 def test_rejected_tag_is_never_proposed_again(kb: KnowledgeBase) -> None:
-    suggester = TagSuggester(kb, use_dense=False)
+    suggester = kb.tags.suggester(use_dense=False)
     vid = _vid(kb, "cooking-11")
     assert suggester.suggest(vid, k=1)[0].tag == "food::cooking"
     suggester.reject(vid, "food::cooking", actor="alice")
     assert "food::cooking" not in [s.tag for s in suggester.suggest(vid, k=10)]
-    assert kb.vault.tags_of(vid, "rejected") == ("food::cooking",)
-    fresh = TagSuggester(kb, use_dense=False)  # also after a restart
+    assert kb.tags.of(vid, "rejected") == ("food::cooking",)
+    fresh = kb.tags.suggester(use_dense=False)  # also after a restart
     assert "food::cooking" not in [s.tag for s in fresh.suggest(vid, k=10)]
     # a reject votes against the tag for similar documents too
-    row = kb.vault.conn.execute(
-        "SELECT actor FROM value_tag WHERE value_id = ? AND state = 'rejected'", (vid,)
-    ).fetchone()
-    assert row[0] == "alice"
+    row = kb.tags.row(vid, "food::cooking")
+    assert row is not None and row.state is TagState.REJECTED and row.actor == "alice"
 
 
 def test_accept_takes_effect_at_once_without_retraining(kb: KnowledgeBase) -> None:
-    suggester = TagSuggester(kb, use_dense=False)
+    suggester = kb.tags.suggester(use_dense=False)
     cal_before = suggester.calibration
     a, b = _vid(kb, "astronomy-11"), _vid(kb, "astronomy-10")
     assert "project::hubble" not in [s.tag for s in suggester.suggest(a, k=10)]
@@ -129,31 +122,31 @@ def test_accept_takes_effect_at_once_without_retraining(kb: KnowledgeBase) -> No
 def test_calibration_is_fitted_on_curated_documents_and_stored(tmp_path: Path) -> None:
     with KnowledgeBase.open(tmp_path / "v.kvdb") as base:
         base.import_records(make_corpus(tmp_path / "c.jsonl", per_topic=30, untagged=2))
-        suggester = TagSuggester(base, use_dense=False)
+        suggester = base.tags.suggester(use_dense=False)
         cal = suggester.fit()
         assert cal.fitted
         assert 0.05 <= cal.threshold <= 0.95
         assert cal.curated == 4 * 28
         # the stored calibration is reused by a new suggester
-        again = TagSuggester(base, use_dense=False)
+        again = base.tags.suggester(use_dense=False)
         assert again.calibration == cal
-        sugg = again.suggest(base.vault.resolve("finance-29"), k=4)
+        sugg = again.suggest(base.vault.values.resolve("finance-29"), k=4)
         assert sugg[0].tag == "finance" and sugg[0].confidence >= cal.threshold
         assert all(s.confidence < cal.threshold for s in sugg[1:])
 
 
 def test_rules_match_and_give_evidence(kb: KnowledgeBase) -> None:
-    suggester = TagSuggester(kb, use_dense=False)
+    suggester = kb.tags.suggester(use_dense=False)
     ids = [_vid(kb, f"finance-{i}") for i in range(12)]
-    hit = next(v for v in ids if "invoice" in kb.vault.text(v))
-    miss = next(v for v in ids if "invoice" not in kb.vault.text(v))
+    hit = next(v for v in ids if "invoice" in kb.vault.values.text(v))
+    miss = next(v for v in ids if "invoice" not in kb.vault.values.text(v))
     rule = suggester.add_rule("billing", "regex", r"\binvoice\b")
     assert rule.describe() == "rule: regex /\\binvoice\\b/"
     top = {s.tag: s for s in suggester.suggest(hit, k=10)}
     assert top["billing"].confidence >= 0.9
     assert top["billing"].evidence[0] == rule.describe()
     assert "billing" not in [s.tag for s in suggester.suggest(miss, k=10)]
-    assert [t.rules for t in list_tags(kb) if t.name == "billing"] == [(rule.describe(),)]
+    assert [t.rules for t in kb.tags.infos() if t.name == "billing"] == [(rule.describe(),)]
 
 
 @pytest.mark.parametrize(
@@ -180,8 +173,8 @@ def test_rule_kinds(kind: str, pattern: str, text: str, expected: bool) -> None:
 )
 def test_bad_or_dangerous_regex_is_a_clear_error(kb: KnowledgeBase, pattern: str) -> None:
     with pytest.raises(KvdeskError, match="regular expression|longer than"):
-        TagSuggester(kb).add_rule("t", "regex", pattern)
-    assert list_tags(kb) == [t for t in list_tags(kb) if t.name != "t"]
+        kb.tags.suggester().add_rule("t", "regex", pattern)
+    assert kb.tags.infos() == [t for t in kb.tags.infos() if t.name != "t"]
 
 
 def test_unknown_rule_kind_is_refused() -> None:
@@ -190,11 +183,11 @@ def test_unknown_rule_kind_is_refused() -> None:
 
 
 def test_list_tags_counts_states(kb: KnowledgeBase) -> None:
-    suggester = TagSuggester(kb, use_dense=False)
+    suggester = kb.tags.suggester(use_dense=False)
     vid = _vid(kb, "python-11")
     suggester.record_suggestions(vid, suggester.suggest(vid, k=2))
     suggester.reject(vid, "finance")
-    info = {t.name: t for t in list_tags(kb)}
+    info = {t.name: t for t in kb.tags.infos()}
     assert info["devel::python"].accepted == 11
     assert info["devel::python"].suggested == 1
     assert info["finance"].rejected == 1
@@ -221,7 +214,7 @@ def test_evaluate_runs_the_protocol_without_leaking_held_out_tags(tmp_path: Path
         _curated, held = split_corpus([json.loads(x) for x in corpus.read_text().splitlines()])
         assert report.held_out == len(held) == 20
         for row in held:  # held-out documents lost their tags in the vault
-            assert base.vault.get(str(row["_id"])).tags == ()
+            assert base.vault.values.get(str(row["_id"])).tags == ()
         assert report.p_at_3 > 0.3  # one true tag per doc: 1/3 is the ceiling
         assert report.r_at_5 > 0.9
         assert report.f1 > 0.8
@@ -268,9 +261,9 @@ def test_dense_neighbours_with_the_real_model(tmp_path: Path) -> None:
     with KnowledgeBase.open(tmp_path / "v.kvdb") as base:
         base.import_records(corpus)
         base.build_dense_keys()
-        suggester = TagSuggester(base)
+        suggester = base.tags.suggester()
         for tag in texts:
-            vid = base.vault.resolve(f"{tag}-6")
+            vid = base.vault.values.resolve(f"{tag}-6")
             top = suggester.suggest(vid, k=2)[0]
             assert top.tag == tag
             assert any("close to the tag's documents" in e for e in top.evidence)

@@ -10,7 +10,7 @@ import pytest
 
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.tags.suggest import _STOP, TagSuggester, tokens
+from kvdesk.core.tags.index import _STOP, tokens
 
 FILLER = "of in to on at by it is as be was were from with into onto upon about"
 
@@ -40,8 +40,8 @@ def test_function_words_are_not_tokens() -> None:
 
 
 def test_evidence_terms_are_meaningful(kb: KnowledgeBase) -> None:
-    suggester = TagSuggester(kb, use_dense=False)
-    (top, *_rest) = suggester.suggest(kb.vault.resolve("f7"), k=3)
+    suggester = kb.tags.suggester(use_dense=False)
+    (top, *_rest) = suggester.suggest(kb.vault.values.resolve("f7"), k=3)
     assert top.tag == "finance"
     (terms,) = [e for e in top.evidence if e.startswith("terms: ")]
     words = terms.removeprefix("terms: ").split(", ")
@@ -51,4 +51,4 @@ def test_evidence_terms_are_meaningful(kb: KnowledgeBase) -> None:
 @pytest.mark.parametrize("k", [0, -1])
 def test_k_below_one_is_an_error(kb: KnowledgeBase, k: int) -> None:
     with pytest.raises(KvdeskError, match="at least one"):
-        TagSuggester(kb, use_dense=False).suggest(kb.vault.resolve("f7"), k=k)
+        kb.tags.suggester(use_dense=False).suggest(kb.vault.values.resolve("f7"), k=k)

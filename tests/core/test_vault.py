@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from kvdesk.core.errors import NotFoundError, VaultBusyError, VaultFormatError
-from kvdesk.core.vault.vault import SCHEMA_VERSION, ValueContent, Vault
+from kvdesk.core.vault.records import ValueContent
+from kvdesk.core.vault.vault import SCHEMA_VERSION, Vault
 
 
 def _add(vault: Vault, data: bytes, title: str = "t", text: str = "hello") -> tuple[int, str]:
     with vault.transaction() as tx:
         content = ValueContent(data, "text/plain", title, text, metadata={"k": 1})
-        return vault.create_value(tx, content)
+        return vault.values.create_value(tx, content)
 
 
 def test_new_vault_is_private_wal_and_versioned(vault_path: Path) -> None:
@@ -39,31 +40,33 @@ def test_identifiers_are_short_stable_and_resolvable(vault_path: Path) -> None:
         first = _add(vault, b"one")
         second = _add(vault, b"two")
         assert first[1] == "DOC-1" and second[1] == "DOC-2"
-        assert vault.resolve("doc-2") == second[0]
+        assert vault.values.resolve("doc-2") == second[0]
         with pytest.raises(NotFoundError):
-            vault.resolve("DOC-99")
+            vault.values.resolve("DOC-99")
     with Vault.open(vault_path) as again:
-        assert again.get("DOC-1").identifier == "DOC-1"
+        assert again.values.get("DOC-1").identifier == "DOC-1"
 
 
 def test_versions_keep_earlier_bytes(vault_path: Path) -> None:
     with Vault.open(vault_path) as vault:
         value_id, _ = _add(vault, b"version one")
         with vault.transaction() as tx:
-            vault.add_version(tx, value_id, ValueContent(b"version two", "text/plain", "t2", "v2"))
-        assert vault.original_bytes(value_id) == b"version two"
-        assert vault.original_bytes(value_id, 1) == b"version one"
-        assert [v.version for v in vault.versions(value_id)] == [1, 2]
-        assert vault.get(value_id).title == "t2"
+            vault.values.add_version(
+                tx, value_id, ValueContent(b"version two", "text/plain", "t2", "v2")
+            )
+        assert vault.values.original_bytes(value_id) == b"version two"
+        assert vault.values.original_bytes(value_id, 1) == b"version one"
+        assert [v.version for v in vault.values.versions(value_id)] == [1, 2]
+        assert vault.values.get(value_id).title == "t2"
 
 
 def test_failed_transaction_leaves_nothing(vault_path: Path) -> None:
     with Vault.open(vault_path) as vault:
         with pytest.raises(RuntimeError):
             with vault.transaction() as tx:
-                vault.create_value(tx, ValueContent(b"a", "text/plain", "a", "a"))
+                vault.values.create_value(tx, ValueContent(b"a", "text/plain", "a", "a"))
                 raise RuntimeError("boom")
-        assert vault.count() == 0
+        assert vault.values.count() == 0
         assert vault.check().ok
 
 
@@ -127,6 +130,8 @@ def test_older_vault_is_migrated_keeping_its_pilot_log(vault_path: Path) -> None
     conn.execute("ALTER TABLE pilot_query DROP COLUMN lexical_match")
     conn.execute("ALTER TABLE pilot_query DROP COLUMN tag_match")
     conn.execute("DROP VIEW value_current")  # schema 5
+    conn.execute("ALTER TABLE version DROP COLUMN digest")  # schema 6
+    conn.execute("DELETE FROM setting WHERE key = 'vault.id'")  # schema 6
     conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()
@@ -166,7 +171,7 @@ def test_second_writer_process_gets_busy_and_readers_do_not_block(vault_path: Pa
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         with Vault.open(vault_path) as second:
             # readers see the last committed state, without waiting
-            assert second.get("DOC-1").title == "t"
+            assert second.values.get("DOC-1").title == "t"
             with pytest.raises(VaultBusyError, match="vault is busy"):
                 with second.transaction():
                     pass
@@ -178,4 +183,59 @@ def test_second_writer_process_gets_busy_and_readers_do_not_block(vault_path: Pa
         assert holder.stdout is not None
         holder.stdout.close()
     with Vault.open(vault_path) as vault:
-        assert vault.get("DOC-1").title == "changing"
+        assert vault.values.get("DOC-1").title == "changing"
+
+
+def test_schema_version_is_the_last_step_of_the_stores() -> None:
+    from kvdesk.core.schema import all_steps
+
+    assert SCHEMA_VERSION == max(step.version for step in all_steps())
+    assert {step.version for step in all_steps()} == set(range(1, SCHEMA_VERSION + 1))
+
+
+def test_upgrade_digests_what_is_stored_and_check_then_sees_changed_text(
+    vault_path: Path,
+) -> None:
+    """A schema-5 vault gains version digests on open; a later change to text is reported."""
+    with Vault.open(vault_path) as vault:
+        value_id, ident = _add(vault, b"bytes", title="Salary bands", text="the real text")
+    conn = sqlite3.connect(vault_path)
+    conn.execute("DROP VIEW value_current")
+    conn.execute("ALTER TABLE version DROP COLUMN digest")
+    conn.execute(
+        "CREATE VIEW value_current AS SELECT v.*, ver.sha256 FROM value v JOIN version ver"
+        " ON ver.value_id = v.id AND ver.version = v.current_version"
+    )
+    conn.execute("PRAGMA user_version = 5")
+    conn.commit()
+    conn.close()
+    with Vault.open(vault_path) as vault:
+        assert vault.check().ok
+        assert vault.values.verify(value_id) is None
+    conn = sqlite3.connect(vault_path)
+    conn.execute("UPDATE version SET text = 'forged text' WHERE value_id = ?", (value_id,))
+    conn.commit()
+    conn.close()
+    with Vault.open(vault_path) as vault:
+        report = vault.check()
+        assert not report.ok
+        assert any(p.startswith(f"{ident}: the stored text") for p in report.problems)
+        assert vault.values.verify(value_id) is not None
+
+
+def test_invalid_utf8_in_stored_text_reads_as_replacement_and_is_reported(
+    vault_path: Path,
+) -> None:
+    with Vault.open(vault_path) as vault:
+        value_id, ident = _add(vault, b"bytes", title="Title", text="caf\u00e9 menu")
+    conn = sqlite3.connect(vault_path)
+    conn.execute(
+        "UPDATE version SET text = CAST(? AS TEXT) WHERE value_id = ?",
+        (b"caf\xc3 menu", value_id),
+    )
+    conn.commit()
+    conn.close()
+    with Vault.open(vault_path) as vault:
+        assert vault.values.text(value_id) == "caf\ufffd menu"
+        assert vault.values.get(ident).identifier == ident
+        assert any(p.startswith(ident) for p in vault.check().problems)

@@ -157,7 +157,7 @@ def test_keyboard_next_previous_and_open_original(qtbot, window: MainWindow) -> 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     record = window.viewer.record
     assert record is not None
-    assert path.read_bytes() == window.session.kb.vault.original_bytes(record.id)
+    assert path.read_bytes() == window.session.kb.vault.values.original_bytes(record.id)
     window.close()
     assert not path.exists()  # exported copies are removed on quit
 
@@ -184,7 +184,7 @@ def test_tag_chips_edit_tags_and_keys(qtbot, window: MainWindow) -> None:  # typ
         qtbot.keyClicks(editor.edit, "safety")
         qtbot.keyClick(editor.edit, Qt.Key.Key_Return)
     assert editor.tags() == ["safety"]
-    assert window.session.kb.vault.tags_of(record.id) == ("safety",)
+    assert window.session.kb.tags.of(record.id) == ("safety",)
     assert "safety" in editor.completer.model().stringList()
     outcome = search(qtbot, window, "tag:safety")
     assert [h.value_id for h in outcome.result.hits] == [record.id]
@@ -194,7 +194,7 @@ def test_tag_chips_edit_tags_and_keys(qtbot, window: MainWindow) -> None:  # typ
     with qtbot.waitSignal(window.tagsUpdated, timeout=10_000):
         qtbot.mouseClick(chip, Qt.MouseButton.LeftButton)
     assert editor.tags() == []
-    assert window.session.kb.vault.tags_of(record.id) == ()
+    assert window.session.kb.tags.of(record.id) == ()
     outcome = search(qtbot, window, "tag:safety")
     assert outcome.result.hits == ()
 

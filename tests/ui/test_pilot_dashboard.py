@@ -14,7 +14,6 @@ import pytest
 from PySide6.QtCore import QDate
 from PySide6.QtWidgets import QDialogButtonBox
 
-from kvdesk.core.golden.sets import GoldenStore
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.pilot.log import PilotLog
 from kvdesk.core.pilot.metrics import parse_since, pilot_report
@@ -71,7 +70,17 @@ class Clock:
 
 def _result(kb: KnowledgeBase, query: str, value_ids: list[int]) -> SearchResult:
     hits = tuple(
-        Hit(v, kb.vault.get(v).identifier, None, "", "text/plain", 1 / r, 0.1, "", Explanation())
+        Hit(
+            v,
+            kb.vault.values.get(v).identifier,
+            None,
+            "",
+            "text/plain",
+            1 / r,
+            0.1,
+            "",
+            Explanation(),
+        )
         for r, v in enumerate(value_ids, start=1)
     )
     return SearchResult(query, "hybrid", "none", bool(hits), {}, hits, 1.0)
@@ -82,7 +91,7 @@ def script_sessions(kb: KnowledgeBase) -> int:
     clock = Clock(START)
     log = PilotLog(kb.vault, clock=clock)
     log.configure(enabled=True, user="pilot")
-    ids = [r.id for r in kb.vault.list_values()]
+    ids = [r.id for r in kb.vault.values.list_values()]
     count = 0
     for week, sessions in enumerate(WEEKS):
         for n, (query, outcome, rank, seconds, shown) in enumerate(sessions):
@@ -225,8 +234,8 @@ def test_make_golden_case_from_a_failed_query(
         ok.click()
     name, query, identifier = added.args
     assert (name, query) == ("pilot-failures", "company vpn linux")
-    assert identifier == kb.vault.get(value_id).identifier
-    (case,) = GoldenStore(kb.vault).queries("pilot-failures")
+    assert identifier == kb.vault.values.get(value_id).identifier
+    (case,) = kb.golden.queries("pilot-failures")
     assert case.text == "company vpn linux" and case.judgements == {value_id: 1}
     qtbot.waitUntil(lambda: dashboard.picker is None, timeout=5_000)  # closed and deleted
 
@@ -241,7 +250,7 @@ def test_cancel_adds_nothing_and_switch_writes_the_setting(
     assert picker is not None
     picker.reject()
     dashboard.runner.wait()
-    assert GoldenStore(kb.vault).list_sets() == []
+    assert kb.golden.list_sets() == []
 
     with qtbot.waitSignal(dashboard.message, timeout=10_000) as said:
         dashboard.enabled_box.setChecked(False)

@@ -11,7 +11,6 @@ import pytest
 from PySide6.QtCore import Qt
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.tags.suggest import TagSuggester
 from kvdesk.ui.review_queue import ACCEPTED, AUTO, PENDING, REJECTED, ReviewQueue
 from kvdesk.ui.tasks import TaskRunner
 from tests.core.test_tagging import make_corpus
@@ -30,7 +29,7 @@ def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
 def queue(qtbot, kb: KnowledgeBase) -> Iterator[ReviewQueue]:  # type: ignore[no-untyped-def]
     runner = TaskRunner()
     widget = ReviewQueue(
-        lambda: kb, runner, suggester_factory=lambda base: TagSuggester(base, use_dense=False)
+        lambda: kb, runner, suggester_factory=lambda base: base.tags.suggester(use_dense=False)
     )
     qtbot.addWidget(widget)
     widget.resize(1200, 560)
@@ -45,7 +44,7 @@ def queue(qtbot, kb: KnowledgeBase) -> Iterator[ReviewQueue]:  # type: ignore[no
 
 
 def vid(kb: KnowledgeBase, external_id: str) -> int:
-    return kb.vault.resolve(external_id)
+    return kb.vault.values.resolve(external_id)
 
 
 def press(
@@ -89,8 +88,8 @@ def test_suggestions_are_listed_with_evidence_grouped_by_tag_or_document(
     assert "food::cooking  (2)" in heads
     cooking = heads["food::cooking  (2)"]
     assert {cooking.child(i).text(0).split(" · ")[0] for i in range(2)} == {
-        kb.vault.get(vid(kb, "cooking-4")).identifier,
-        kb.vault.get(vid(kb, "cooking-5")).identifier,
+        kb.vault.values.get(vid(kb, "cooking-4")).identifier,
+        kb.vault.values.get(vid(kb, "cooking-5")).identifier,
     }
     evidence = cooking.child(0).text(3)
     assert "similar to DOC-" in evidence and "terms: " in evidence
@@ -106,7 +105,7 @@ def test_suggestions_are_listed_with_evidence_grouped_by_tag_or_document(
     # Toggle: grouped by document, the tags are the rows.
     queue.set_grouping("document")
     heads = {h.text(0): h for h in queue.group_items()}
-    record = kb.vault.get(vid(kb, "finance-4"))
+    record = kb.vault.values.get(vid(kb, "finance-4"))
     head = next(h for name, h in heads.items() if name.startswith(record.identifier + " · "))
     assert "finance" in [head.child(i).text(0) for i in range(head.childCount())]
     assert queue.current_entry() == entry  # the selection survives the regrouping
@@ -121,7 +120,7 @@ def test_a_accepts_and_the_tag_becomes_a_search_key(
     assert doc not in {h.value_id for h in kb.search("tag:finance", k=50, mode="lexical").hits}
     queue.select_entry(doc, "finance")
     press(qtbot, queue, Qt.Key.Key_A, "accepted")
-    assert kb.vault.tags_of(doc) == ("finance",)
+    assert kb.tags.of(doc) == ("finance",)
     assert queue.status[(doc, "finance")] == ACCEPTED
     assert queue.item_for(doc, "finance").text(2) == "accepted"  # type: ignore[union-attr]
     # The cursor moved on to the next suggestion still to review.
@@ -140,13 +139,13 @@ def test_r_rejects_and_the_tag_is_never_suggested_again(
     doc = vid(kb, "cooking-4")
     queue.select_entry(doc, "food::cooking")
     press(qtbot, queue, Qt.Key.Key_R, "rejected")
-    assert kb.vault.tags_of(doc, "rejected") == ("food::cooking",)
-    assert kb.vault.tags_of(doc) == ()
+    assert kb.tags.of(doc, "rejected") == ("food::cooking",)
+    assert kb.tags.of(doc) == ()
     assert queue.status[(doc, "food::cooking")] == REJECTED
     with qtbot.waitSignal(queue.loaded, timeout=20_000):
         queue.refresh()
     assert (doc, "food::cooking") not in {e.key for e in queue.entries}
-    assert "food::cooking" not in [s.tag for s in TagSuggester(kb, use_dense=False).suggest(doc)]
+    assert "food::cooking" not in [s.tag for s in kb.tags.suggester(use_dense=False).suggest(doc)]
 
 
 def test_undo_reverts_accept_and_reject(
@@ -157,17 +156,17 @@ def test_undo_reverts_accept_and_reject(
     a, b = vid(kb, "python-4"), vid(kb, "python-5")
     queue.select_entry(a, "devel::python")
     press(qtbot, queue, Qt.Key.Key_A, "accepted")
-    assert kb.vault.tags_of(a) == ("devel::python",)
+    assert kb.tags.of(a) == ("devel::python",)
     press(qtbot, queue, Qt.Key.Key_Z, "undone", Qt.KeyboardModifier.ControlModifier)
-    assert kb.vault.tags_of(a) == ()
+    assert kb.tags.of(a) == ()
     assert queue.status[(a, "devel::python")] == PENDING
     assert queue.current_entry() is not None and queue.current_entry().key == (a, "devel::python")  # type: ignore[union-attr]
 
     queue.select_entry(b, "devel::python")
     press(qtbot, queue, Qt.Key.Key_R, "rejected")
-    assert kb.vault.tags_of(b, "rejected") == ("devel::python",)
+    assert kb.tags.of(b, "rejected") == ("devel::python",)
     press(qtbot, queue, Qt.Key.Key_Z, "undone", Qt.KeyboardModifier.ControlModifier)
-    assert kb.vault.tags_of(b, "rejected") == () and kb.vault.tags_of(b) == ()
+    assert kb.tags.of(b, "rejected") == () and kb.tags.of(b) == ()
     assert not queue.undo_stack and not queue.undo_button.isEnabled()
     # With the rejection forgotten, the tag is proposed again.
     with qtbot.waitSignal(queue.loaded, timeout=20_000):
@@ -185,10 +184,10 @@ def test_bulk_accept_of_a_tag_for_a_selection(
     head.setSelected(True)
     press(qtbot, queue, Qt.Key.Key_A, "accepted", Qt.KeyboardModifier.ShiftModifier)
     for i in (4, 5):
-        assert kb.vault.tags_of(vid(kb, f"astronomy-{i}")) == ("space::astronomy",)
+        assert kb.tags.of(vid(kb, f"astronomy-{i}")) == ("space::astronomy",)
     # One undo step takes the whole bulk accept back.
     press(qtbot, queue, Qt.Key.Key_Z, "undone", Qt.KeyboardModifier.ControlModifier)
-    assert all(kb.vault.tags_of(vid(kb, f"astronomy-{i}")) == () for i in (4, 5))
+    assert all(kb.tags.of(vid(kb, f"astronomy-{i}")) == () for i in (4, 5))
 
     # A multi-selection of documents under different tags, restricted to one tag.
     queue.tree.clearSelection()
@@ -200,9 +199,9 @@ def test_bulk_accept_of_a_tag_for_a_selection(
         queue.item_for(vid(kb, name), tag).setSelected(True)  # type: ignore[union-attr]
     with qtbot.waitSignal(queue.applied, timeout=10_000):
         queue.accept_selected("finance")
-    assert kb.vault.tags_of(vid(kb, "finance-4")) == ("finance",)
-    assert kb.vault.tags_of(vid(kb, "finance-5")) == ("finance",)
-    assert kb.vault.tags_of(vid(kb, "python-4")) == ()
+    assert kb.tags.of(vid(kb, "finance-4")) == ("finance",)
+    assert kb.tags.of(vid(kb, "finance-5")) == ("finance",)
+    assert kb.tags.of(vid(kb, "python-4")) == ()
 
 
 def test_auto_accept_threshold_is_off_by_default_and_accepts_confident_ones(
@@ -211,7 +210,7 @@ def test_auto_accept_threshold_is_off_by_default_and_accepts_confident_ones(
     kb: KnowledgeBase,  # type: ignore[no-untyped-def]
 ) -> None:
     assert not queue.auto_box.isChecked() and not queue.auto_spin.isEnabled()
-    assert all(not kb.vault.tags_of(vid(kb, f"cooking-{i}")) for i in (4, 5))
+    assert all(not kb.tags.of(vid(kb, f"cooking-{i}")) for i in (4, 5))
     threshold = 0.5
     confident = {e.key for e in queue.entries if e.confidence >= threshold}
     assert confident and len(confident) < len(queue.entries)
@@ -222,10 +221,10 @@ def test_auto_accept_threshold_is_off_by_default_and_accepts_confident_ones(
         if e.key in confident:
             assert queue.status[e.key] == AUTO
             assert queue.item_for(*e.key).text(2) == "auto-accepted"  # type: ignore[union-attr]
-            assert e.tag in kb.vault.tags_of(e.value_id)
+            assert e.tag in kb.tags.of(e.value_id)
         else:
             assert queue.status[e.key] == PENDING
-            assert e.tag not in kb.vault.tags_of(e.value_id)
+            assert e.tag not in kb.tags.of(e.value_id)
     actors = {
         r[0]
         for r in kb.vault.conn.execute(
@@ -263,7 +262,7 @@ def test_main_window_opens_the_queue_with_ctrl_shift_t(qtbot, sample_vault: Path
 
     # Curate two policies, so the third one (and others) get "policy" suggested.
     with KnowledgeBase.open(sample_vault) as base:
-        ids = {Path(r.source_path or r.title).name: r.id for r in base.vault.list_values()}
+        ids = {Path(r.source_path or r.title).name: r.id for r in base.vault.values.list_values()}
         for name in ("travel-expense-policy.md", "it-security-handbook.html"):
             base.set_tag(ids[name], "policy", "accepted", "test")
         remote = ids["remote-work-policy.txt"]
@@ -288,7 +287,7 @@ def test_main_window_opens_the_queue_with_ctrl_shift_t(qtbot, sample_vault: Path
         with qtbot.waitSignal(window.tagsUpdated, timeout=10_000) as updated:
             press(qtbot, queue, Qt.Key.Key_A)
         assert updated.args == [remote]
-        assert window.session.kb.vault.tags_of(remote) == ("policy",)
+        assert window.session.kb.tags.of(remote) == ("policy",)
         window._close_tab(window.tabs.indexOf(queue))
         assert window.review_queue is None and window.tabs.count() == 1
         assert window.wait_idle()
@@ -302,16 +301,14 @@ def test_undo_puts_back_a_stored_suggestion_exactly(
     kb: KnowledgeBase,  # type: ignore[no-untyped-def]
 ) -> None:
     """A 'suggested' row stored earlier (by another review, say) survives accept + undo."""
-    from kvdesk.core.tags.suggest import tag_state
-
     a = vid(kb, "cooking-4")
     kb.set_tag(a, "food::cooking", "suggested", "earlier-review")
-    before = tag_state(kb, a, "food::cooking")
+    before = kb.tags.row(a, "food::cooking")
     assert before is not None and before.state == "suggested"
     queue.select_entry(a, "food::cooking")
     press(qtbot, queue, Qt.Key.Key_A, "accepted")
-    after_accept = tag_state(kb, a, "food::cooking")
+    after_accept = kb.tags.row(a, "food::cooking")
     assert after_accept is not None and after_accept.state == "accepted"
     press(qtbot, queue, Qt.Key.Key_Z, "undone", Qt.KeyboardModifier.ControlModifier)
-    assert tag_state(kb, a, "food::cooking") == before
-    assert kb.vault.tags_of(a) == ()
+    assert kb.tags.row(a, "food::cooking") == before
+    assert kb.tags.of(a) == ()

@@ -8,17 +8,8 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QImage
 
 from kvdesk.ui.main_window import MainWindow
-from kvdesk.ui.viewer import term_spans
 
 from .test_main_window import search
-
-
-def test_term_spans_match_by_stem() -> None:
-    text = "Our travel policy: policies apply when travelling. Polícy, CAFÉ 東京"
-    words = [text[a:b] for a, b in term_spans(text, ["policies", "travelling"])]
-    assert words == ["travel", "policy", "policies", "travelling", "Polícy"]
-    assert [text[a:b] for a, b in term_spans(text, ["cafe", "東京"])] == ["CAFÉ", "東京"]
-    assert term_spans(text, ['"travel policy"'])[0] == (4, 17)
 
 
 def test_viewer_highlights_stems_of_the_query(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]

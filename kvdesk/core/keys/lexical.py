@@ -12,6 +12,7 @@ Each hit's score is the sum of its :class:`TermScore` parts, read from tantivy's
 from __future__ import annotations
 
 import datetime
+import functools
 import html
 import json
 import logging
@@ -65,6 +66,7 @@ _FIELDS = (
     "media_type",
     "updated",
     "ja_words",
+    "built",  # a fingerprint of what the document was built from (see KeyManager)
 )
 _EN = "kv_en"  # simple + remove_long(40) + lowercase + ascii_fold + english stemmer
 _PLAIN = "kv_plain"  # simple + remove_long(40) + lowercase + ascii_fold (tags, paths)
@@ -129,6 +131,7 @@ class LexicalDoc:
     media_type: str
     path: str
     updated: datetime.datetime
+    built: int = 0  # fingerprint of the value state and tags these keys were built from
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,29 @@ def _unescape_rust(text: str) -> str:
         return {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}.get(esc, esc)
 
     return _RUST_ESCAPE_RE.sub(repl, text)
+
+
+@functools.cache
+def _analyzers() -> dict[str, Any]:
+    """The index's analyzers by name (built once per process: they are stateless)."""
+    import tantivy as t
+
+    tb, tf = t.TextAnalyzerBuilder, t.Filter
+
+    def plain() -> Any:
+        return tb(t.Tokenizer.simple()).filter(tf.remove_long(40)).filter(tf.lowercase())
+
+    return {
+        _EN: plain().filter(tf.ascii_fold()).filter(tf.stemmer("english")).build(),
+        _PLAIN: plain().filter(tf.ascii_fold()).build(),
+        _CJK: tb(t.Tokenizer.ngram(1, 2, False)).filter(tf.lowercase()).build(),
+        _TAG: tb(t.Tokenizer.raw()).filter(tf.lowercase()).build(),
+    }
+
+
+def english_keys(word: str) -> list[str]:
+    """The keys the English fields index for ``word`` (lowercase, ASCII-folded, stemmed)."""
+    return [str(tok) for tok in _analyzers()[_EN].analyze(word)]
 
 
 def cjk_grams(text: str) -> list[str]:
@@ -231,7 +257,7 @@ class LexicalIndex:
 
     #: Bump when the schema or analyzers change: the next writable open starts an empty index
     #: in a new subfolder and the caller reindexes from the vault.
-    SCHEMA_VERSION: int = 3
+    SCHEMA_VERSION: int = 4
 
     #: Field boosts (BM25 per field, summed). Title relative to body, SciFact test nDCG@10:
     #: 2.0 → 0.622, 1.0 → 0.665, 0.7 → 0.682, 0.5 → 0.691, 0.3 → 0.685 (one combined field:
@@ -332,6 +358,8 @@ class LexicalIndex:
         for name in _FIELDS:
             if name in ("value_id", "version"):
                 sb.add_integer_field(name, stored=True, indexed=name == "value_id", fast=True)
+            elif name == "built":
+                sb.add_integer_field(name, stored=False, indexed=False, fast=True)
             elif name in ("identifier", "ext_id"):
                 # Lowercased (the stored text keeps its case): ``doc-3`` finds ``DOC-3``.
                 sb.add_text_field(name, stored=True, tokenizer_name=_TAG, index_option="basic")
@@ -356,18 +384,7 @@ class LexicalIndex:
         return sb.build()
 
     def _build_analyzers(self) -> dict[str, Any]:
-        t = self._t
-        tb, tf = t.TextAnalyzerBuilder, t.Filter
-
-        def plain() -> Any:
-            return tb(t.Tokenizer.simple()).filter(tf.remove_long(40)).filter(tf.lowercase())
-
-        return {
-            _EN: plain().filter(tf.ascii_fold()).filter(tf.stemmer("english")).build(),
-            _PLAIN: plain().filter(tf.ascii_fold()).build(),
-            _CJK: tb(t.Tokenizer.ngram(1, 2, False)).filter(tf.lowercase()).build(),
-            _TAG: tb(t.Tokenizer.raw()).filter(tf.lowercase()).build(),
-        }
+        return _analyzers()
 
     # ----------------------------------------------------------------------------------------
     # Writing
@@ -386,6 +403,7 @@ class LexicalIndex:
                 doc = t.Document()
                 doc.add_integer("value_id", int(d.value_id))
                 doc.add_integer("version", int(d.version))
+                doc.add_integer("built", int(d.built))
                 doc.add_text("identifier", d.identifier)
                 if d.external_id:
                     doc.add_text("ext_id", d.external_id)
@@ -450,6 +468,18 @@ class LexicalIndex:
     def doc_count(self) -> int:
         """Number of live documents."""
         return int(self._searcher().num_docs)
+
+    def indexed_fingerprints(self) -> dict[int, int]:
+        """``value_id`` → the fingerprint its keys were built from (see ``LexicalDoc.built``)."""
+        searcher = self._searcher()
+        n = int(searcher.num_docs)
+        if n == 0:
+            return {}
+        hits = searcher.search(self._t.Query.all_query(), n, count=False).hits
+        addrs = [a for _, a in hits]
+        ids = searcher.fast_field_values("value_id", addrs)
+        built = searcher.fast_field_values("built", addrs)
+        return {int(i): int(b) for i, b in zip(ids, built, strict=True) if i is not None}
 
     def indexed_versions(self) -> dict[int, int]:
         """``value_id`` → indexed ``version``, so a restart can catch up with the vault."""

@@ -9,6 +9,7 @@ the active one and switches atomically.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -29,10 +30,14 @@ from kvdesk.core.keys.dense import (
     probe_providers,
 )
 from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex
+from kvdesk.core.keys.store import KeySet, KeySetState, KeyStore
 from kvdesk.core.keys.vectors import VectorMatrix
 from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.vault.vault import Vault, clean_text, now_iso, path_from_db
+from kvdesk.core.settings import SettingStore
+from kvdesk.core.tags.store import TagStore
+from kvdesk.core.vault.records import clean_text
+from kvdesk.core.vault.vault import Vault
 
 log = logging.getLogger("kvdesk.keys")
 
@@ -44,19 +49,6 @@ LEXICAL_COMMIT_EVERY = 2000
 EMBED_BATCH = 8
 
 
-@dataclass(frozen=True)
-class KeySet:
-    """One concrete build of a key space."""
-
-    id: int
-    space: str
-    name: str
-    params: dict[str, Any]
-    state: str
-    created_at: str
-    activated_at: str | None
-
-
 def model_source(model: str | Path) -> str:
     """What a key set records as its model: the default's name, or an absolute folder path.
 
@@ -66,6 +58,31 @@ def model_source(model: str | Path) -> str:
     if isinstance(model, str) and model in ("default", DEFAULT_MODEL_NAME):
         return model
     return str(Path(model).expanduser().resolve())
+
+
+IDENTITY_FILE = "vault-identity.json"
+
+
+def key_fingerprint(
+    digest: str | None, identifier: str, updated_at: str, tags: tuple[str, ...]
+) -> int:
+    """A 56-bit fingerprint of what a value's lexical keys are built from.
+
+    The version digest covers the bytes' sha256, text, title, type, path and metadata; the
+    identifier, date and accepted tags complete it. Keys whose fingerprint differs are rebuilt.
+    """
+    payload = json.dumps([digest, identifier, updated_at, list(tags)], ensure_ascii=False)
+    raw = hashlib.blake2b(payload.encode("utf-8", "surrogatepass"), digest_size=7).digest()
+    return int.from_bytes(raw, "big")
+
+
+def _read_identity(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = data.get("vault_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _make_private_dir(path: Path) -> None:
@@ -98,6 +115,7 @@ class KeyManager:
 
     def __init__(self, vault: Vault, *, model: str | Path = "default", threads: int | None = None):
         self.vault = vault
+        self._store = KeyStore(vault)
         self.directory = keys_dir_for(vault.path)
         self._model_name = model_source(model)
         self._threads = threads
@@ -109,6 +127,8 @@ class KeyManager:
         self._matrix: VectorMatrix | None = None
         self._matrix_key_set: int | None = None
         self._lock = threading.RLock()
+        self._claimed = False
+        self._notices: list[str] = []
 
     # -- lexical --------------------------------------------------------------------------------
 
@@ -121,12 +141,22 @@ class KeyManager:
             assert self._lexical is not None
             return self._lexical
 
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """What keys had to be set aside and rebuilt since this manager opened (say it once)."""
+        return tuple(self._notices)
+
     def _catch_up_if_stale(self) -> None:
         """The vault wins: if the lexical keys disagree with it, rebuild what differs now."""
         assert self._lexical is not None
-        indexed = self._lexical.indexed_versions()
-        current = dict(self.vault.conn.execute("SELECT id, current_version FROM value"))
-        if indexed == current:
+        try:
+            indexed = self._lexical.indexed_fingerprints()
+        except Exception as exc:  # noqa: BLE001 - unreadable fast fields: a damaged index
+            self._set_aside("lexical", f"it could not be read ({exc})")
+            self._open_lexical(writable=True)
+            indexed = {}
+        if indexed == self._fingerprints():
+            self._record_identity()
             return
         try:
             self.sync_lexical()
@@ -139,11 +169,12 @@ class KeyManager:
 
     def _open_lexical(self, *, writable: bool) -> None:
         path = self.directory / "lexical"
-        _make_private_dir(self.directory)
+        self._claim_directory()
         if not writable and not path.exists():
             writable = True  # first use: create it (and catch up below)
         if self._lexical is not None:
             self._lexical.close()
+            self._lexical = None
         try:
             self._lexical = LexicalIndex.open(path, writable=writable)
         except VaultFormatError:
@@ -152,7 +183,77 @@ class KeyManager:
             # No index of this kvdesk's schema yet (first run after an upgrade): build it.
             self._lexical = LexicalIndex.open(path, writable=True)
             writable = True
+        except (VaultBusyError, KvdeskError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - tantivy: missing segment, bad meta.json
+            self._set_aside("lexical", f"it could not be opened ({exc})")
+            self._lexical = LexicalIndex.open(path, writable=True)
+            writable = True
         self._lexical_writable = writable
+
+    # -- binding keys to their vault ------------------------------------------------------------
+
+    def _claim_directory(self) -> None:
+        """Make sure the key folder is a folder of this vault's (else set it aside, rebuild).
+
+        The folder records the vault's identity; a folder copied from another vault (or a file
+        where the folder should be) is moved aside, never served.
+        """
+        if self._claimed:
+            return
+        directory = self.directory
+        if directory.exists() and not directory.is_dir():
+            self._set_aside(None, "a file was in its place")
+        _make_private_dir(directory)
+        recorded = _read_identity(directory / IDENTITY_FILE)
+        mine = self._vault_id()
+        if recorded is not None and mine and recorded != mine:
+            self._set_aside(None, "it belongs to another vault")
+            _make_private_dir(directory)
+        self._claimed = True
+
+    def _record_identity(self) -> None:
+        """Write the vault's identity once its keys were verified against the vault."""
+        mine = self._vault_id()
+        target = self.directory / IDENTITY_FILE
+        if not mine or _read_identity(target) == mine:
+            return
+        try:
+            tmp = target.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"vault_id": mine}), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError:
+            log.warning("cannot record the vault identity in %s", target, exc_info=True)
+
+    def _vault_id(self) -> str:
+        return SettingStore(self.vault).vault_id()
+
+    def _set_aside(self, part: str | None, why: str) -> None:
+        """Move a damaged or foreign key folder (or its ``part``) aside; keys are rebuilt."""
+        if self._lexical is not None and part in (None, "lexical"):
+            self._lexical.close()
+            self._lexical = None
+            self._lexical_writable = False
+        source = self.directory if part is None else self.directory / part
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+        target = source.with_name(f"{source.name}.set-aside-{stamp}")
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:
+            return
+        what = "the key folder" if part is None else f"the {part} keys"
+        message = f"{what} of {self.vault.path.name} were set aside ({why}); rebuilt from the vault"
+        log.warning("%s: %s", message, target)
+        self._notices.append(message)
+
+    def _fingerprints(self) -> dict[int, int]:
+        """``value id`` → fingerprint of what its lexical keys must be built from now."""
+        states = self.vault.values.key_states()
+        tags = TagStore(self.vault).accepted_tags(states)
+        return {
+            value_id: key_fingerprint(digest, ident, updated, tags[value_id])
+            for value_id, (digest, ident, updated) in states.items()
+        }
 
     def open_writer(self) -> None:
         """Take the lexical index's writer (one process at a time) and catch up with the vault."""
@@ -162,14 +263,25 @@ class KeyManager:
             self.sync_lexical()
 
     def sync_lexical(self, progress: ProgressSink = no_progress) -> int:
-        """Re-index values whose lexical keys are missing or stale; drop keys of gone values."""
+        """Re-index values whose lexical keys are missing or stale; drop keys of gone values.
+
+        Stale means built from anything else than what the vault holds now: another version,
+        text, title, identifier or tag state (a crash between a change and its keys), or
+        another vault's documents.
+        """
         with self._lock:
             if not self._lexical_writable:
                 self._open_lexical(writable=True)
             index = self.lexical
-            indexed = index.indexed_versions()
-            current = dict(self.vault.conn.execute("SELECT id, current_version FROM value"))
-            stale = [vid for vid, ver in current.items() if indexed.get(vid) != ver]
+            try:
+                indexed = index.indexed_fingerprints()
+            except Exception as exc:  # noqa: BLE001 - a damaged index: rebuild it whole
+                self._set_aside("lexical", f"it could not be read ({exc})")
+                self._open_lexical(writable=True)
+                index = self.lexical
+                indexed = {}
+            current = self._fingerprints()
+            stale = [vid for vid, built in current.items() if indexed.get(vid) != built]
             gone = [vid for vid in indexed if vid not in current]
             if gone:
                 index.delete(gone)
@@ -180,33 +292,31 @@ class KeyManager:
             if stale or gone:
                 index.commit()
                 log.info("lexical keys caught up: %d re-indexed, %d removed", len(stale), len(gone))
+            self._record_identity()
             return len(stale)
 
     def lexical_doc(self, value_id: int) -> LexicalDoc:
-        row = self.vault.conn.execute(
-            "SELECT v.identifier, v.external_id, v.title, v.media_type, v.current_version,"
-            " v.source_path, v.updated_at, ver.text, ver.source_mtime FROM value v"
-            " JOIN version ver ON ver.value_id = v.id AND ver.version = v.current_version"
-            " WHERE v.id = ?",
-            (value_id,),
-        ).fetchone()
-        if row is None:
+        found = self.vault.values.key_sources([value_id])
+        if not found:
             raise KvdeskError(f"value {value_id} vanished while its keys were written")
-        if row["source_mtime"] is not None:
-            updated = dt.datetime.fromtimestamp(row["source_mtime"], dt.UTC)
+        src = found[0]
+        if src.source_mtime is not None:
+            updated = dt.datetime.fromtimestamp(src.source_mtime, dt.UTC)
         else:
-            updated = dt.datetime.fromisoformat(row["updated_at"])
+            updated = dt.datetime.fromisoformat(src.updated_at)
+        tags = TagStore(self.vault).accepted_tags([value_id])[value_id]
         return LexicalDoc(
             value_id=value_id,
-            version=row["current_version"],
-            identifier=row["identifier"],
-            external_id=row["external_id"],
-            title=row["title"],
-            text=row["text"],
-            tags=self.vault.tags_of(value_id),
-            media_type=row["media_type"],
-            path=clean_text(path_from_db(row["source_path"]) or ""),
+            version=src.version,
+            identifier=src.identifier,
+            external_id=src.external_id,
+            title=src.title,
+            text=src.text,
+            tags=tags,
+            media_type=src.media_type,
+            path=clean_text(src.source_path or ""),
             updated=updated,
+            built=key_fingerprint(src.digest, src.identifier, src.updated_at, tags),
         )
 
     def value_changed(self, value_id: int) -> None:
@@ -228,16 +338,11 @@ class KeyManager:
     # -- key sets -------------------------------------------------------------------------------
 
     def key_sets(self, space: str = "dense") -> list[KeySet]:
-        rows = self.vault.conn.execute(
-            "SELECT id, space, name, params, state, created_at, activated_at FROM key_set"
-            " WHERE space = ? ORDER BY id",
-            (space,),
-        ).fetchall()
-        return [KeySet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+        return self._store.key_sets(space)
 
     def active_key_set(self, space: str = "dense") -> KeySet | None:
         for key_set in self.key_sets(space):
-            if key_set.state == "active":
+            if key_set.state == KeySetState.ACTIVE:
                 return key_set
         return None
 
@@ -264,21 +369,14 @@ class KeyManager:
         active = self.active_key_set()
         if active is not None:
             return active
-        return self._create_key_set(self._model_name, state="active")
+        return self._create_key_set(self._model_name, state=KeySetState.ACTIVE)
 
     def _create_key_set(
-        self, source: str | Path, *, state: str, params: dict[str, Any] | None = None
+        self, source: str | Path, *, state: KeySetState, params: dict[str, Any] | None = None
     ) -> KeySet:
         spec = load_model_spec(source)
         params = params or self._params_for(spec, source)
-        with self.vault.transaction() as tx:
-            stamp = now_iso()
-            cur = tx.execute(
-                "INSERT INTO key_set(space, name, params, state, created_at, activated_at)"
-                " VALUES ('dense', ?, ?, ?, ?, ?)",
-                (spec.name, json.dumps(params), state, stamp, stamp if state == "active" else None),
-            )
-            key_set_id = int(cur.lastrowid or 0)
+        key_set_id = self._store.create("dense", spec.name, params, state)
         found = [k for k in self.key_sets() if k.id == key_set_id]
         return found[0]
 
@@ -337,24 +435,17 @@ class KeyManager:
 
     def dense_status(self, key_set: KeySet | None = None) -> DenseStatus:
         key_set = key_set or self.active_key_set()
-        total = self.vault.count()
+        current = self.vault.values.current_versions()
         if key_set is None:
-            return DenseStatus(None, 0, total)
-        keyed = self.vault.conn.execute(
-            "SELECT count(*) FROM keyed k JOIN value v ON v.id = k.value_id"
-            " AND v.current_version = k.version WHERE k.key_set_id = ?",
-            (key_set.id,),
-        ).fetchone()[0]
-        return DenseStatus(key_set, int(keyed), total)
+            return DenseStatus(None, 0, len(current))
+        keyed = self._store.keyed_versions(key_set.id)
+        done = sum(1 for value_id, version in current.items() if keyed.get(value_id) == version)
+        return DenseStatus(key_set, done, len(current))
 
     def missing_dense(self, key_set: KeySet) -> list[int]:
-        rows = self.vault.conn.execute(
-            "SELECT v.id FROM value v LEFT JOIN keyed k ON k.value_id = v.id"
-            " AND k.key_set_id = ? WHERE k.version IS NULL OR k.version != v.current_version"
-            " ORDER BY v.id",
-            (key_set.id,),
-        ).fetchall()
-        return [int(r[0]) for r in rows]
+        keyed = self._store.keyed_versions(key_set.id)
+        current = self.vault.values.current_versions()
+        return sorted(v for v, version in current.items() if keyed.get(v) != version)
 
     def build_dense(
         self,
@@ -379,19 +470,14 @@ class KeyManager:
         for start in range(0, total, batch_values):
             cancel.raise_if_cancelled()
             batch = missing[start : start + batch_values]
-            rows = self.vault.conn.execute(
-                "SELECT v.id, v.title, v.current_version, ver.text FROM value v JOIN version ver"
-                " ON ver.value_id = v.id AND ver.version = v.current_version"
-                f" WHERE v.id IN ({','.join('?' * len(batch))})",
-                batch,
-            ).fetchall()
+            sources = self.vault.values.key_sources(batch)
             per_value = []
             texts: list[str] = []
-            for value_id, title, version, text in rows:
+            for src in sources:
                 passages = make_passages(
-                    title, text, embedder, max_tokens=max_tokens, overlap_tokens=overlap
+                    src.title, src.text, embedder, max_tokens=max_tokens, overlap_tokens=overlap
                 )
-                per_value.append((value_id, version, passages))
+                per_value.append((src.value_id, src.version, passages))
                 texts.extend(p.text for p in passages)
             vectors = (
                 embedder.embed_passages(texts, batch_size=EMBED_BATCH)
@@ -402,18 +488,13 @@ class KeyManager:
             with self.vault.transaction() as tx:
                 for value_id, version, passages in per_value:
                     n = len(passages)
-                    tx.execute(
-                        "DELETE FROM passage WHERE key_set_id = ? AND value_id = ?",
-                        (key_set.id, value_id),
-                    )
-                    tx.executemany(
-                        "INSERT INTO passage(key_set_id, value_id, version, idx, start, end,"
-                        " vector) VALUES (?,?,?,?,?,?,?)",
+                    self._store.write_passages(
+                        tx,
+                        key_set.id,
+                        value_id,
+                        version,
                         [
                             (
-                                key_set.id,
-                                value_id,
-                                version,
                                 p.index,
                                 p.start,
                                 p.end,
@@ -421,12 +502,6 @@ class KeyManager:
                             )
                             for i, p in enumerate(passages)
                         ],
-                    )
-                    tx.execute(
-                        "INSERT INTO keyed(key_set_id, value_id, version) VALUES (?,?,?)"
-                        " ON CONFLICT(key_set_id, value_id)"
-                        " DO UPDATE SET version = excluded.version",
-                        (key_set.id, value_id, version),
                     )
                     offset += n
             with self._lock:
@@ -437,7 +512,7 @@ class KeyManager:
                         self._matrix.upsert_value(value_id, vectors[offset : offset + n])
                         offset += n
             done += len(batch)
-            progress(Progress("dense keys", done, total, rows[-1][1] if rows else ""))
+            progress(Progress("dense keys", done, total, sources[-1].title if sources else ""))
         return total
 
     def matrix(self, key_set: KeySet | None = None) -> VectorMatrix:
@@ -446,17 +521,13 @@ class KeyManager:
         with self._lock:
             if self._matrix is not None and self._matrix_key_set == key_set.id:
                 return self._matrix
-            matrix = _load_matrix(self.vault, key_set)
-            if key_set.state == "active":
+            matrix = _load_matrix(self._store, key_set)
+            if key_set.state == KeySetState.ACTIVE:
                 self._matrix, self._matrix_key_set = matrix, key_set.id
             return matrix
 
     def passage_span(self, key_set: KeySet, value_id: int, index: int) -> tuple[int, int] | None:
-        row = self.vault.conn.execute(
-            "SELECT start, end FROM passage WHERE key_set_id = ? AND value_id = ? AND idx = ?",
-            (key_set.id, value_id, index),
-        ).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]))
+        return self._store.passage_span(key_set.id, value_id, index)
 
     def rekey(
         self,
@@ -479,14 +550,16 @@ class KeyManager:
         if active is not None and active.params == params:
             key_set = active
         else:
-            reusable = [k for k in self.key_sets() if k.state != "active" and k.params == params]
+            reusable = [
+                k for k in self.key_sets() if k.state != KeySetState.ACTIVE and k.params == params
+            ]
             key_set = (
                 reusable[-1]
                 if reusable
-                else self._create_key_set(source, state="building", params=params)
+                else self._create_key_set(source, state=KeySetState.BUILDING, params=params)
             )
         self.build_dense(key_set, progress=progress, cancel=cancel)  # Cancelled: resumable later
-        if activate and key_set.state != "active":
+        if activate and key_set.state != KeySetState.ACTIVE:
             return self.activate(key_set.id)
         return self.key_set(key_set.id)
 
@@ -503,7 +576,7 @@ class KeyManager:
         must load (checked before the switch, so a bad set never becomes the active one).
         """
         key_set = self.key_set(key_set_id)
-        if key_set.state == "active":
+        if key_set.state == KeySetState.ACTIVE:
             return key_set
         status = self.dense_status(key_set)
         if not status.ready:
@@ -513,20 +586,13 @@ class KeyManager:
                 f" `kvdesk rekey --model {key_set.params.get('source', '')} --no-activate`"
             )
         try:
-            matrix = _load_matrix(self.vault, key_set)
+            matrix = _load_matrix(self._store, key_set)
         except (ValueError, KeyError, TypeError) as exc:
             raise KvdeskError(
                 f"key set {key_set.id} ({key_set.name}) does not load ({exc}); search keeps"
                 " the active key set"
             ) from exc
-        with self.vault.transaction() as tx:
-            tx.execute(
-                "UPDATE key_set SET state = 'retired' WHERE space = 'dense' AND state = 'active'"
-            )
-            tx.execute(
-                "UPDATE key_set SET state = 'active', activated_at = ? WHERE id = ?",
-                (now_iso(), key_set.id),
-            )
+        self._store.activate("dense", key_set.id)
         with self._lock:
             self._matrix = matrix
             self._matrix_key_set = key_set.id
@@ -536,24 +602,14 @@ class KeyManager:
     def drop(self, key_set_id: int) -> int:
         """Delete a non-active key set and its vectors; returns how many passages went."""
         key_set = self.key_set(key_set_id)
-        if key_set.state == "active":
+        if key_set.state == KeySetState.ACTIVE:
             raise KvdeskError(
                 f"key set {key_set.id} is active; activate another one before dropping it"
             )
-        with self.vault.transaction() as tx:
-            passages = tx.execute(
-                "DELETE FROM passage WHERE key_set_id = ?", (key_set.id,)
-            ).rowcount
-            tx.execute("DELETE FROM keyed WHERE key_set_id = ?", (key_set.id,))
-            tx.execute("DELETE FROM key_set WHERE id = ?", (key_set.id,))
-        return int(passages)
+        return self._store.drop(key_set.id)
 
     def passage_count(self, key_set: KeySet) -> int:
-        return int(
-            self.vault.conn.execute(
-                "SELECT count(*) FROM passage WHERE key_set_id = ?", (key_set.id,)
-            ).fetchone()[0]
-        )
+        return self._store.passage_count(key_set.id)
 
     def close(self) -> None:
         with self._lock:
@@ -564,14 +620,9 @@ class KeyManager:
             self._lexical_writable = False
 
 
-def _load_matrix(vault: Vault, key_set: KeySet) -> VectorMatrix:
+def _load_matrix(store: KeyStore, key_set: KeySet) -> VectorMatrix:
     dim = int(key_set.params.get("dim") or 0)
-    rows = vault.conn.execute(
-        "SELECT p.value_id, p.idx, p.vector FROM passage p JOIN keyed k"
-        " ON k.key_set_id = p.key_set_id AND k.value_id = p.value_id AND k.version = p.version"
-        " WHERE p.key_set_id = ? ORDER BY p.value_id, p.idx",
-        (key_set.id,),
-    ).fetchall()
+    rows = store.current_vectors(key_set.id)
     if dim <= 0:
         # Key sets made before the dim was always recorded: the stored vectors tell it.
         if not rows:

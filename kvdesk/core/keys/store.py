@@ -5,7 +5,14 @@ Keys are derived and per desk, so these tables exist in the local SQLite vault o
 
 from __future__ import annotations
 
-from kvdesk.core.db import SchemaStep
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from kvdesk.core.db import Connection, Database, SchemaStep
+from kvdesk.core.vault.records import now_iso
 
 SCHEMA: tuple[SchemaStep, ...] = (
     SchemaStep(
@@ -42,3 +49,144 @@ SCHEMA: tuple[SchemaStep, ...] = (
         engines=frozenset({"sqlite"}),
     ),
 )
+
+
+class KeySetState(StrEnum):
+    BUILDING = "building"  # being built, or complete and waiting as a candidate
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """One concrete build of a key space."""
+
+    id: int
+    space: str
+    name: str
+    params: dict[str, Any]
+    state: str
+    created_at: str
+    activated_at: str | None
+
+
+@dataclass(frozen=True)
+class StoredPassage:
+    value_id: int
+    version: int
+    index: int
+    start: int
+    end: int
+    vector: bytes
+
+
+class KeyStore:
+    """Every statement on key_set, passage and keyed."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def key_sets(self, space: str) -> list[KeySet]:
+        rows = self._db.conn.execute(
+            "SELECT id, space, name, params, state, created_at, activated_at FROM key_set"
+            " WHERE space = ? ORDER BY id",
+            (space,),
+        ).fetchall()
+        return [KeySet(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    def create(self, space: str, name: str, params: dict[str, Any], state: KeySetState) -> int:
+        stamp = now_iso()
+        with self._db.transaction() as tx:
+            row = tx.execute(
+                "INSERT INTO key_set(space, name, params, state, created_at, activated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    space,
+                    name,
+                    json.dumps(params),
+                    str(state),
+                    stamp,
+                    stamp if state == KeySetState.ACTIVE else None,
+                ),
+            ).fetchone()
+        return int(row[0])
+
+    def activate(self, space: str, key_set_id: int) -> None:
+        """Retire the active key set of ``space`` and activate ``key_set_id``, atomically."""
+        with self._db.transaction() as tx:
+            tx.execute(
+                "UPDATE key_set SET state = ? WHERE space = ? AND state = ?",
+                (str(KeySetState.RETIRED), space, str(KeySetState.ACTIVE)),
+            )
+            tx.execute(
+                "UPDATE key_set SET state = ?, activated_at = ? WHERE id = ?",
+                (str(KeySetState.ACTIVE), now_iso(), key_set_id),
+            )
+
+    def drop(self, key_set_id: int) -> int:
+        """Delete a key set and its vectors; returns how many passages went."""
+        with self._db.transaction() as tx:
+            passages = tx.execute(
+                "DELETE FROM passage WHERE key_set_id = ?", (key_set_id,)
+            ).rowcount
+            tx.execute("DELETE FROM keyed WHERE key_set_id = ?", (key_set_id,))
+            tx.execute("DELETE FROM key_set WHERE id = ?", (key_set_id,))
+        return int(passages)
+
+    def keyed_versions(self, key_set_id: int) -> dict[int, int]:
+        """``value id`` → the version its keys in ``key_set_id`` were built from."""
+        return {
+            int(v): int(ver)
+            for v, ver in self._db.conn.execute(
+                "SELECT value_id, version FROM keyed WHERE key_set_id = ?", (key_set_id,)
+            )
+        }
+
+    def write_passages(
+        self,
+        tx: Connection,
+        key_set_id: int,
+        value_id: int,
+        version: int,
+        passages: Sequence[tuple[int, int, int, bytes]],
+    ) -> None:
+        """Replace a value's passages (index, start, end, vector) and mark it keyed."""
+        tx.execute(
+            "DELETE FROM passage WHERE key_set_id = ? AND value_id = ?", (key_set_id, value_id)
+        )
+        tx.executemany(
+            "INSERT INTO passage(key_set_id, value_id, version, idx, start, end, vector)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [(key_set_id, value_id, version, i, s, e, v) for i, s, e, v in passages],
+        )
+        tx.execute(
+            "INSERT INTO keyed(key_set_id, value_id, version) VALUES (?,?,?)"
+            " ON CONFLICT(key_set_id, value_id) DO UPDATE SET version = excluded.version",
+            (key_set_id, value_id, version),
+        )
+
+    def passage_span(self, key_set_id: int, value_id: int, index: int) -> tuple[int, int] | None:
+        row = self._db.conn.execute(
+            "SELECT start, end FROM passage WHERE key_set_id = ? AND value_id = ? AND idx = ?",
+            (key_set_id, value_id, index),
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def passage_count(self, key_set_id: int) -> int:
+        return int(
+            self._db.conn.execute(
+                "SELECT count(*) FROM passage WHERE key_set_id = ?", (key_set_id,)
+            ).fetchone()[0]
+        )
+
+    def current_vectors(self, key_set_id: int) -> list[tuple[int, int, bytes]]:
+        """(value id, passage index, vector bytes) of passages of the keyed version, in order."""
+        return [
+            (int(r[0]), int(r[1]), r[2])
+            for r in self._db.conn.execute(
+                "SELECT p.value_id, p.idx, p.vector FROM passage p JOIN keyed k"
+                " ON k.key_set_id = p.key_set_id AND k.value_id = p.value_id"
+                " AND k.version = p.version WHERE p.key_set_id = ? ORDER BY p.value_id, p.idx",
+                (key_set_id,),
+            )
+        ]

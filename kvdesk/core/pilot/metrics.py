@@ -25,16 +25,16 @@ A rate with nothing to divide by is ``None`` (JSON null), never a made-up 0.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import os
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kvdesk.core.errors import KvdeskError
-from kvdesk.core.pilot.log import Clock, PilotLog, PilotSession, from_iso, utc_now
+from kvdesk.core.files import CsvRows
+from kvdesk.core.pilot.log import PilotLog
+from kvdesk.core.pilot.records import Clock, Outcome, PilotSession, from_iso, utc_now
 from kvdesk.core.vault.vault import Vault
 
 TOP_FAILED = 10
@@ -126,17 +126,24 @@ def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
+OPEN = "open"  # a status, not an outcome: no verdict yet and not idle long enough
+
+
 def session_status(session: PilotSession, now: dt.datetime, stale_minutes: int) -> str:
-    """found | notfound | abandoned | open (see the module docstring)."""
+    """An :class:`Outcome` (found | notfound | abandoned) or ``OPEN`` (see the module doc)."""
     if session.outcome is not None:
         return session.outcome
     idle = now - from_iso(session.last_activity)
-    return "abandoned" if idle >= dt.timedelta(minutes=stale_minutes) else "open"
+    return Outcome.ABANDONED if idle >= dt.timedelta(minutes=stale_minutes) else OPEN
 
 
 def reciprocal_rank(session: PilotSession) -> float | None:
     """1/rank of the found document in the last search before the find; None if unknowable."""
-    if session.outcome != "found" or session.found_value_id is None or session.found_at is None:
+    if (
+        session.outcome != Outcome.FOUND
+        or session.found_value_id is None
+        or session.found_at is None
+    ):
         return None
     found_at = from_iso(session.found_at)
     before = [q for q in session.queries if from_iso(q.at) <= found_at]
@@ -150,7 +157,7 @@ def reciprocal_rank(session: PilotSession) -> float | None:
 
 
 def seconds_to_find(session: PilotSession) -> float | None:
-    if session.outcome != "found" or session.found_at is None:
+    if session.outcome != Outcome.FOUND or session.found_at is None:
         return None
     start = min((from_iso(q.at) for q in session.queries), default=from_iso(session.started_at))
     return max(0.0, (from_iso(session.found_at) - start).total_seconds())
@@ -168,9 +175,8 @@ def compute_metrics(
     top: int = TOP_FAILED,
 ) -> Metrics:
     status = {s.id: session_status(s, now, stale_minutes) for s in sessions}
-    counts = {k: sum(1 for v in status.values() if v == k) for k in (
-        "found", "notfound", "abandoned", "open")}  # fmt: skip
-    closed = counts["found"] + counts["notfound"] + counts["abandoned"]
+    counts = {k: sum(1 for v in status.values() if v == k) for k in (*Outcome, OPEN)}
+    closed = counts[Outcome.FOUND] + counts[Outcome.NOTFOUND] + counts[Outcome.ABANDONED]
     queries = [q for s in sessions for q in s.queries]
     rrs = [rr for s in sessions if (rr := reciprocal_rank(s)) is not None]
     times = [t for s in sessions if (t := seconds_to_find(s)) is not None]
@@ -178,7 +184,7 @@ def compute_metrics(
 
     failed: dict[str, dict[str, Any]] = {}
     for s in sessions:
-        if status[s.id] not in ("notfound", "abandoned"):
+        if status[s.id] not in (Outcome.NOTFOUND, Outcome.ABANDONED):
             continue
         seen: set[str] = set()
         for q in s.queries:
@@ -202,13 +208,13 @@ def compute_metrics(
     )
     return Metrics(
         sessions=len(sessions),
-        found=counts["found"],
-        notfound=counts["notfound"],
-        abandoned=counts["abandoned"],
-        open=counts["open"],
+        found=counts[Outcome.FOUND],
+        notfound=counts[Outcome.NOTFOUND],
+        abandoned=counts[Outcome.ABANDONED],
+        open=counts[OPEN],
         searches=len(queries),
-        success_rate=_ratio(counts["found"], closed),
-        abandon_rate=_ratio(counts["abandoned"], closed),
+        success_rate=_ratio(counts[Outcome.FOUND], closed),
+        abandon_rate=_ratio(counts[Outcome.ABANDONED], closed),
         zero_result_rate=_ratio(sum(1 for q in queries if q.zero_result), len(queries)),
         no_confident_rate=_ratio(
             sum(1 for q in queries if q.matched and not q.confident), len(queries)
@@ -235,28 +241,36 @@ def parse_since(text: str) -> dt.datetime:
 
 
 def pilot_report(
-    vault: Vault,
+    source: PilotLog | Vault,
     *,
     since: dt.datetime | None = None,
+    team: str | None = None,
     clock: Clock | None = None,
     top: int = TOP_FAILED,
 ) -> PilotReport:
-    """Overall, per ISO week and per team metrics of the sessions started since ``since``."""
-    log = PilotLog(vault, clock=clock)
+    """Overall, per ISO week and per team metrics of the sessions started since ``since``.
+
+    ``source`` is the pilot log (``kb.pilot``) or its vault. With ``team`` (a team label, ""
+    for none), ``overall`` and ``per_week`` cover that team's sessions only; ``per_team``
+    always compares every team over the same window.
+    """
+    log = source if isinstance(source, PilotLog) else PilotLog(source)
     now = (clock or utc_now)()
     stale = log.settings().stale_minutes
-    sessions = log.sessions(since=since)
-    weeks: dict[str, list[PilotSession]] = {}
+    window = log.sessions(since=since)
     teams: dict[str, list[PilotSession]] = {}
-    for s in sessions:
-        weeks.setdefault(iso_week(s.started_at), []).append(s)
+    for s in window:
         teams.setdefault(s.team, []).append(s)
+    scoped = window if team is None else teams.get(team, [])
+    weeks: dict[str, list[PilotSession]] = {}
+    for s in scoped:
+        weeks.setdefault(iso_week(s.started_at), []).append(s)
 
     def metrics(group: list[PilotSession]) -> Metrics:
         return compute_metrics(group, now=now, stale_minutes=stale, top=top)
 
     return PilotReport(
-        overall=metrics(sessions),
+        overall=metrics(scoped),
         per_week={k: metrics(weeks[k]) for k in sorted(weeks)},
         per_team={k: metrics(teams[k]) for k in sorted(teams)},
         since=None if since is None else since.isoformat(),
@@ -273,17 +287,14 @@ REPORT_COLUMNS = (
 
 def write_report_csv(report: PilotReport, path: str | os.PathLike[str]) -> None:
     """One row per scope: overall, then each week, then each team (empty cell = no data)."""
-    target = Path(path)
-    tmp = target.with_name(target.name + ".kvdesk-partial")
     rows: list[tuple[str, str, Metrics]] = [("overall", "", report.overall)]
     rows += [("week", k, m) for k, m in report.per_week.items()]
     rows += [("team", k, m) for k, m in report.per_team.items()]
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["scope", "bucket", *REPORT_COLUMNS])
-        for scope, bucket, m in rows:
-            data = m.to_json(with_failed=False)
-            writer.writerow(
-                [scope, bucket, *("" if data[c] is None else data[c] for c in REPORT_COLUMNS)]
-            )
-    os.replace(tmp, target)
+    writer = CsvRows()
+    writer.writerow(["scope", "bucket", *REPORT_COLUMNS])
+    for scope, bucket, m in rows:
+        data = m.to_json(with_failed=False)
+        writer.writerow(
+            [scope, bucket, *("" if data[c] is None else data[c] for c in REPORT_COLUMNS)]
+        )
+    writer.save(path)

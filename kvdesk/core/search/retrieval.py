@@ -31,6 +31,7 @@ from kvdesk.core.keys.lexical import LexicalHit, cjk_grams, media_types_for
 from kvdesk.core.keys.manager import KeyManager, KeySet
 from kvdesk.core.keys.vectors import DenseHit
 from kvdesk.core.search.query import ParsedQuery, clean_query, has_cjk, parse_query
+from kvdesk.core.tags.store import TagStore
 from kvdesk.core.vault.vault import Vault
 
 MODES = ("hybrid", "lexical", "dense")
@@ -399,47 +400,29 @@ class Retriever:
         if span is None:
             return exp
         start, end = span
-        text = self.vault.text(dense.value_id)[start:end]
+        text = self.vault.values.text(dense.value_id)[start:end]
         return replace(exp, dense=replace(dense, start=start, end=end, passage_text=text))
 
     def _allowed(self, parsed: ParsedQuery) -> set[int] | None:
         """Values that pass the query's filters (tags, type, dates, exclusions), or None."""
         if not (parsed.has_filters or parsed.excluded):
             return None
-        clauses: list[str] = []
-        params: list[Any] = []
+        tag_store = TagStore(self.vault)
+        tagged: set[int] | None = None  # values holding every named tag (or one beneath it)
         for tag in parsed.tags:
-            clauses.append(
-                "v.id IN (SELECT vt.value_id FROM value_tag vt JOIN tag t ON t.id = vt.tag_id"
-                " WHERE vt.state = 'accepted' AND (t.name = ? OR t.name LIKE ? ESCAPE '\\'))"
-            )
-            params += [tag, _like_escape(tag) + "::%"]
-        if parsed.types:
-            types = [m for name in parsed.types for m in media_types_for(name)]
-            exact = [m for m in types if not m.endswith("/*")]
-            prefixes = [m[:-1] for m in types if m.endswith("/*")]
-            ors = []
-            if exact:
-                ors.append(f"v.media_type IN ({','.join('?' * len(exact))})")
-                params += exact
-            for prefix in prefixes:
-                ors.append("v.media_type LIKE ?")
-                params.append(prefix + "%")
-            clauses.append("(" + " OR ".join(ors or ["0"]) + ")")
-        date_expr = "coalesce(datetime(ver.source_mtime, 'unixepoch'), datetime(v.updated_at))"
-        if parsed.before is not None:
-            clauses.append(f"{date_expr} < ?")
-            params.append(parsed.before.isoformat())
-        if parsed.after is not None:
-            clauses.append(f"{date_expr} >= ?")
-            params.append(parsed.after.isoformat())
-        sql = (
-            "SELECT v.id FROM value v JOIN version ver ON ver.value_id = v.id"
-            " AND ver.version = v.current_version"
+            found = tag_store.tagged_values(tag, descendants=True)
+            tagged = found if tagged is None else tagged & found
+        types = [m for name in parsed.types for m in media_types_for(name)]
+        if parsed.types and not types:
+            return set()  # a type no document can have
+        allowed = self.vault.values.filtered_ids(
+            media_types=[m for m in types if not m.endswith("/*")],
+            media_prefixes=[m[:-1] for m in types if m.endswith("/*")],
+            before=parsed.before.isoformat() if parsed.before is not None else None,
+            after=parsed.after.isoformat() if parsed.after is not None else None,
         )
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        allowed = {int(r[0]) for r in self.vault.conn.execute(sql, params)}
+        if tagged is not None:
+            allowed &= tagged
         if parsed.excluded:
             # The same clauses the lexical search drops with, over every value (no cap).
             allowed -= self.keys.lexical.excluded_ids(parsed.excluded)
@@ -450,16 +433,13 @@ class Retriever:
         words = " " + " ".join(_WORD.findall(parsed.text.lower())) + " "
         if not words.strip():
             return {}
-        names = [r[0] for r in self.vault.conn.execute("SELECT name FROM tag")]
+        tag_store = TagStore(self.vault)
+        names = tag_store.names()
         matched = [name for name in names if any(f" {form} " in words for form in _tag_forms(name))]
         out: dict[int, list[str]] = {}
         for name in matched:
-            for (value_id,) in self.vault.conn.execute(
-                "SELECT vt.value_id FROM value_tag vt JOIN tag t ON t.id = vt.tag_id"
-                " WHERE t.name = ? AND vt.state = 'accepted'",
-                (name,),
-            ):
-                out.setdefault(int(value_id), []).append(name)
+            for value_id in tag_store.tagged_values(name):
+                out.setdefault(value_id, []).append(name)
         return {vid: tuple(sorted(tags)) for vid, tags in out.items()}
 
     # -- hits -----------------------------------------------------------------------------------
@@ -475,7 +455,7 @@ class Retriever:
         for r, weight in zip(ranked, weights, strict=True):
             value_id, score = r.value_id, r.score
             exp = self._with_passage_text(r.explanation) if details else r.explanation
-            record = self.vault.get(value_id)
+            record = self.vault.values.get(value_id)
             snippet = r.snippet_html or self._snippet(value_id, exp, details)
             hits.append(
                 Hit(
@@ -500,7 +480,7 @@ class Retriever:
             return ""
         if exp.dense is not None and exp.dense.passage_text:
             return html.escape(_shorten(exp.dense.passage_text, 240))
-        return html.escape(_shorten(self.vault.text(value_id), 240))
+        return html.escape(_shorten(self.vault.values.text(value_id), 240))
 
     def _confident(self, hits: list[Hit], parsed: ParsedQuery) -> bool:
         if not hits:
@@ -568,10 +548,6 @@ def _tag_forms(name: str) -> Iterable[str]:
     yield " ".join(_WORD.findall(lower))
     if "::" in lower:
         yield " ".join(_WORD.findall(lower.rsplit("::", 1)[1]))
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _lexical_exp(hit: LexicalHit | None, scale: float) -> LexicalExplanation | None:

@@ -16,17 +16,29 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import regex
 
 from kvdesk.core.errors import KvdeskError
+from kvdesk.core.tags.store import TagStore
 
 log = logging.getLogger(__name__)
 
-RULE_KINDS = ("any", "all", "phrase", "regex", "fuzzy")
+
+class RuleKind(StrEnum):
+    """How a rule's pattern is matched (the strings stored in ``tag_rule.kind``)."""
+
+    ANY = "any"  # any of the words
+    ALL = "all"  # all of the words
+    PHRASE = "phrase"  # the words in this order
+    REGEX = "regex"  # a regular expression (with a time limit)
+    FUZZY = "fuzzy"  # approximately, as Paperless-ngx does
+
+
+RULE_KINDS = tuple(k.value for k in RuleKind)
 MAX_PATTERN_CHARS = 300
 MAX_SCAN_CHARS = 20_000  # rules look at the start of a document: title and first pages
 FUZZY_THRESHOLD = 90.0  # rapidfuzz partial_ratio, as Paperless-ngx uses
@@ -70,7 +82,7 @@ class TagRule:
     """One rule of one tag, compiled and checked."""
 
     tag: str
-    kind: str
+    kind: RuleKind
     pattern: str
     _regex: Any = None  # a compiled ``regex`` (kind regex) or ``re`` (kind phrase) pattern
     _words: tuple[str, ...] = ()
@@ -81,13 +93,14 @@ class TagRule:
         """Check and compile a rule; raises :class:`KvdeskError` saying what is wrong."""
         if kind not in RULE_KINDS:
             raise KvdeskError(f"unknown rule kind {kind!r}; use one of {', '.join(RULE_KINDS)}")
+        how = RuleKind(kind)
         if not pattern.strip():
             raise KvdeskError("a rule needs a non-empty pattern")
         if len(pattern) > MAX_PATTERN_CHARS:
             raise KvdeskError(f"rule pattern is longer than {MAX_PATTERN_CHARS} characters")
         words = tuple(w.lower() for w in _WORD.findall(pattern))
         compiled: Any = None
-        if kind == "regex":
+        if how is RuleKind.REGEX:
             if _NESTED.search(pattern) or _BACKREF.search(pattern):
                 raise KvdeskError(
                     f"regular expression /{pattern}/ is refused: nested repetition or back"
@@ -106,22 +119,22 @@ class TagRule:
                         f" {MATCH_TIMEOUT * 1000:.0f} ms on a {len(probe)}-character test text"
                         " (catastrophic backtracking); simplify it"
                     ) from None
-        elif kind in ("any", "all"):
+        elif how in (RuleKind.ANY, RuleKind.ALL):
             if not words:
                 raise KvdeskError(f"rule pattern {pattern!r} holds no words")
-        elif kind == "phrase":
+        elif how is RuleKind.PHRASE:
             compiled = re.compile(
                 r"(?<!\w)" + r"\s+".join(re.escape(w) for w in pattern.split()) + r"(?!\w)",
                 re.IGNORECASE,
             )
         return cls(
-            tag=tag, kind=kind, pattern=pattern, _regex=compiled, _words=words, rule_id=rule_id
+            tag=tag, kind=how, pattern=pattern, _regex=compiled, _words=words, rule_id=rule_id
         )
 
     def describe(self) -> str:
-        if self.kind == "regex":
+        if self.kind is RuleKind.REGEX:
             return f"rule: regex /{self.pattern}/"
-        if self.kind == "phrase":
+        if self.kind is RuleKind.PHRASE:
             return f"rule: phrase “{self.pattern}”"
         return f"rule: {self.kind} {self.pattern!r}"
 
@@ -131,18 +144,18 @@ class TagRule:
         Raises :class:`RuleTimeout` when a regular expression runs past ``MATCH_TIMEOUT``.
         """
         text = text[:MAX_SCAN_CHARS]
-        if self.kind in ("any", "all"):
+        if self.kind in (RuleKind.ANY, RuleKind.ALL):
             have = words if words is not None else frozenset(_WORD.findall(text.lower()))
             hits = [w in have for w in self._words]
-            return any(hits) if self.kind == "any" else all(hits)
-        if self.kind == "fuzzy":
+            return any(hits) if self.kind is RuleKind.ANY else all(hits)
+        if self.kind is RuleKind.FUZZY:
             from rapidfuzz import fuzz
 
             needle = " ".join(self.pattern.lower().split())
             hay = " ".join(text.lower().split())
             return bool(fuzz.partial_ratio(needle, hay) >= FUZZY_THRESHOLD)
         assert self._regex is not None
-        if self.kind == "phrase":
+        if self.kind is RuleKind.PHRASE:
             return self._regex.search(text) is not None  # escaped words: linear time
         try:
             return self._regex.search(text, timeout=MATCH_TIMEOUT) is not None
@@ -160,20 +173,19 @@ def _probes(pattern: str) -> list[str]:
     return [c * 40 + "\x00" for c in (" ", "a", *chars)]
 
 
-def load_rules(
-    conn: sqlite3.Connection, problems: list[RuleProblem] | None = None
-) -> list[TagRule]:
+def load_rules(store: TagStore, problems: list[RuleProblem] | None = None) -> list[TagRule]:
     """Every stored rule, compiled. A stored rule that no longer compiles is logged and added to
     ``problems`` (when given) with the reason, never silently dropped."""
     rules: list[TagRule] = []
-    for rule_id, tag, kind, pattern in conn.execute(
-        "SELECT r.id, t.name, r.kind, r.pattern FROM tag_rule r JOIN tag t ON t.id = r.tag_id"
-        " ORDER BY r.id"
-    ):
+    for stored in store.rules():
         try:
-            rules.append(TagRule.compile(tag, kind, pattern, rule_id=int(rule_id)))
+            rules.append(
+                TagRule.compile(stored.tag, stored.kind, stored.pattern, rule_id=stored.rule_id)
+            )
         except KvdeskError as exc:
-            log.warning("tag rule %s of %r is not used: %s", rule_id, tag, exc)
+            log.warning("tag rule %s of %r is not used: %s", stored.rule_id, stored.tag, exc)
             if problems is not None:
-                problems.append(RuleProblem(tag, kind, pattern, str(exc), int(rule_id)))
+                problems.append(
+                    RuleProblem(stored.tag, stored.kind, stored.pattern, str(exc), stored.rule_id)
+                )
     return rules

@@ -12,6 +12,8 @@ import io
 import json
 import logging
 import os
+import re
+import sqlite3
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +31,10 @@ from kvdesk.core.extract import (
 )
 from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.vault.vault import ValueContent, Vault, path_to_db, sha256_hex
+from kvdesk.core.tags.store import TagState, TagStore
+from kvdesk.core.vault.records import ValueContent, path_to_db, sha256_hex
+from kvdesk.core.vault.values import IDENTIFIER_PREFIX, SourceRow
+from kvdesk.core.vault.vault import Vault
 
 log = logging.getLogger("kvdesk.import")
 
@@ -212,15 +217,14 @@ class Importer:
             )
             return
         raw_path = path_to_db(path)
-        conn = self.vault.conn
-        source = conn.execute(
-            "SELECT s.value_id, s.size, s.mtime_ns, s.sha256, v.identifier, v.source_path,"
-            " v.source_missing FROM source s JOIN value v ON v.id = s.value_id WHERE s.path = ?",
-            (raw_path,),
-        ).fetchone()
-        if source is not None and source[1] == info.st_size and source[2] == info.st_mtime_ns:
+        values = self.vault.values
+        source = values.source(raw_path)
+        if source is not None and (source.size, source.mtime_ns) == (
+            info.st_size,
+            info.st_mtime_ns,
+        ):
             self._source_is_back(source, raw_path)
-            self.report.unchanged.append({"path": path, "id": source[4]})
+            self.report.unchanged.append({"path": path, "id": source.identifier})
             return
         if os.path.splitext(path)[1].lower() not in SUPPORTED_SUFFIXES:
             self._skip(path, "unsupported file type")
@@ -234,14 +238,11 @@ class Importer:
             self._skip(path, str(exc))
             return
         sha = sha256_hex(data)
-        if source is not None and source[3] == sha:
+        if source is not None and source.sha256 == sha:
             with self.vault.transaction() as tx:
-                tx.execute(
-                    "UPDATE source SET size = ?, mtime_ns = ? WHERE path = ?",
-                    (info.st_size, info.st_mtime_ns, raw_path),
-                )
+                values.touch_source(tx, raw_path, info.st_size, info.st_mtime_ns)
             self._source_is_back(source, raw_path)
-            self.report.unchanged.append({"path": path, "id": source[4]})
+            self.report.unchanged.append({"path": path, "id": source.identifier})
             return
         media_type = media_type_for(path, data[:4096])
         if media_type is None:
@@ -263,45 +264,34 @@ class Importer:
             source_path=path,
             source_mtime=info.st_mtime,
         )
-        owns_source = source is not None and source[5] == raw_path
+        owns_source = source is not None and source.value_source_path == raw_path
         with self.vault.transaction() as tx:
-            if owns_source:
-                value_id = int(source[0])
-                number = self.vault.add_version(tx, value_id, content)
-                entry = {"path": path, "id": source[4], "version": number}
+            if source is not None and owns_source:
+                value_id = source.value_id
+                number = values.add_version(tx, value_id, content)
+                entry = {"path": path, "id": source.identifier, "version": number}
                 bucket = self.report.updated
             else:
-                duplicate_of = self.vault.find_by_sha(sha)
+                duplicate_of = values.find_by_sha(sha)
                 if duplicate_of is not None:
                     value_id = duplicate_of
-                    ident = tx.execute(
-                        "SELECT identifier FROM value WHERE id = ?", (value_id,)
-                    ).fetchone()[0]
-                    entry = {"path": path, "id": ident}
+                    entry = {"path": path, "id": values.identifier(value_id)}
                     bucket = self.report.duplicates
                 else:
-                    value_id, ident = self.vault.create_value(tx, content)
+                    value_id, ident = values.create_value(tx, content)
                     entry = {"path": path, "id": ident}
                     bucket = self.report.imported
-            tx.execute(
-                "INSERT INTO source(path, value_id, size, mtime_ns, sha256) VALUES (?,?,?,?,?)"
-                " ON CONFLICT(path) DO UPDATE SET value_id = excluded.value_id,"
-                " size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256",
-                (raw_path, value_id, info.st_size, info.st_mtime_ns, sha),
-            )
+            values.record_source(tx, raw_path, value_id, info.st_size, info.st_mtime_ns, sha)
         bucket.append(entry)
         log.info("%s %s %s", _VERBS[bucket is self.report.imported], entry["id"], path)
         if bucket is not self.report.duplicates and self.on_value is not None:
             self.on_value(value_id)
 
-    def _source_is_back(self, source: Any, raw_path: bytes) -> None:
+    def _source_is_back(self, source: SourceRow, raw_path: bytes) -> None:
         """A restored source file clears its value's source-missing mark."""
-        if source[6] and source[5] == raw_path:
+        if source.source_missing and source.value_source_path == raw_path:
             with self.vault.transaction() as tx:
-                tx.execute(
-                    "UPDATE value SET source_missing = 0 WHERE id = ? AND source_path = ?",
-                    (source[0], raw_path),
-                )
+                self.vault.values.set_source_missing(tx, source.value_id, raw_path, False)
 
     def _is_own_file(self, path: str, entry: os.DirEntry[str] | None) -> bool:
         """The vault file, its sidecars (-wal, -shm, .lock) and its keys folder."""
@@ -322,26 +312,16 @@ class Importer:
         ``roots`` are folders that were walked and given paths that no longer exist: sources
         at or under them that are gone are marked.
         """
-        conn = self.vault.conn
         for root in roots:
-            exact = path_to_db(root)
-            prefix = path_to_db(os.path.join(root, ""))
-            rows = conn.execute(
-                "SELECT s.path, s.value_id FROM source s"
-                " WHERE s.path = ? OR substr(s.path, 1, ?) = ?",
-                (exact, len(prefix), prefix),
-            ).fetchall()
-            gone = [
-                (bytes(p), v) for p, v in rows if bytes(p) not in seen and not os.path.exists(p)
-            ]
+            rows = self.vault.values.sources_under(
+                path_to_db(root), path_to_db(os.path.join(root, ""))
+            )
+            gone = [(p, v) for p, v in rows if p not in seen and not os.path.exists(p)]
             if not gone:
                 continue
             with self.vault.transaction() as tx:
                 for raw, value_id in gone:
-                    tx.execute(
-                        "UPDATE value SET source_missing = 1 WHERE id = ? AND source_path = ?",
-                        (value_id, raw),
-                    )
+                    self.vault.values.set_source_missing(tx, value_id, raw, True)
 
     # -- records -----------------------------------------------------------------------------
 
@@ -399,12 +379,20 @@ class Importer:
     ) -> _Stored | None:
         where = f"{file_path}:{number}"
         try:
-            record = json.loads(line)
+            record = json.loads(line, parse_constant=_refuse_constant)
         except (ValueError, RecursionError) as exc:
             self._fail(where, f"line {number} is not valid JSON: {exc}")
             return None
         if not isinstance(record, dict):
             self._fail(where, f"line {number} is not a JSON object")
+            return None
+        surrogate = _first_lone_surrogate(record)
+        if surrogate is not None:
+            self._fail(
+                where,
+                f"line {number}: {surrogate} holds an unpaired UTF-16 surrogate (\\uXXXX escape"
+                " of half a character); fix the text and import again",
+            )
             return None
         external_id = record.get("_id")
         if external_id is None or (isinstance(external_id, str) and not external_id.strip()):
@@ -415,6 +403,14 @@ class Importer:
             self._fail(where, f"line {number}: _id must be a string or an integer, not {kind}")
             return None
         external_id = str(external_id)
+        if _IDENTIFIER_LIKE.fullmatch(external_id.strip()):
+            # DOC-5 would name two documents: the fifth one stored, and this record.
+            self._fail(
+                where,
+                f"line {number}: _id {external_id!r} has the form of a kvdesk identifier"
+                f" ({IDENTIFIER_PREFIX}<number>), which would make it ambiguous; rename it",
+            )
+            return None
         if external_id in first_line:
             # Keeping both would make each run flip the value between the two lines.
             self._fail(
@@ -439,36 +435,35 @@ class Importer:
             text=text,
             metadata=metadata,
         )
-        existing = self.vault.find_by_external_id(external_id)
+        existing = self.vault.values.find_by_external_id(external_id)
         entry: dict[str, Any] = {"path": where, "external_id": external_id}
         try:
             with self.vault.transaction() as tx:
                 if existing is not None:
-                    row = tx.execute(
-                        "SELECT v.identifier, ver.sha256 FROM value v JOIN version ver"
-                        " ON ver.value_id = v.id AND ver.version = v.current_version"
-                        " WHERE v.id = ?",
-                        (existing,),
-                    ).fetchone()
-                    entry["id"] = row[0]
-                    if row[1] == content.sha256:
+                    entry["id"] = self.vault.values.identifier(existing)
+                    if self.vault.values.current_sha(existing) == content.sha256:
                         self.report.unchanged.append(entry)
                         return None
                     value_id = existing
-                    entry["version"] = self.vault.add_version(tx, value_id, content)
+                    entry["version"] = self.vault.values.add_version(tx, value_id, content)
                     bucket = self.report.updated
                 else:
-                    value_id, entry["id"] = self.vault.create_value(
+                    value_id, entry["id"] = self.vault.values.create_value(
                         tx, content, external_id=external_id
                     )
                     bucket = self.report.imported
+                tag_store = TagStore(self.vault)
                 for tag in tags:
                     try:
-                        self.vault.set_tag_state(tx, value_id, tag, "accepted", actor="import")
+                        tag_store.set_state(tx, value_id, tag, TagState.ACCEPTED, "import")
                     except KvdeskError:
                         continue  # an empty tag name in a record is ignored, not fatal
         except KvdeskError as exc:
             self._fail(where, str(exc))
+            return None
+        except (sqlite3.IntegrityError, sqlite3.DataError, ValueError) as exc:
+            # This record only (its savepoint rolled back); the batch goes on.
+            self._fail(where, f"line {number} cannot be stored: {exc}")
             return None
         return _Stored(bucket, entry, value_id)
 
@@ -492,6 +487,33 @@ class Importer:
 
 
 _VERBS = {True: "imported", False: "stored"}
+_IDENTIFIER_LIKE = re.compile(rf"{IDENTIFIER_PREFIX}\d+", re.IGNORECASE)
+
+
+def _refuse_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity (Python's parser accepts them); a record with one fails."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _first_lone_surrogate(value: Any, where: str = "the record") -> str | None:
+    """Where in a parsed record an unpaired surrogate sits (keys and values), if anywhere."""
+    if isinstance(value, str):
+        return where if _LONE_SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            label = f"field {key!r}" if where == "the record" else where
+            found = _first_lone_surrogate(key, label) or _first_lone_surrogate(item, label)
+            if found:
+                return found
+    if isinstance(value, list):
+        for item in value:
+            found = _first_lone_surrogate(item, where)
+            if found:
+                return found
+    return None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _read_regular_file(path: str, limit: int) -> bytes:

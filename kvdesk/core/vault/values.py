@@ -1,8 +1,80 @@
-"""The value tables (blob, value, version, source): what is stored, verbatim and versioned."""
+"""The value tables (blob, value, version, source): what is stored, verbatim and versioned.
+
+Longer than most modules on purpose: every statement on these four tables (schema, writes,
+reads and the integrity check) lives here and nowhere else, so one file answers "where is a
+value stored, and how is it verified".
+"""
 
 from __future__ import annotations
 
-from kvdesk.core.db import SchemaStep
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kvdesk.core.db import Connection, Database, SchemaStep
+from kvdesk.core.errors import KvdeskError, NotFoundError
+from kvdesk.core.vault.records import (
+    KeySource,
+    ValueContent,
+    ValueRecord,
+    VersionRecord,
+    clean_text,
+    now_iso,
+    path_from_db,
+    sha256_hex,
+)
+
+
+def content_digest(
+    external_id: str | None,
+    sha256: str,
+    size: int,
+    media_type: str,
+    title: str,
+    source_path: bytes | None,
+    source_mtime: float | None,
+    text: str,
+    metadata: str,
+) -> str:
+    """The hash of everything stored about one version beside its bytes (which have sha256).
+
+    ``check`` recomputes it, so a changed text, title or metadata byte is found, not trusted.
+    """
+    fields = [
+        external_id,
+        sha256,
+        size,
+        media_type,
+        title,
+        None if source_path is None else bytes(source_path).hex(),
+        None if source_mtime is None else repr(float(source_mtime)),
+        text,
+        metadata,
+    ]
+    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_DIGEST_COLUMNS = (
+    "v.external_id, ver.sha256, ver.size, ver.media_type, ver.title, ver.source_path,"
+    " ver.source_mtime, ver.text, ver.metadata"
+)
+
+
+def _backfill_digests(conn: Connection) -> None:
+    """Vaults from before schema 6: digest what is stored now (it was never checked before)."""
+    rows = conn.execute(
+        f"SELECT ver.value_id, ver.version, {_DIGEST_COLUMNS} FROM version ver"
+        " JOIN value v ON v.id = ver.value_id"
+    ).fetchall()
+    for row in rows:
+        conn.execute(
+            "UPDATE version SET digest = ? WHERE value_id = ? AND version = ?",
+            (content_digest(*row[2:]), row[0], row[1]),
+        )
+
 
 SCHEMA: tuple[SchemaStep, ...] = (
     SchemaStep(
@@ -65,4 +137,480 @@ SCHEMA: tuple[SchemaStep, ...] = (
           ON ver.value_id = v.id AND ver.version = v.current_version;
         """,
     ),
+    SchemaStep(
+        6,
+        "values",
+        # A digest of each version's text, title and metadata, verified by check.
+        """
+        ALTER TABLE version ADD COLUMN digest TEXT;
+        DROP VIEW value_current;
+        CREATE VIEW value_current AS
+        SELECT v.id, v.identifier, v.external_id, v.title, v.media_type, v.source_path,
+               v.source_missing, v.current_version, v.created_at, v.updated_at,
+               ver.sha256, ver.size, ver.source_mtime, ver.metadata, ver.text, ver.digest
+        FROM value v JOIN version ver
+          ON ver.value_id = v.id AND ver.version = v.current_version;
+        """,
+        backfill=_backfill_digests,
+    ),
 )
+
+
+IDENTIFIER_PREFIX = "DOC-"
+
+_RECORD_COLUMNS = (
+    "id, identifier, external_id, title, media_type, source_path, source_missing,"
+    " current_version, created_at, updated_at, sha256, size, source_mtime, metadata"
+)
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """What the vault knows of one source file path: the value it feeds and when it was read."""
+
+    value_id: int
+    size: int
+    mtime_ns: int
+    sha256: str
+    identifier: str
+    value_source_path: bytes | None
+    source_missing: bool
+
+
+class ValueStore:
+    """Every statement on blob, value, version and source, and the value_current view.
+
+    Writes take the caller's transaction (``tx``), so an import can group a value, its source
+    row and its tags into one atomic step; reads use this thread's connection.
+    """
+
+    def __init__(
+        self, db: Database, *, tags_of: Callable[[int], tuple[str, ...]] | None = None
+    ) -> None:
+        self._db = db
+        self._tags_of = tags_of
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def store_blob(self, tx: Connection, data: bytes, sha: str) -> None:
+        tx.execute(
+            "INSERT INTO blob(sha256, size, data) VALUES (?, ?, ?) ON CONFLICT(sha256) DO NOTHING",
+            (sha, len(data), data),
+        )
+
+    def create_value(
+        self, tx: Connection, content: ValueContent, *, external_id: str | None = None
+    ) -> tuple[int, str]:
+        """Insert a new value with its first version; returns (value id, identifier)."""
+        stamp = now_iso()
+        row = tx.execute(
+            "INSERT INTO value(identifier, external_id, title, media_type, source_path,"
+            " current_version, created_at, updated_at) VALUES ('', ?, ?, ?, ?, 1, ?, ?)"
+            " RETURNING id",
+            (
+                external_id, clean_text(content.title), content.media_type,
+                content.raw_source_path, stamp, stamp,
+            ),
+        ).fetchone()  # fmt: skip
+        value_id = int(row[0])
+        identifier = f"{IDENTIFIER_PREFIX}{value_id}"
+        tx.execute("UPDATE value SET identifier = ? WHERE id = ?", (identifier, value_id))
+        self._insert_version(tx, value_id, 1, content)
+        return value_id, identifier
+
+    def add_version(self, tx: Connection, value_id: int, content: ValueContent) -> int:
+        """Append a new version to a value; earlier versions stay retrievable."""
+        row = tx.execute(
+            "SELECT max(version) FROM version WHERE value_id = ?", (value_id,)
+        ).fetchone()
+        number = int(row[0] or 0) + 1
+        self._insert_version(tx, value_id, number, content)
+        tx.execute(
+            "UPDATE value SET current_version = ?, title = ?, media_type = ?, updated_at = ?,"
+            " source_missing = 0 WHERE id = ?",
+            (number, clean_text(content.title), content.media_type, now_iso(), value_id),
+        )
+        return number
+
+    def _insert_version(
+        self, tx: Connection, value_id: int, number: int, content: ValueContent
+    ) -> None:
+        self.store_blob(tx, content.data, content.sha256)
+        external_id = tx.execute(
+            "SELECT external_id FROM value WHERE id = ?", (value_id,)
+        ).fetchone()[0]
+        title = clean_text(content.title)
+        text = clean_text(content.text)
+        metadata = clean_text(json.dumps(content.metadata, ensure_ascii=False, default=str))
+        digest = content_digest(
+            external_id,
+            content.sha256,
+            len(content.data),
+            content.media_type,
+            title,
+            content.raw_source_path,
+            content.source_mtime,
+            text,
+            metadata,
+        )
+        tx.execute(
+            "INSERT INTO version(value_id, version, sha256, size, media_type, title, source_path,"
+            " source_mtime, text, metadata, created_at, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                value_id,
+                number,
+                content.sha256,
+                len(content.data),
+                content.media_type,
+                title,
+                content.raw_source_path,
+                content.source_mtime,
+                text,
+                metadata,
+                now_iso(),
+                digest,
+            ),
+        )
+
+    # -- sources ------------------------------------------------------------------------------
+
+    def source(self, raw_path: bytes) -> SourceRow | None:
+        row = self._db.conn.execute(
+            "SELECT s.value_id, s.size, s.mtime_ns, s.sha256, v.identifier, v.source_path,"
+            " v.source_missing FROM source s JOIN value v ON v.id = s.value_id WHERE s.path = ?",
+            (raw_path,),
+        ).fetchone()
+        if row is None:
+            return None
+        return SourceRow(
+            value_id=int(row[0]),
+            size=int(row[1]),
+            mtime_ns=int(row[2]),
+            sha256=str(row[3]),
+            identifier=str(row[4]),
+            value_source_path=None if row[5] is None else bytes(row[5]),
+            source_missing=bool(row[6]),
+        )
+
+    def touch_source(self, tx: Connection, raw_path: bytes, size: int, mtime_ns: int) -> None:
+        """The same bytes under a new size/mtime stamp (a file touched but not changed)."""
+        tx.execute(
+            "UPDATE source SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, raw_path)
+        )
+
+    def record_source(
+        self, tx: Connection, raw_path: bytes, value_id: int, size: int, mtime_ns: int, sha: str
+    ) -> None:
+        tx.execute(
+            "INSERT INTO source(path, value_id, size, mtime_ns, sha256) VALUES (?,?,?,?,?)"
+            " ON CONFLICT(path) DO UPDATE SET value_id = excluded.value_id,"
+            " size = excluded.size, mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256",
+            (raw_path, value_id, size, mtime_ns, sha),
+        )
+
+    def set_source_missing(
+        self, tx: Connection, value_id: int, raw_path: bytes, missing: bool
+    ) -> None:
+        """Mark (or clear) a value whose own source file is gone; other paths do not count."""
+        tx.execute(
+            "UPDATE value SET source_missing = ? WHERE id = ? AND source_path = ?",
+            (int(missing), value_id, raw_path),
+        )
+
+    def sources_under(self, exact: bytes, prefix: bytes) -> list[tuple[bytes, int]]:
+        """Source rows at ``exact`` or under the folder ``prefix`` (raw path bytes)."""
+        rows = self._db.conn.execute(
+            "SELECT path, value_id FROM source WHERE path = ? OR substr(path, 1, ?) = ?",
+            (exact, len(prefix), prefix),
+        ).fetchall()
+        return [(bytes(p), int(v)) for p, v in rows]
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> int:
+        """Turn anything a user may type for a value (identifier, external id) into its id."""
+        text = ref.strip()
+        conn = self._db.conn
+        row = conn.execute("SELECT id FROM value WHERE identifier = ?", (text,)).fetchone()
+        if row is None:
+            row = conn.execute("SELECT id FROM value WHERE external_id = ?", (text,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no document with identifier or external id {ref!r}")
+        return int(row[0])
+
+    def get(self, ref: str | int) -> ValueRecord:
+        value_id = ref if isinstance(ref, int) else self.resolve(ref)
+        row = self._db.conn.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM value_current WHERE id = ?", (value_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no document with id {value_id}")
+        return self._record(row, with_tags=True)
+
+    def list_values(self, *, limit: int | None = None, offset: int = 0) -> list[ValueRecord]:
+        sql = f"SELECT {_RECORD_COLUMNS} FROM value_current ORDER BY id"
+        params: tuple[int, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params = (limit, offset)
+        return [self._record(r) for r in self._db.conn.execute(sql, params)]
+
+    def count(self) -> int:
+        return int(self._db.conn.execute("SELECT count(*) FROM value").fetchone()[0])
+
+    def identifier(self, value_id: int) -> str:
+        row = self._db.conn.execute(
+            "SELECT identifier FROM value WHERE id = ?", (value_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no document with id {value_id}")
+        return str(row[0])
+
+    def identifiers(self) -> dict[int, str]:
+        return {
+            int(i): str(s) for i, s in self._db.conn.execute("SELECT id, identifier FROM value")
+        }
+
+    def external_ids(self) -> dict[int, str]:
+        """``value id`` → external id, for values imported from records (with an ``_id``)."""
+        return {
+            int(i): str(e)
+            for i, e in self._db.conn.execute(
+                "SELECT id, external_id FROM value WHERE external_id IS NOT NULL"
+            )
+        }
+
+    def current_versions(self) -> dict[int, int]:
+        """``value id`` → current version number, for key catch-up."""
+        return {
+            int(i): int(v)
+            for i, v in self._db.conn.execute("SELECT id, current_version FROM value")
+        }
+
+    def key_states(self) -> dict[int, tuple[str | None, str, str]]:
+        """``value id`` → (version digest, identifier, updated_at): what keys are built from."""
+        return {
+            int(r[0]): (r[1], str(r[2]), str(r[3]))
+            for r in self._db.conn.execute(
+                "SELECT id, digest, identifier, updated_at FROM value_current"
+            )
+        }
+
+    def current_sha(self, value_id: int) -> str | None:
+        row = self._db.conn.execute(
+            "SELECT sha256 FROM value_current WHERE id = ?", (value_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def versions(self, value_id: int) -> list[VersionRecord]:
+        rows = self._db.conn.execute(
+            "SELECT version, sha256, size, media_type, title, source_path, source_mtime,"
+            " created_at FROM version WHERE value_id = ? ORDER BY version",
+            (value_id,),
+        ).fetchall()
+        return [
+            VersionRecord(
+                version=r[0],
+                sha256=r[1],
+                size=r[2],
+                media_type=r[3],
+                title=r[4],
+                source_path=path_from_db(r[5]),
+                source_mtime=r[6],
+                created_at=r[7],
+            )
+            for r in rows
+        ]
+
+    def text(self, value_id: int, version: int | None = None) -> str:
+        row = self._db.conn.execute(
+            "SELECT text FROM version WHERE value_id = ? AND version ="
+            " coalesce(?, (SELECT current_version FROM value WHERE id = ?))",
+            (value_id, version, value_id),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no version {version} of document {value_id}")
+        return str(row[0])
+
+    def original_bytes(self, value_id: int, version: int | None = None) -> bytes:
+        row = self._db.conn.execute(
+            "SELECT b.data, b.sha256 FROM version ver JOIN blob b ON b.sha256 = ver.sha256"
+            " WHERE ver.value_id = ? AND ver.version ="
+            " coalesce(?, (SELECT current_version FROM value WHERE id = ?))",
+            (value_id, version, value_id),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no version {version} of document {value_id}")
+        data = bytes(row[0])
+        if sha256_hex(data) != row[1]:
+            raise KvdeskError(f"stored bytes of document {value_id} fail their sha256 check")
+        return data
+
+    def find_by_sha(self, sha: str) -> int | None:
+        row = self._db.conn.execute(
+            "SELECT id FROM value_current WHERE sha256 = ? ORDER BY id LIMIT 1", (sha,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def find_by_external_id(self, external_id: str) -> int | None:
+        row = self._db.conn.execute(
+            "SELECT id FROM value WHERE external_id = ?", (external_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def key_sources(self, value_ids: Sequence[int]) -> list[KeySource]:
+        """What the keys of ``value_ids`` are built from (current versions), in id order."""
+        out: list[KeySource] = []
+        for start in range(0, len(value_ids), 500):
+            batch = list(value_ids[start : start + 500])
+            rows = self._db.conn.execute(
+                "SELECT id, current_version, identifier, external_id, title, media_type,"
+                " source_path, updated_at, source_mtime, text, digest FROM value_current"
+                f" WHERE id IN ({','.join('?' * len(batch))}) ORDER BY id",
+                batch,
+            ).fetchall()
+            out.extend(
+                KeySource(
+                    value_id=int(r[0]),
+                    version=int(r[1]),
+                    identifier=r[2],
+                    external_id=r[3],
+                    title=r[4],
+                    media_type=r[5],
+                    source_path=path_from_db(r[6]),
+                    updated_at=r[7],
+                    source_mtime=r[8],
+                    text=r[9],
+                    digest=r[10],
+                )
+                for r in rows
+            )
+        return out
+
+    def filtered_ids(
+        self,
+        *,
+        media_types: Sequence[str] = (),
+        media_prefixes: Sequence[str] = (),
+        before: str | None = None,
+        after: str | None = None,
+    ) -> set[int]:
+        """Values whose current version passes type and date filters (dates: ISO strings).
+
+        A value's date is its source file's modification time, else when it was last updated.
+        """
+        clauses: list[str] = []
+        params: list[Any] = []
+        if media_types or media_prefixes:
+            ors = []
+            if media_types:
+                ors.append(f"media_type IN ({','.join('?' * len(media_types))})")
+                params += list(media_types)
+            for prefix in media_prefixes:
+                ors.append("media_type LIKE ?")
+                params.append(prefix + "%")
+            clauses.append("(" + " OR ".join(ors) + ")")
+        date_expr = "coalesce(datetime(source_mtime, 'unixepoch'), datetime(updated_at))"
+        if before is not None:
+            clauses.append(f"{date_expr} < ?")
+            params.append(before)
+        if after is not None:
+            clauses.append(f"{date_expr} >= ?")
+            params.append(after)
+        sql = "SELECT id FROM value_current"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return {int(r[0]) for r in self._db.conn.execute(sql, params)}
+
+    def _record(self, row: Any, *, with_tags: bool = False) -> ValueRecord:
+        return ValueRecord(
+            id=row["id"],
+            identifier=row["identifier"],
+            external_id=row["external_id"],
+            title=row["title"],
+            media_type=row["media_type"],
+            source_path=path_from_db(row["source_path"]),
+            source_missing=bool(row["source_missing"]),
+            version=row["current_version"],
+            sha256=row["sha256"],
+            size=row["size"],
+            source_mtime=row["source_mtime"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            metadata=json.loads(row["metadata"]),
+            tags=self._tags_of(row["id"]) if with_tags and self._tags_of else (),
+        )
+
+    # -- integrity ----------------------------------------------------------------------------
+
+    def verify(self, value_id: int) -> str | None:
+        """None if what is stored about ``value_id``'s current version is intact, else why not."""
+        row = self._db.conn.execute(
+            f"SELECT v.identifier, v.current_version, ver.digest, {_DIGEST_COLUMNS}"
+            " FROM value v JOIN version ver ON ver.value_id = v.id"
+            " AND ver.version = v.current_version WHERE v.id = ?",
+            (value_id,),
+        ).fetchone()
+        if row is None:
+            return f"document {value_id}: its current version is missing"
+        return _version_problem(row[0], row[1], row[2], row[3:])
+
+    def check(self) -> tuple[int, str, list[str]]:
+        """Re-hash every stored byte string and every version's digest; per-document problems.
+
+        Returns (values, digest of the current versions' sha256s, problems).
+        """
+        conn = self._db.conn
+        problems: list[str] = []
+        for sha, data in conn.execute("SELECT sha256, data FROM blob"):
+            if sha256_hex(bytes(data)) != sha:
+                owners = [
+                    str(r[0])
+                    for r in self._db.conn.execute(
+                        "SELECT DISTINCT v.identifier FROM version ver"
+                        " JOIN value v ON v.id = ver.value_id WHERE ver.sha256 = ?",
+                        (sha,),
+                    )
+                ]
+                who = ", ".join(owners) or f"sha256 {sha[:12]}…"
+                problems.append(f"{who}: stored bytes do not match their sha256")
+        for ident, version in conn.execute(
+            "SELECT v.identifier, v.current_version FROM value v LEFT JOIN version ver"
+            " ON ver.value_id = v.id AND ver.version = v.current_version WHERE ver.value_id IS NULL"
+        ):
+            problems.append(f"{ident}: current version {version} is missing")
+        for row in conn.execute(
+            f"SELECT v.identifier, ver.version, ver.digest, {_DIGEST_COLUMNS}"
+            " FROM version ver JOIN value v ON v.id = ver.value_id ORDER BY v.id, ver.version"
+        ):
+            problem = _version_problem(row[0], row[1], row[2], row[3:])
+            if problem:
+                problems.append(problem)
+        for value_id, ident, title, media, vtitle, vmedia in conn.execute(
+            "SELECT v.id, v.identifier, v.title, v.media_type, ver.title, ver.media_type"
+            " FROM value v JOIN version ver ON ver.value_id = v.id"
+            " AND ver.version = v.current_version ORDER BY v.id"
+        ):
+            if ident != f"{IDENTIFIER_PREFIX}{value_id}":
+                problems.append(f"document {value_id}: its identifier was changed to {ident!r}")
+            elif (title, media) != (vtitle, vmedia):
+                problems.append(f"{ident}: title or type differs from its current version")
+        digest = hashlib.sha256()
+        count = 0
+        for (sha,) in conn.execute("SELECT sha256 FROM value_current ORDER BY id"):
+            digest.update(str(sha).encode("ascii", "replace"))
+            count += 1
+        return count, digest.hexdigest(), problems
+
+
+def _version_problem(
+    identifier: str, version: int, stored: str | None, fields: Sequence[Any]
+) -> str | None:
+    if stored is None:
+        return f"{identifier}: version {version} has no digest"
+    if content_digest(*fields) != stored:
+        return (
+            f"{identifier}: the stored text, title or metadata of version {version} changed"
+            " since it was written"
+        )
+    return None

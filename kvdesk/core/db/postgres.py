@@ -1,0 +1,293 @@
+"""PostgreSQL behind the storage seam: the same store code that runs on a vault's SQLite.
+
+A :class:`PostgresDatabase` satisfies :class:`kvdesk.core.db.Database` over psycopg 3: one
+connection per thread, ``transaction()`` as BEGIN ... COMMIT with nested SAVEPOINTs (as the
+vault's), ``?`` placeholders, and rows readable by index and by column name (as ``sqlite3.Row``).
+Where the two engines' Python values differ, the adapter makes PostgreSQL's look like SQLite's:
+``bool`` parameters are stored as 0/1 and NUMERIC results come back as ``int`` or ``float``.
+
+:func:`create_schema` creates or migrates the team tables: every schema step whose engines
+include ``postgresql``, version by version, in one transaction, with the version kept in the
+one-row table ``kvdesk_schema``. psycopg is optional (``pip install 'kvdesk[team]'``):
+it is imported when a database is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kvdesk.core.db import POSTGRESQL, Database, Dialect
+from kvdesk.core.errors import KvdeskError, VaultFormatError
+from kvdesk.core.schema import SCHEMA_VERSION, steps_for
+
+if TYPE_CHECKING:
+    import psycopg
+
+# Serialises migrations of one database (two desks opening a fresh team database at once).
+_MIGRATION_LOCK = 0x6B766462  # "kvdb"
+
+# Run before the steps: what the DDL templates rely on that PostgreSQL lacks. json_valid is
+# STRICT like SQLite's (NULL in, NULL out: a CHECK on NULL passes on both).
+PREAMBLE: tuple[str, ...] = (
+    "CREATE EXTENSION IF NOT EXISTS citext",
+    """
+    CREATE OR REPLACE FUNCTION json_valid(doc text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE STRICT AS $body$
+    BEGIN
+        PERFORM doc::json;
+        RETURN true;
+    EXCEPTION WHEN others THEN
+        RETURN false;
+    END
+    $body$
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS kvdesk_schema (
+        one INTEGER PRIMARY KEY DEFAULT 1 CHECK (one = 1),
+        version INTEGER NOT NULL
+    )
+    """,
+)
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise KvdeskError("PostgreSQL support needs psycopg 3: pip install 'kvdesk[team]'") from exc
+    return psycopg
+
+
+# Quoted text and comments, where a ? is not a placeholder.
+_QUOTED = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*)""")
+
+
+@functools.lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """The stores' SQL in psycopg's terms: ``?`` placeholders become ``%s`` and every literal
+    ``%`` becomes ``%%`` (psycopg reads % even inside quotes)."""
+    parts = _QUOTED.split(sql)
+    for i, part in enumerate(parts):
+        part = part.replace("%", "%%")
+        parts[i] = part if i % 2 else part.replace("?", "%s")
+    return "".join(parts)
+
+
+class Row(tuple[Any, ...]):
+    """A result row read by position or by column name, like ``sqlite3.Row``."""
+
+    _names: tuple[str, ...] = ()
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self._names.index(key))
+            except ValueError:
+                lowered = key.lower()
+                for i, name in enumerate(self._names):
+                    if name.lower() == lowered:
+                        return tuple.__getitem__(self, i)
+                raise IndexError(f"no such column: {key}") from None
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+@functools.lru_cache(maxsize=512)
+def _row_type(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"_names": names, "__slots__": ()})
+
+
+def _row_factory(cursor: Any) -> Any:
+    row_type = _row_type(tuple(col.name for col in cursor.description or ()))
+
+    def make(values: Sequence[Any]) -> Row:
+        return row_type(values)
+
+    return make
+
+
+class PgConnection:
+    """One thread's psycopg connection, speaking the stores' ``?`` dialect of DB-API."""
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        # Always pass a sequence: psycopg then reads %% in the query as a literal %.
+        return self.raw.execute(translate(sql), tuple(parameters))
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Any:
+        cursor = self.raw.cursor()
+        cursor.executemany(translate(sql), [tuple(p) for p in seq_of_parameters])
+        return cursor
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@functools.cache
+def _adapters() -> tuple[type[Any], type[Any]]:
+    """psycopg adapters that give stores values as SQLite does: no booleans (0/1), no Decimal."""
+    psycopg = _psycopg()
+    from psycopg.adapt import Dumper, Loader
+
+    class BoolAsInt(Dumper):
+        oid = psycopg.adapters.types["int8"].oid
+
+        def dump(self, obj: Any) -> bytes:
+            return b"1" if obj else b"0"
+
+    class NumericAsNumber(Loader):
+        def load(self, data: Any) -> Any:
+            text = bytes(data).decode("ascii")
+            try:
+                return int(text)
+            except ValueError:
+                return float(text)
+
+    return BoolAsInt, NumericAsNumber
+
+
+class PostgresDatabase:
+    """A PostgreSQL database as a :class:`kvdesk.core.db.Database`.
+
+    ``conninfo`` is a libpq connection string or URI. Connections are opened per thread on
+    first use, in autocommit mode; :meth:`transaction` groups writes.
+    """
+
+    def __init__(self, conninfo: str) -> None:
+        self._psycopg = _psycopg()
+        self.conninfo = conninfo
+        self._local = threading.local()
+        self._connections: list[PgConnection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def dialect(self) -> Dialect:
+        return POSTGRESQL
+
+    @property
+    def conn(self) -> PgConnection:
+        """This thread's connection."""
+        if self._closed:
+            raise KvdeskError("the database is closed")
+        conn: PgConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                raw = self._psycopg.connect(
+                    self.conninfo, autocommit=True, row_factory=_row_factory
+                )
+            except self._psycopg.Error as exc:
+                raise KvdeskError(f"cannot connect to PostgreSQL: {exc}") from exc
+            bool_dumper, numeric_loader = _adapters()
+            raw.adapters.register_dumper(bool, bool_dumper)
+            raw.adapters.register_loader("numeric", numeric_loader)
+            conn = PgConnection(raw)
+            with self._lock:
+                self._connections.append(conn)
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[PgConnection]:
+        """One atomic write: BEGIN ... COMMIT, rolled back on any error; nested use becomes a
+        SAVEPOINT, so an inner failure undoes only its own part."""
+        conn = self.conn
+        depth: int = getattr(self._local, "tx_depth", 0)
+        if depth:
+            name = f"sp{depth}"
+            conn.execute(f"SAVEPOINT {name}")
+            self._local.tx_depth = depth + 1
+            try:
+                yield conn
+            except BaseException:
+                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+                raise
+            else:
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+            finally:
+                self._local.tx_depth = depth
+            return
+        conn.execute("BEGIN")
+        self._local.tx_depth = 1
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self._local.tx_depth = 0
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            for conn in self._connections:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._connections.clear()
+
+    def __enter__(self) -> PostgresDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def schema_version(db: PostgresDatabase) -> int:
+    """The schema version the database is at (0: no kvdesk tables yet)."""
+    found = db.conn.execute("SELECT to_regclass('kvdesk_schema') IS NOT NULL").fetchone()
+    if not found[0]:
+        return 0
+    row = db.conn.execute("SELECT version FROM kvdesk_schema").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def create_schema(db: PostgresDatabase, *, target: int = SCHEMA_VERSION) -> tuple[int, ...]:
+    """Create or migrate the team tables up to ``target`` (normally the newest); returns the
+    versions applied (none: already there).
+
+    One transaction (PostgreSQL's DDL is transactional): a failed step leaves the database at
+    the version it had. Idempotent, and safe from several desks at once (an advisory lock).
+    """
+    if schema_version(db) == target:
+        return ()
+    applied: list[int] = []
+    with db.transaction() as tx:
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        for statement in PREAMBLE:
+            tx.execute(statement)
+        current = schema_version(db)
+        if current > SCHEMA_VERSION:
+            raise VaultFormatError(
+                f"the team database was written by a newer kvdesk (schema {current}); "
+                f"this kvdesk understands up to {SCHEMA_VERSION}"
+            )
+        for number in range(current + 1, min(target, SCHEMA_VERSION) + 1):
+            for step in steps_for(number, POSTGRESQL.name):
+                for statement in step.statements(POSTGRESQL):
+                    tx.execute(statement)
+            applied.append(number)
+        if applied:
+            tx.execute(
+                "INSERT INTO kvdesk_schema(one, version) VALUES (1, ?)"
+                " ON CONFLICT(one) DO UPDATE SET version = excluded.version",
+                (applied[-1],),
+            )
+    return tuple(applied)
+
+
+if TYPE_CHECKING:
+
+    def _satisfies_the_protocol(db: PostgresDatabase) -> Database:
+        return db  # mypy checks PostgresDatabase against kvdesk.core.db.Database here
