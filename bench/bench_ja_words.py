@@ -37,7 +37,7 @@ def main() -> int:
     collection = load_collection(args.collection)
     kb = KnowledgeBase.open(args.vault)
     kb.import_records(collection.corpus_path)  # incremental: a no-op when already there
-    ext = {int(k): str(v) for k, v in kb.vault.conn.execute("SELECT id, external_id FROM value")}
+    ext = kb.values.external_ids()
     qids = list(collection.queries)
     tune, held = split_queries(qids, args.seed)
     shipped = LexicalIndex.JA_WORDS_BOOST
@@ -45,7 +45,7 @@ def main() -> int:
     for weight in WEIGHTS:
         LexicalIndex.JA_WORDS_BOOST = weight
         runs = {
-            q: [ext[vid] for vid, _score in kb.retriever.rank_ids(text, mode="lexical", k=100)]
+            q: [ext[vid] for vid, _score in kb.rank_ids(text, mode="lexical", k=100)]
             for q, text in collection.queries.items()
         }
         results[str(weight)] = {

@@ -58,7 +58,7 @@ def run_collection(name: str, folder: Path, work: Path, seed: int) -> dict[str, 
     built = kb.build_dense_keys()
     dense_s = time.perf_counter() - t1
     status = kb.dense_status()
-    ext = {int(k): str(v) for k, v in kb.vault.conn.execute("SELECT id, external_id FROM value")}
+    ext = kb.values.external_ids()
     qids = list(collection.queries)
     tune, held = split_queries(qids, seed)
 
@@ -71,12 +71,12 @@ def run_collection(name: str, folder: Path, work: Path, seed: int) -> dict[str, 
     for qid in qids:
         text = collection.queries[qid]
         s = time.perf_counter()
-        kb.retriever.rank_ids(text, mode="lexical", k=100)
+        kb.rank_ids(text, mode="lexical", k=100)
         latency["lexical"].append((time.perf_counter() - s) * 1000)
         s = time.perf_counter()
-        kb.retriever.rank_ids(text, mode="hybrid", k=100)
+        kb.rank_ids(text, mode="hybrid", k=100)
         latency["hybrid"].append((time.perf_counter() - s) * 1000)
-        gathered[qid] = kb.retriever.gather(parse_query(text), "hybrid", 100, details=False)
+        gathered[qid] = kb._retriever.gather(parse_query(text), "hybrid", 100, details=False)
     lists: dict[str, dict[str, list[int]]] = {"lexical": {}, "dense": {}}
     for qid, g in gathered.items():
         cands = list(g.candidates.values())
@@ -92,9 +92,8 @@ def run_collection(name: str, folder: Path, work: Path, seed: int) -> dict[str, 
     scores["rrf_k60"] = score_run(rrf_runs, collection.qrels).to_json()
 
     def hybrid_runs(params: FusionParams) -> dict[str, list[str]]:
-        return {
-            q: ids([r.value_id for r in kb.retriever.fuse(gathered[q], params)[:100]]) for q in qids
-        }
+        fuse = kb._retriever.fuse  # the tuning experiment re-fuses gathered candidates
+        return {q: ids([r.value_id for r in fuse(gathered[q], params)[:100]]) for q in qids}
 
     shipped = FusionParams()
     shipped_runs = hybrid_runs(shipped)

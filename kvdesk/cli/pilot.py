@@ -50,10 +50,10 @@ def cmd_pilot_switch(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_pilot_mark(args: argparse.Namespace, out: TextIO) -> int:
     with open_kb(args) as kb:
-        value_id = kb.vault.values.resolve(args.doc) if args.doc else None
+        value_id = kb.values.resolve(args.doc) if args.doc else None
         session = kb.pilot.mark(args.session, args.outcome, value_id)
         doc = (
-            kb.vault.values.get(session.found_value_id).identifier
+            kb.values.get(session.found_value_id).identifier
             if session.found_value_id
             else None
         )
@@ -171,12 +171,8 @@ def cmd_golden_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_golden_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from kvdesk.core.golden.protocol import evaluate
-
     with open_kb(args) as kb:
-        result = evaluate(
-            kb.golden, kb.vault, kb.keys, args.name, args.key_set or None, mode=args.mode
-        )
+        result = kb.evaluate_golden(args.name, args.key_set or None, mode=args.mode)
     if args.json:
         _json(result.to_json(), out)
         return 0

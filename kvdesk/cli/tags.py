@@ -35,14 +35,14 @@ def cmd_suggest(args: argparse.Namespace, out: TextIO) -> int:
         if args.untagged:
             ids = suggester.untagged()
         elif args.ids:
-            ids = [kb.vault.values.resolve(ref) for ref in args.ids]
+            ids = [kb.values.resolve(ref) for ref in args.ids]
         else:
             raise KvdeskError("name documents (ID ...) or pass --untagged")
         for vid in ids:
             suggestions = suggester.suggest(vid, k=args.k)
             if args.save:
                 suggester.record_suggestions(vid, suggestions)
-            record = kb.vault.values.get(vid)
+            record = kb.values.get(vid)
             if args.json:
                 out.write(
                     json.dumps(
@@ -70,9 +70,9 @@ def cmd_suggest(args: argparse.Namespace, out: TextIO) -> int:
 
 def _set_state(args: argparse.Namespace, out: TextIO, state: str) -> int:
     with open_kb(args) as kb:
-        vid = kb.vault.values.resolve(args.id)
+        vid = kb.values.resolve(args.id)
         kb.tags.set_state(vid, args.tag, state, actor=args.actor)
-        ident = kb.vault.values.get(vid).identifier
+        ident = kb.values.get(vid).identifier
     verb = "accepted" if state == "accepted" else "rejected"
     out.write(f"{ident}: {verb} {terminal_safe(args.tag)}\n")
     return 0

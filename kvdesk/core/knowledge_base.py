@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from kvdesk.core.errors import VaultBusyError
 from kvdesk.core.extract import Limits
+from kvdesk.core.golden.protocol import GoldenEvaluation, evaluate
 from kvdesk.core.golden.store import GoldenStore
 from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
 from kvdesk.core.paths import default_vault_path
@@ -40,9 +41,9 @@ class KnowledgeBase:
         threads: int | None = None,
         fusion: FusionParams | None = None,
     ) -> None:
-        self.vault = vault
-        self.keys = KeyManager(vault, model=model, threads=threads)
-        self.retriever = Retriever(vault, self.keys, fusion)
+        self._vault = vault
+        self._keys = KeyManager(vault, model=model, threads=threads)
+        self._retriever = Retriever(vault, self._keys, fusion)
 
     @classmethod
     def open(
@@ -60,29 +61,29 @@ class KnowledgeBase:
 
     @property
     def path(self) -> Path:
-        return self.vault.path
+        return self._vault.path
 
     # -- the managers: what the CLI and the GUI hold ------------------------------------------
 
     @functools.cached_property
     def settings(self) -> SettingStore:
-        return SettingStore(self.vault)
+        return SettingStore(self._vault)
 
     @functools.cached_property
     def pilot(self) -> PilotLog:
         def dense_key_set() -> int | None:  # recorded with each pilot query
-            key_set = self.keys.active_key_set()
+            key_set = self._keys.active_key_set()
             return None if key_set is None else key_set.id
 
-        return PilotLog(self.vault, key_set=dense_key_set)
+        return PilotLog(self._vault, key_set=dense_key_set)
 
     @functools.cached_property
     def golden(self) -> GoldenStore:
-        return GoldenStore(self.vault, self.vault.values, self.pilot)
+        return GoldenStore(self._vault, self._vault.values, self.pilot)
 
     def close(self) -> None:
-        self.keys.close()
-        self.vault.close()
+        self._keys.close()
+        self._vault.close()
 
     def __enter__(self) -> KnowledgeBase:
         return self
@@ -120,11 +121,11 @@ class KnowledgeBase:
     ) -> Importer:
         """An importer whose every committed value gets its lexical keys at once."""
         return Importer(
-            self.vault,
+            self._vault,
             limits=limits,
             progress=progress,
             cancel=cancel,
-            on_value=self.keys.value_changed,
+            on_value=self._keys.value_changed,
         )
 
     @contextmanager
@@ -134,11 +135,11 @@ class KnowledgeBase:
         The vault lock is what a second writer waits on; the key index writer is only ever
         taken inside it, and handed back afterwards so the next writer is not refused by it.
         """
-        with self.vault.writing():
+        with self._vault.writing():
             deadline = time.monotonic() + WRITER_WAIT_SECONDS
             while True:
                 try:
-                    self.keys.open_writer()
+                    self._keys.open_writer()
                     break
                 except VaultBusyError as exc:
                     # Another process still holds the key index (a search catching up, or a
@@ -146,41 +147,44 @@ class KnowledgeBase:
                     if time.monotonic() >= deadline:
                         raise VaultBusyError(
                             f"vault is busy: another kvdesk process is updating the keys of "
-                            f"{self.vault.path}; try again when it has finished"
+                            f"{self._vault.path}; try again when it has finished"
                         ) from exc
                     time.sleep(0.1)
             try:
                 yield
             finally:
-                self.keys.flush()
-                self.keys.close()  # releases the key index writer; searches reopen it to read
+                self._keys.flush()
+                self._keys.close()  # releases the key index writer; searches reopen it to read
 
     # -- tags -----------------------------------------------------------------------------------
 
     @functools.cached_property
     def tags(self) -> TagManager:
         return TagManager(
-            self.vault,
-            self.vault.values,
+            self._vault,
+            self._vault.values,
             self.settings,
-            keys=self.keys,
+            keys=self._keys,
             on_change=self._tags_changed,
         )
 
     def _tags_changed(self, value_ids: Collection[int]) -> None:
-        """The one path from a tag change to its keys: re-key the values, then commit."""
-        with self.vault.writing():
+        """The one path from a tag change to its keys: re-key the values, then commit.
+
+        Under the same writer protocol as an import, and the key index writer is handed back
+        afterwards, so an idle app never keeps the command line from writing.
+        """
+        with self._writing():
             for value_id in value_ids:
-                self.keys.value_changed(value_id)
-            self.keys.flush()
+                self._keys.value_changed(value_id)
 
     def set_tag(self, ref: str | int, tag: str, state: str = "accepted", actor: str = "") -> None:
         """Accept, suggest or reject a tag on a value; its tag and lexical keys update at once."""
-        value_id = ref if isinstance(ref, int) else self.vault.values.resolve(ref)
+        value_id = ref if isinstance(ref, int) else self._vault.values.resolve(ref)
         self.tags.set_state(value_id, tag, state, actor)
 
     def remove_tag(self, ref: str | int, tag: str) -> None:
-        value_id = ref if isinstance(ref, int) else self.vault.values.resolve(ref)
+        value_id = ref if isinstance(ref, int) else self._vault.values.resolve(ref)
         self.tags.remove(value_id, tag)
 
     def all_tags(self) -> list[str]:
@@ -189,13 +193,13 @@ class KnowledgeBase:
     # -- keys -----------------------------------------------------------------------------------
 
     def dense_status(self) -> DenseStatus:
-        return self.keys.dense_status()
+        return self._keys.dense_status()
 
     def build_dense_keys(
         self, *, progress: ProgressSink = no_progress, cancel: CancelToken | None = None
     ) -> int:
         """Compute missing dense keys of the active key set (resumable, cancellable)."""
-        return self.keys.build_dense(progress=progress, cancel=cancel)
+        return self._keys.build_dense(progress=progress, cancel=cancel)
 
     def rekey(
         self,
@@ -206,50 +210,71 @@ class KnowledgeBase:
         cancel: CancelToken | None = None,
     ) -> KeySet:
         """Build (or complete) a dense key set for ``model``; switch to it unless told not to."""
-        return self.keys.rekey(model, activate=activate, progress=progress, cancel=cancel)
+        return self._keys.rekey(model, activate=activate, progress=progress, cancel=cancel)
 
     def key_sets(self) -> list[KeySet]:
-        return self.keys.key_sets()
+        return self._keys.key_sets()
 
     def activate_key_set(self, key_set_id: int) -> KeySet:
         """Atomically switch search to a complete key set (candidate or retired); no rebuild."""
-        return self.keys.activate(key_set_id)
+        return self._keys.activate(key_set_id)
 
     def drop_key_set(self, key_set_id: int) -> int:
         """Delete a non-active key set's vectors; returns the number of passages removed."""
-        return self.keys.drop(key_set_id)
+        return self._keys.drop(key_set_id)
 
     # -- search ---------------------------------------------------------------------------------
 
     def search(
         self, query: str, *, k: int = 10, mode: str = "hybrid", details: bool = True
     ) -> SearchResult:
-        return self.retriever.search(query, k=k, mode=mode, details=details)
+        return self._retriever.search(query, k=k, mode=mode, details=details)
 
     # -- for the command line: what it used to reach through vault/keys/retriever for ---------
 
     @property
     def values(self) -> ValueStore:
         """The stored values: resolve an identifier, get, versions, text, original bytes, list."""
-        return self.vault.values
+        return self._vault.values
 
     def check(self) -> CheckReport:
         """Verify the vault: SQLite integrity and the sha256 of every stored byte string."""
-        return self.vault.check()
+        return self._vault.check()
 
     def key_set_status(self, key_set: KeySet) -> DenseStatus:
         """How many values ``key_set`` has keyed (any key set, not only the active one)."""
-        return self.keys.dense_status(key_set)
+        return self._keys.dense_status(key_set)
 
     def passage_count(self, key_set: KeySet) -> int:
-        return self.keys.passage_count(key_set)
+        return self._keys.passage_count(key_set)
 
     def rank_ids(
         self, query: str, *, mode: str = "hybrid", k: int = 100
     ) -> list[tuple[int, float]]:
         """Ranked (value id, score), no snippets or explanations: for evaluation runs."""
-        return self.retriever.rank_ids(query, mode=mode, k=k)
+        return self._retriever.rank_ids(query, mode=mode, k=k)
 
     def key_notices(self) -> tuple[str, ...]:
         """Keys set aside and rebuilt since opening (damaged, or from another vault): say once."""
-        return self.keys.notices
+        return self._keys.notices
+
+    def catch_up_keys(self) -> int:
+        """Bring the lexical keys in step with the vault now (the app does this on open).
+
+        Returns how many values were re-keyed; the key index writer is released afterwards.
+        """
+        with self._writing():
+            return self._keys.sync_lexical()
+
+    def provider(self) -> str | None:
+        """The execution provider the active dense key set's model runs on (loads the model)."""
+        key_set = self._keys.active_key_set()
+        if key_set is None:
+            return None
+        return self._keys.embedder_for(key_set).provider_info.provider
+
+    def evaluate_golden(
+        self, name: str, key_set_ids: Sequence[int] | None = None, *, mode: str = "hybrid"
+    ) -> GoldenEvaluation:
+        """A/B the key sets on the golden set ``name`` (see :mod:`kvdesk.core.golden.protocol`)."""
+        return evaluate(self.golden, self._vault, self._keys, name, key_set_ids, mode=mode)

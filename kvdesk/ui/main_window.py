@@ -537,12 +537,12 @@ class MainWindow(QMainWindow):
 
     def show_in_viewer(self, hit: Hit) -> None:
         try:
-            record = self.session.kb.vault.values.get(hit.value_id)
-            text = self.session.kb.vault.values.text(hit.value_id)
+            record = self.session.kb.values.get(hit.value_id)
+            text = self.session.kb.values.text(hit.value_id)
         except KvdeskError as exc:
             self._show_error(str(exc))
             return
-        vault, value_id = self.session.kb.vault, hit.value_id
+        values, value_id = self.session.kb.values, hit.value_id
         terms: list[str] = []
         if hit.explanation.lexical is not None and hit.explanation.lexical.terms:
             # The words that really matched (stop words like "I" or "do" never do).
@@ -552,7 +552,7 @@ class MainWindow(QMainWindow):
                 self.last_outcome.result.parsed if self.last_outcome is not None else None
             ) or parse_query(self.compose_query())
             terms = [t for t in (*parsed.terms, *parsed.phrases) if len(t) >= 3 or has_cjk(t)]
-        self.viewer.show_value(record, text, lambda: vault.values.original_bytes(value_id), terms)
+        self.viewer.show_value(record, text, lambda: values.original_bytes(value_id), terms)
         self._start_view(hit)
 
     @Slot(int, int, int)

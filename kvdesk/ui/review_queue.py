@@ -292,7 +292,7 @@ class ReviewQueue(QWidget):
         def run(_report: object, cancel: Any) -> ReviewBatch:
             untagged = list(suggester.untagged())  # type: ignore[attr-defined]
             seen = set(untagged)
-            others = [r.id for r in kb.vault.values.list_values() if r.id not in seen]
+            others = [r.id for r in kb.values.list_values() if r.id not in seen]
             ids = (untagged + others)[:cap]
             entries: list[ReviewEntry] = []
             for vid in ids:
@@ -304,7 +304,7 @@ class ReviewQueue(QWidget):
                 ]
                 if not suggestions:
                     continue
-                record = kb.vault.values.get(vid)
+                record = kb.values.get(vid)
                 for s in suggestions:
                     entries.append(
                         ReviewEntry(

@@ -113,7 +113,7 @@ class Session(QObject):
         """Take the lexical writer and catch up (writer thread), then load the query model."""
 
         def open_keys(report: Sink, cancel: CancelToken) -> KeyState:
-            self.kb.keys.open_writer()
+            self.kb.catch_up_keys()
             return self._key_state(load_model=True)
 
         task = self.runner.write("open vault", open_keys)
@@ -135,9 +135,9 @@ class Session(QObject):
         provider = self.provider
         key_set = status.key_set
         if load_model and key_set is not None and provider is None:
-            provider = self.kb.keys.embedder_for(key_set).provider_info.provider
+            provider = self.kb.provider()
         return KeyState(
-            values=self.kb.vault.values.count(),
+            values=self.kb.values.count(),
             dense_keyed=status.keyed_values,
             dense_total=status.total_values,
             dense_model=key_set.name if key_set is not None else None,
@@ -175,7 +175,7 @@ class Session(QObject):
             cancel.raise_if_cancelled()
             dates: dict[int, str] = {}
             for hit in result.hits:
-                record = self.kb.vault.values.get(hit.value_id)
+                record = self.kb.values.get(hit.value_id)
                 dates[hit.value_id] = _date_of(record.source_mtime, record.updated_at)
             return SearchOutcome(seq, query, result, dates)
 
@@ -302,7 +302,7 @@ class Session(QObject):
         return self.kb.all_tags()
 
     def count(self) -> int:
-        return self.kb.vault.values.count()
+        return self.kb.values.count()
 
 
 class _PilotTasks:

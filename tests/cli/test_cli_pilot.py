@@ -98,7 +98,7 @@ def test_golden_add_list_eval(vault: str, tmp_path: Path) -> None:
     code, _ = run("--vault", vault, "golden", "eval", "mine", "--mode", "lexical")
     assert code == 1
     with KnowledgeBase.open(vault) as kb:
-        kb.keys.ensure_dense_key_set()  # registered, not built: evaluation reports 0 keyed
+        kb._keys.ensure_dense_key_set()  # registered, not built: evaluation reports 0 keyed
     code, out = run("--vault", vault, "golden", "eval", "mine", "--mode", "lexical", "--json")
     assert code == 0
     data = json.loads(out)

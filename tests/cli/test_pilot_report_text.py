@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot.log import PilotLog
 from tests.cli.runner import run
 from tests.cli.test_cli_pilot import vault  # noqa: F401 (fixture)
 
 
 def test_text_report_lists_failed_queries_per_team(vault: str) -> None:  # noqa: F811
     with KnowledgeBase.open(vault) as kb:
-        log = PilotLog(kb.vault)
+        log = kb.pilot
         log.configure(enabled=True)
         for team, query, outcome in (
             ("ops", "printer jams", "found"),
@@ -19,7 +18,7 @@ def test_text_report_lists_failed_queries_per_team(vault: str) -> None:  # noqa:
         ):
             sid = log.start_session(team=team)
             log.record_search(sid, query, kb.search(query, mode="lexical"))
-            log.mark(sid, outcome, kb.vault.values.resolve("d1") if outcome == "found" else None)
+            log.mark(sid, outcome, kb.values.resolve("d1") if outcome == "found" else None)
     code, out = run("--vault", vault, "pilot", "report")
     assert code == 0
     team_part = out.split("per team:\n", 1)[1].splitlines()

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot.log import PilotLog
 from tests.cli.runner import run
 from tests.tiny_model import write_model_folder
 
@@ -55,9 +54,9 @@ def test_pilot_session_reformulation(vault: str) -> None:
     )  # fmt: skip
     assert code == 0 and json.loads(out)["pilot_session"] == session
     with KnowledgeBase.open(vault) as kb:
-        queries = [q.query for q in PilotLog(kb.vault).session(session).queries]
+        queries = [q.query for q in kb.pilot.session(session).queries]
         assert queries == ["printr", "printer"]
-        assert len(PilotLog(kb.vault).sessions()) == 1
+        assert len(kb.pilot.sessions()) == 1
     assert run("--vault", vault, "search", "x", "--pilot", "--session", "999")[0] == 1
 
 

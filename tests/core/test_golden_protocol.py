@@ -69,24 +69,24 @@ def test_beir_self_hit_is_dropped(self_hit_kb: KnowledgeBase, tmp_path: Path) ->
     store = kb.golden
     store.import_beir("selfhit", tmp_path / "beir")
     # Without the rule the query's own document ranks first and d1 second: MRR 0.5.
-    result = evaluate(kb.golden, kb.vault, kb.keys, "selfhit", mode="lexical")
+    result = evaluate(kb.golden, kb._vault, kb._keys, "selfhit", mode="lexical")
     (scores,) = result.results
     assert scores.mrr10 == 1.0 and scores.ndcg10 == 1.0
     # A hand-made set is keyed by text: nothing is dropped there.
     store.add_case("manual", "printer jams", "d1")
-    (manual,) = evaluate(kb.golden, kb.vault, kb.keys, "manual", mode="lexical").results
+    (manual,) = evaluate(kb.golden, kb._vault, kb._keys, "manual", mode="lexical").results
     assert manual.mrr10 == 0.5
 
 
 @pytest.mark.model
 def test_two_dense_key_sets_side_by_side(kb: KnowledgeBase, beir: Path, tmp_path: Path) -> None:
     kb.build_dense_keys()
-    default_set = kb.keys.active_key_set()
+    default_set = kb._keys.active_key_set()
     assert default_set is not None
     tiny_set = kb.rekey(write_model_folder(tmp_path / "tiny"))  # the tiny set is now active
     kb.golden.import_beir("tiny", beir)
 
-    evaluation = evaluate(kb.golden, kb.vault, kb.keys, "tiny", mode="dense")
+    evaluation = evaluate(kb.golden, kb._vault, kb._keys, "tiny", mode="dense")
     active, other = evaluation.results
     assert (active.key_set.id, other.key_set.id) == (tiny_set.id, default_set.id)
     assert active.active and not other.active and other.key_set.state == "retired"
@@ -99,14 +99,14 @@ def test_two_dense_key_sets_side_by_side(kb: KnowledgeBase, beir: Path, tmp_path
     assert cmp.wins == sum(1 for v in active.per_query.values() if v < 1.0) >= 1
     assert cmp.losses == 0 and cmp.wins + cmp.ties == 5
     # Evaluating never switches keys.
-    assert kb.keys.active_key_set() == tiny_set
+    assert kb._keys.active_key_set() == tiny_set
 
     # Per-query nDCG equals the evaluation module's on a run made by hand with that key set.
     from kvdesk.core.search.retrieval import Retriever
 
-    pinned = Retriever(kb.vault, kb.keys, dense_key_set=tiny_set)
+    pinned = Retriever(kb._vault, kb._keys, dense_key_set=tiny_set)
     ranked = [f"#{v}" for v, _s in pinned.rank_ids("paper stuck in the copier", mode="dense")]
-    expected = ndcg_at(ranked, {f"#{kb.vault.values.resolve('d1')}": 1})
+    expected = ndcg_at(ranked, {f"#{kb.values.resolve('d1')}": 1})
     assert active.per_query["q1"] == pytest.approx(expected)
 
     data = evaluation.to_json()
@@ -116,10 +116,10 @@ def test_two_dense_key_sets_side_by_side(kb: KnowledgeBase, beir: Path, tmp_path
 
     # Explicit order: the default set as baseline; lexical mode ignores dense keys: all ties.
     flipped = evaluate(
-        kb.golden, kb.vault, kb.keys, "tiny", [default_set.id, tiny_set.id], mode="lexical"
+        kb.golden, kb._vault, kb._keys, "tiny", [default_set.id, tiny_set.id], mode="lexical"
     )
     assert flipped.results[0].key_set.id == default_set.id
     (same,) = flipped.comparisons
     assert (same.wins, same.losses, same.ties) == (0, 0, 5)
     with pytest.raises(NotFoundError):
-        evaluate(kb.golden, kb.vault, kb.keys, "tiny", [999])
+        evaluate(kb.golden, kb._vault, kb._keys, "tiny", [999])

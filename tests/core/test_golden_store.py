@@ -70,7 +70,7 @@ def test_beir_import_stores_only_judgements_the_vault_can_answer(
     assert report.skipped_queries == 1  # q6 judged only a document the vault lacks
     stored = {q.key: q for q in store.queries("tiny")}
     assert set(stored) == {"q1", "q2", "q3", "q4", "q5"}
-    assert stored["q5"].judgements == {kb.vault.values.resolve("d5"): 1}
+    assert stored["q5"].judgements == {kb.values.resolve("d5"): 1}
     assert stored["q1"].text == "paper stuck in the copier"
     (listed,) = store.list_sets()
     assert (listed.name, listed.queries, listed.judgements) == ("tiny", 5, 5)
@@ -99,9 +99,9 @@ def test_cases_by_hand_and_from_the_pilot_log(kb: KnowledgeBase) -> None:
     (query,) = store.queries("fails")
     assert query.text == "Copier  Paper stuck" and query.key == "copier paper stuck"
     # The same query again (other spelling) adds a second relevant document to the same case.
-    store.add_case("fails", "copier paper STUCK", kb.vault.values.get("d4").identifier)
+    store.add_case("fails", "copier paper STUCK", kb.values.get("d4").identifier)
     (query,) = store.queries("fails")
-    assert query.judgements == {kb.vault.values.resolve("d1"): 1, kb.vault.values.resolve("d4"): 1}
+    assert query.judgements == {kb.values.resolve("d1"): 1, kb.values.resolve("d4"): 1}
     with pytest.raises(NotFoundError):
         store.add_case("fails", "x", "no-such-doc")
     with pytest.raises(NotFoundError):

@@ -317,8 +317,8 @@ _HOLDER = """
 import sys, time
 from kvdesk.core.knowledge_base import KnowledgeBase
 kb = KnowledgeBase.open(sys.argv[1])
-kb.keys.open_writer()
-with kb.vault.writing():
+kb._keys.open_writer()
+with kb._vault.writing():
     print("ready", flush=True)
     time.sleep(float(sys.argv[2]))
 kb.close()
@@ -358,7 +358,7 @@ def test_busy_key_index_is_reported_as_vault_busy(vault_path: Path, tmp_path: Pa
         "import sys, time\n"
         "from kvdesk.core.knowledge_base import KnowledgeBase\n"
         "kb = KnowledgeBase.open(sys.argv[1])\n"
-        "kb.keys.open_writer()\n"  # holds the key index writer but not the vault lock
+        "kb._keys.open_writer()\n"  # holds the key index writer but not the vault lock
         "print('ready', flush=True)\n"
         "sys.stdin.readline()\n"
         "kb.close()\n"
@@ -377,7 +377,7 @@ def test_busy_key_index_is_reported_as_vault_busy(vault_path: Path, tmp_path: Pa
             with KnowledgeBase.open(vault_path) as kb:
                 with pytest.raises(VaultBusyError, match="^vault is busy"):
                     kb.import_paths([tmp_path / "memo.txt"])
-                assert kb.vault.values.count() == 0
+                assert kb.values.count() == 0
         finally:
             holder.communicate("\n", timeout=30)
         assert holder.returncode == 0
@@ -497,7 +497,7 @@ def test_folder_holding_the_vault_skips_its_files(tmp_path: Path) -> None:
             assert item["reason"] == "part of this vault (not imported)"
         assert report.imported == [] and report.failed == [] and report.duplicates == []
         assert [Path(i["path"]).name for i in report.unchanged] == ["memo.txt"]
-        assert kb.vault.values.count() == 1
+        assert kb.values.count() == 1
         direct = kb.import_paths([vault_file])
         assert direct.skipped == [
             {"path": str(vault_file), "reason": "part of this vault (not imported)"}

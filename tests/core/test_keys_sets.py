@@ -40,7 +40,7 @@ def test_model_folder_without_dim_records_the_real_dim(tmp_path: Path) -> None:
         kb.build_dense_keys()
         key_set = kb.rekey(second)
         assert key_set.params["dim"] == 32
-        assert kb.keys.active_key_set() == key_set
+        assert kb._keys.active_key_set() == key_set
         result = kb.search("man eating bread", mode="dense", k=3)
         assert result.hits and result.hits[0].explanation.dense is not None
     with KnowledgeBase.open(tmp_path / "v.kvdb") as again:  # a fresh process loads it too
@@ -52,7 +52,7 @@ def test_relative_model_folder_is_stored_absolute(
 ) -> None:
     write_model_folder(tmp_path / "models" / "tiny")
     with _vault(tmp_path) as kb:
-        kb.vault.conn.execute("SELECT 1")
+        kb._vault.conn.execute("SELECT 1")
     monkeypatch.chdir(tmp_path / "models")
     with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
         key_set = kb.rekey("./tiny")
@@ -72,10 +72,10 @@ def test_changed_tokenizer_is_refused(tmp_path: Path) -> None:
     tok.add_tokens(["brandnewtoken"])
     tok.save(str(model / "tokenizer.json"))
     with KnowledgeBase.open(tmp_path / "v.kvdb", model=model) as kb:
-        key_set = kb.keys.active_key_set()
+        key_set = kb._keys.active_key_set()
         assert key_set is not None
         with pytest.raises(KvdeskError, match="tokenizer"):
-            kb.keys.embedder_for(key_set)
+            kb._keys.embedder_for(key_set)
 
 
 def test_key_folder_is_owner_only_whatever_the_umask(tmp_path: Path) -> None:
@@ -99,14 +99,14 @@ def test_candidate_key_set_activate_switch_back_and_drop(tmp_path: Path) -> None
     b = write_model_folder(tmp_path / "b", seed=5)
     with _vault(tmp_path, a) as kb:
         kb.build_dense_keys()
-        old = kb.keys.active_key_set()
+        old = kb._keys.active_key_set()
         assert old is not None
-        digest = kb.vault.check().values_digest
+        digest = kb.check().values_digest
         candidate = kb.rekey(b, activate=False)
         assert candidate.state == "building" and candidate.id != old.id
-        assert kb.keys.active_key_set() == old  # search keeps the old keys
-        assert kb.keys.dense_status(candidate).ready
-        passages = kb.keys.passage_count(candidate)
+        assert kb._keys.active_key_set() == old  # search keeps the old keys
+        assert kb._keys.dense_status(candidate).ready
+        passages = kb._keys.passage_count(candidate)
         assert passages >= len(TEXTS)
 
         switched = kb.activate_key_set(candidate.id)
@@ -116,11 +116,11 @@ def test_candidate_key_set_activate_switch_back_and_drop(tmp_path: Path) -> None
         assert states[old.id] == "retired"
 
         # Switching back needs no rebuild: the retired set kept its passages.
-        kb.keys.embedder_for = None  # type: ignore[assignment,method-assign]
+        kb._keys.embedder_for = None  # type: ignore[assignment,method-assign]
         back = kb.activate_key_set(old.id)
-        assert back.state == "active" and kb.keys.active_key_set() == back
-        del kb.keys.embedder_for
-        assert kb.vault.check().values_digest == digest
+        assert back.state == "active" and kb._keys.active_key_set() == back
+        del kb._keys.embedder_for
+        assert kb.check().values_digest == digest
 
         with pytest.raises(KvdeskError, match="active"):
             kb.drop_key_set(old.id)
@@ -135,12 +135,12 @@ def test_incomplete_key_set_is_not_activated(tmp_path: Path) -> None:
     b = write_model_folder(tmp_path / "b", seed=5)
     with _vault(tmp_path, a) as kb:
         kb.build_dense_keys()
-        old = kb.keys.active_key_set()
+        old = kb._keys.active_key_set()
         candidate = kb.rekey(b, activate=False)
-        kb.vault.conn.execute("DELETE FROM keyed WHERE key_set_id = ?", (candidate.id,))
+        kb._vault.conn.execute("DELETE FROM keyed WHERE key_set_id = ?", (candidate.id,))
         with pytest.raises(KvdeskError, match="complete it first"):
             kb.activate_key_set(candidate.id)
-        assert kb.keys.active_key_set() == old
+        assert kb._keys.active_key_set() == old
 
 
 def test_a_search_that_rebuilds_stale_keys_hands_the_index_writer_back(tmp_path: Path) -> None:

@@ -64,8 +64,8 @@ def result(
     )
     hits = tuple(
         Hit(
-            value_id=kb.vault.values.resolve(d),
-            identifier=kb.vault.values.get(d).identifier,
+            value_id=kb.values.resolve(d),
+            identifier=kb.values.get(d).identifier,
             external_id=d,
             title=d,
             media_type="text/plain",
@@ -86,9 +86,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def script(kb: KnowledgeBase, clock: Clock) -> PilotLog:
     """Nine sessions over two ISO weeks (2025-W02, 2025-W03), two teams."""
-    log = PilotLog(kb.vault, clock=clock)
+    log = PilotLog(kb._vault, clock=clock)
     log.configure(enabled=True, user="ann", team="A")
-    vid = kb.vault.values.resolve
+    vid = kb.values.resolve
 
     def session(start: str, team: str | None = None) -> int:
         clock.at(start)
@@ -147,7 +147,7 @@ def script(kb: KnowledgeBase, clock: Clock) -> PilotLog:
 
 
 def test_pilot_is_off_by_default_and_records_nothing(kb: KnowledgeBase) -> None:
-    log = PilotLog(kb.vault)
+    log = PilotLog(kb._vault)
     assert not log.enabled
     with pytest.raises(PilotDisabled):
         log.start_session()
@@ -156,11 +156,11 @@ def test_pilot_is_off_by_default_and_records_nothing(kb: KnowledgeBase) -> None:
 
 
 def test_cli_search_records_a_session_with_ranked_hits(kb: KnowledgeBase) -> None:
-    PilotLog(kb.vault).configure(enabled=True, user="ann", team="ops")
+    PilotLog(kb._vault).configure(enabled=True, user="ann", team="ops")
     found = kb.search("printer", mode="lexical")
     sid = record_cli_search(kb, found)
     assert sid is not None
-    session = PilotLog(kb.vault).session(sid)
+    session = PilotLog(kb._vault).session(sid)
     assert (session.user, session.team, session.outcome) == ("ann", "ops", None)
     (query,) = session.queries
     assert query.query == "printer" and query.seq == 1 and query.mode == "lexical"
@@ -172,7 +172,7 @@ def test_cli_search_records_a_session_with_ranked_hits(kb: KnowledgeBase) -> Non
 def test_metrics_match_hand_computed_values(kb: KnowledgeBase) -> None:
     clock = Clock()
     script(kb, clock)
-    report = pilot_report(kb.vault, clock=clock).to_json()
+    report = pilot_report(kb._vault, clock=clock).to_json()
     assert list(report)[:7] == [
         "sessions", "success_rate", "abandon_rate", "zero_result_rate", "mrr",
         "median_seconds_to_find", "top_failed",
@@ -229,7 +229,7 @@ def test_a_team_scopes_overall_and_weeks_but_every_team_is_compared(kb: Knowledg
 def test_since_and_staleness_follow_the_clock(kb: KnowledgeBase) -> None:
     clock = Clock()
     log = script(kb, clock)
-    recent = pilot_report(kb.vault, since=parse_since("2025-01-13"), clock=clock).to_json()
+    recent = pilot_report(kb._vault, since=parse_since("2025-01-13"), clock=clock).to_json()
     assert recent["sessions"] == 5 and list(recent["per_week"]) == ["2025-W03"]
     # 30 minutes after S8's last search it is abandoned too.
     clock.at("2025-01-13T11:05:00")
@@ -247,11 +247,11 @@ def test_since_and_staleness_follow_the_clock(kb: KnowledgeBase) -> None:
 
 def test_mark_rules(kb: KnowledgeBase) -> None:
     clock = Clock()
-    log = PilotLog(kb.vault, clock=clock)
+    log = PilotLog(kb._vault, clock=clock)
     log.configure(enabled=True)
     sid = log.start_session()
     log.record_search(sid, "vpn", result(kb, "vpn", ["d3", "d1"]))
-    log.record_open(sid, kb.vault.values.resolve("d1"), rank=2, seconds=3.5)
+    log.record_open(sid, kb.values.resolve("d1"), rank=2, seconds=3.5)
     with pytest.raises(KvdeskError):
         log.mark(sid, "abandoned")
     with pytest.raises(NotFoundError):
@@ -259,7 +259,7 @@ def test_mark_rules(kb: KnowledgeBase) -> None:
     with pytest.raises(NotFoundError):
         log.mark(77, "notfound")
     marked = log.mark(sid, "found")  # no document named: the last one opened
-    assert marked.found_value_id == kb.vault.values.resolve("d1")
+    assert marked.found_value_id == kb.values.resolve("d1")
     assert marked.opens[0].seconds == 3.5 and marked.opens[0].rank == 2
 
 
@@ -270,7 +270,7 @@ def test_export_and_clear(kb: KnowledgeBase, tmp_path: Path) -> None:
     data = json.loads((tmp_path / "log.json").read_text(encoding="utf-8"))
     first = data["sessions"][0]
     assert (
-        first["outcome"] == "found" and first["found_doc"] == kb.vault.values.get("d1").identifier
+        first["outcome"] == "found" and first["found_doc"] == kb.values.get("d1").identifier
     )
     assert [q["query"] for q in first["queries"]] == ["printer jam", "printer jams floor 3"]
     assert first["opens"][0]["seconds"] == 12.0
@@ -284,11 +284,11 @@ def test_export_and_clear(kb: KnowledgeBase, tmp_path: Path) -> None:
     assert queries[0]["query"] == "printer jam" and queries[0]["team"] == "A"
     assert [r["zero_result"] for r in queries].count("1") == 2  # budget 2019, holiday
     (opened,) = [r for r in rows if r["kind"] == "open"]
-    assert opened["session"] == "1" and opened["opened_doc"] == kb.vault.values.get("d1").identifier
+    assert opened["session"] == "1" and opened["opened_doc"] == kb.values.get("d1").identifier
     assert (opened["open_rank"], opened["seconds"]) == ("2", "12.0")
     assert opened["opened_at"] == "2025-01-06T09:00:30.000+00:00" and opened["query"] == ""
 
-    report = pilot_report(kb.vault, clock=clock)
+    report = pilot_report(kb._vault, clock=clock)
     write_report_csv(report, tmp_path / "report.csv")
     table = read_csv(tmp_path / "report.csv")
     assert [(r["scope"], r["bucket"]) for r in table] == [
@@ -298,9 +298,9 @@ def test_export_and_clear(kb: KnowledgeBase, tmp_path: Path) -> None:
 
     assert log.clear() == 9
     assert log.sessions() == []
-    assert kb.vault.conn.execute("SELECT count(*) FROM pilot_hit").fetchone()[0] == 0
+    assert kb._vault.conn.execute("SELECT count(*) FROM pilot_hit").fetchone()[0] == 0
     assert log.enabled  # settings survive a clear
-    assert kb.vault.values.count() == 4  # values untouched
+    assert kb.values.count() == 4  # values untouched
 
 
 def test_csv_export_neutralises_formulas(tmp_path: Path) -> None:

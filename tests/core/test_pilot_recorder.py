@@ -217,7 +217,7 @@ def test_log_writer_records_a_found_session(kb: KnowledgeBase, clock: Clock) -> 
         rec.shown(query, kb.search(query, mode="lexical"))
         clock.tick(3)
     rec.commit()  # only the settled query
-    doc = kb.vault.values.resolve("d1")
+    doc = kb.values.resolve("d1")
     rec.view(doc, 1, user=True)
     clock.tick(12.5)
     session = rec.found(doc)

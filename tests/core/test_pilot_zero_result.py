@@ -40,7 +40,7 @@ def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
 
 
 def _ids(kb: KnowledgeBase) -> list[int]:
-    return [int(r[0]) for r in kb.vault.conn.execute("SELECT id FROM value ORDER BY id")]
+    return [int(r[0]) for r in kb._vault.conn.execute("SELECT id FROM value ORDER BY id")]
 
 
 DENSE = Explanation(dense=DenseExplanation(0, 0.2, 0.2, 0, 1, 0, 10, "text"))
@@ -50,14 +50,14 @@ TAGGED = Explanation(tags=TagExplanation(0.3, ("finance",)), dense=DENSE.dense)
 
 def _result(kb: KnowledgeBase, explanations: list[Explanation], confident: bool) -> SearchResult:
     hits = tuple(
-        Hit(vid, kb.vault.values.get(vid).identifier, None, "t", "text/plain", 0.2, 0.25, "", exp)
+        Hit(vid, kb.values.get(vid).identifier, None, "t", "text/plain", 0.2, 0.25, "", exp)
         for vid, exp in zip(_ids(kb)[: len(explanations)], explanations, strict=False)
     )
     return SearchResult("q", "hybrid", "cpu", confident, {}, hits, 1.0)
 
 
 def test_dense_floor_only_is_zero_result(kb: KnowledgeBase) -> None:
-    log = PilotLog(kb.vault)
+    log = PilotLog(kb._vault)
     log.configure(enabled=True)
     sid = log.start_session()
     # 1: only dense neighbours, not confident          -> zero-result
@@ -86,12 +86,12 @@ def test_dense_floor_only_is_zero_result(kb: KnowledgeBase) -> None:
 def test_flags_and_rows_recorded_before_them(kb: KnowledgeBase) -> None:
     assert search_matches(_result(kb, [DENSE], False)) == (False, False)
     assert search_matches(_result(kb, [LEXICAL, TAGGED], True)) == (True, True)
-    log = PilotLog(kb.vault)
+    log = PilotLog(kb._vault)
     log.configure(enabled=True)
     sid = log.start_session()
     qid = log.record_search(sid, "old", _result(kb, [DENSE, DENSE], False))
     qid2 = log.record_search(sid, "old empty", _result(kb, [], False))
-    with kb.vault.transaction() as tx:  # what an older kvdesk wrote: no match columns
+    with kb._vault.transaction() as tx:  # what an older kvdesk wrote: no match columns
         tx.execute(
             "UPDATE pilot_query SET lexical_match = NULL, tag_match = NULL WHERE id IN (?, ?)",
             (qid, qid2),

@@ -37,7 +37,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
 
 
 def _ident(kb: KnowledgeBase, name: str) -> str:
-    for record in kb.vault.values.list_values():
+    for record in kb.values.list_values():
         if record.source_path and record.source_path.endswith(name):
             return record.identifier
     raise AssertionError(name)
@@ -136,15 +136,15 @@ def test_rekey_switches_key_sets_and_leaves_values_untouched(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:
     model_dir = write_model_folder(tmp_path / "tiny")
-    digest = kb.vault.check().values_digest
-    old = kb.keys.active_key_set()
+    digest = kb.check().values_digest
+    old = kb._keys.active_key_set()
     new = kb.rekey(model_dir)
     assert new.id != (old.id if old else None) and new.state == "active"
-    assert kb.keys.active_key_set() == new
+    assert kb._keys.active_key_set() == new
     assert kb.dense_status().ready
-    assert kb.vault.check().values_digest == digest
+    assert kb.check().values_digest == digest
     assert kb.search("budget", k=3).hits
-    states = {k.id: k.state for k in kb.keys.key_sets()}
+    states = {k.id: k.state for k in kb._keys.key_sets()}
     assert old is not None and states[old.id] == "retired"
     # switch back so the module's other tests keep the real model
     kb.rekey("default")
@@ -166,7 +166,7 @@ def test_dense_build_resumes_after_interruption(tmp_path: Path) -> None:
                 token.cancel()
 
         with pytest.raises(Cancelled):
-            base.keys.build_dense(progress=stop_after_first, cancel=token, batch_values=2)
+            base._keys.build_dense(progress=stop_after_first, cancel=token, batch_values=2)
         status = base.dense_status()
         assert 0 < status.keyed_values < status.total_values
         assert base.build_dense_keys() == status.total_values - status.keyed_values

@@ -32,7 +32,7 @@ def tiny_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
     kb.import_paths([docs])
     kb.import_records(records)
     kb.build_dense_keys()
-    for record in kb.vault.values.list_values():
+    for record in kb.values.list_values():
         if record.source_path and record.source_path.endswith(("plain.txt", "jam.txt")):
             kb.set_tag(record.identifier, "printer")
     yield kb  # type: ignore[misc]
@@ -56,11 +56,11 @@ def test_exclusions_hold_for_tag_matched_values(tiny_kb: KnowledgeBase) -> None:
 def test_allowed_values_drop_exactly_the_excluded(tiny_kb: KnowledgeBase) -> None:
     from kvdesk.core.search.query import parse_query
 
-    allowed = tiny_kb.retriever._allowed(parse_query("printer -jam"))
-    assert allowed is not None and len(allowed) == tiny_kb.vault.values.count() - 1
+    allowed = tiny_kb._retriever._allowed(parse_query("printer -jam"))
+    assert allowed is not None and len(allowed) == tiny_kb.values.count() - 1
     # A phrase exclusion drops the phrase, not every value holding one of its words.
-    allowed = tiny_kb.retriever._allowed(parse_query('printer -"third floor"'))
-    assert allowed is not None and len(allowed) == tiny_kb.vault.values.count() - 1
+    allowed = tiny_kb._retriever._allowed(parse_query('printer -"third floor"'))
+    assert allowed is not None and len(allowed) == tiny_kb.values.count() - 1
 
 
 def test_lexical_mode_reports_real_readiness_and_provider(tiny_kb: KnowledgeBase) -> None:

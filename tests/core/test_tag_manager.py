@@ -35,7 +35,7 @@ def recorded(kb: KnowledgeBase) -> tuple[TagManager, list[set[int]]]:
     def on_change(value_ids: Collection[int]) -> None:
         calls.append(set(value_ids))
 
-    manager = TagManager(kb.vault, kb.vault.values, kb.settings, on_change=on_change)
+    manager = TagManager(kb._vault, kb._vault.values, kb.settings, on_change=on_change)
     return manager, calls
 
 
@@ -43,7 +43,7 @@ def test_changes_return_and_report_the_values_they_changed(
     kb: KnowledgeBase, recorded: tuple[TagManager, list[set[int]]]
 ) -> None:
     tags, calls = recorded
-    vid = kb.vault.values.resolve("finance-2")
+    vid = kb.values.resolve("finance-2")
     assert tags.accept(vid, "audit", "ann") == {vid}
     assert tags.suggest(vid, "ledger") == {vid}
     assert tags.reject(vid, "budget") == {vid}
@@ -63,7 +63,7 @@ def test_changes_return_and_report_the_values_they_changed(
 
 
 def test_tag_changes_through_the_facade_update_keys(kb: KnowledgeBase) -> None:
-    vid = kb.vault.values.resolve("cooking-2")
+    vid = kb.values.resolve("cooking-2")
     assert kb.tags.accept(vid, "zebrafish") == {vid}
     assert [h.value_id for h in kb.search("zebrafish", mode="lexical").hits][:1] == [vid]
     kb.remove_tag(vid, "zebrafish")
@@ -73,7 +73,7 @@ def test_tag_changes_through_the_facade_update_keys(kb: KnowledgeBase) -> None:
 
 
 def test_bad_states_and_missing_documents_are_clear_errors(kb: KnowledgeBase) -> None:
-    vid = kb.vault.values.resolve("cooking-2")
+    vid = kb.values.resolve("cooking-2")
     with pytest.raises(KvdeskError, match="tag state is one of accepted, suggested, rejected"):
         kb.set_tag(vid, "x", "maybe")
     with pytest.raises(KvdeskError, match="or none"):

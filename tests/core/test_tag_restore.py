@@ -25,7 +25,7 @@ def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
 
 def test_undo_accept_of_a_suggestion_restores_suggested_exactly(kb: KnowledgeBase) -> None:
     suggester = kb.tags.suggester(use_dense=False)
-    vid = kb.vault.values.resolve("finance-11")
+    vid = kb.values.resolve("finance-11")
     suggester.record_suggestions(vid, [Suggestion("finance", 0.8, ())], actor="kvdesk")
     before = kb.tags.row(vid, "finance")
     assert before is not None and before.state == "suggested" and before.actor == "kvdesk"
@@ -41,7 +41,7 @@ def test_undo_accept_of_a_suggestion_restores_suggested_exactly(kb: KnowledgeBas
 
 @pytest.mark.parametrize("previous", ["accepted", "rejected", "suggested", "none", None])
 def test_restore_by_state_name(kb: KnowledgeBase, previous: str | None) -> None:
-    vid = kb.vault.values.resolve("cooking-11")
+    vid = kb.values.resolve("cooking-11")
     kb.set_tag(vid, "food::cooking", "rejected", "bob")
     kb.tags.restore(vid, "food::cooking", previous)
     got = kb.tags.row(vid, "food::cooking")
@@ -52,7 +52,7 @@ def test_restore_by_state_name(kb: KnowledgeBase, previous: str | None) -> None:
 
 
 def test_restore_of_accepted_updates_tag_keys(kb: KnowledgeBase) -> None:
-    vid = kb.vault.values.resolve("cooking-11")
+    vid = kb.values.resolve("cooking-11")
     snapshot = TagRow(TagState.ACCEPTED, "ann", "2025-01-02T03:04:05.000+00:00")
     kb.tags.restore(vid, "special::pick", snapshot)
     ids = [h.value_id for h in kb.search("special::pick", mode="lexical").hits]
@@ -63,4 +63,4 @@ def test_restore_of_accepted_updates_tag_keys(kb: KnowledgeBase) -> None:
 
 def test_restore_refuses_unknown_state(kb: KnowledgeBase) -> None:
     with pytest.raises(KvdeskError, match="tag state"):
-        kb.tags.restore(kb.vault.values.resolve("cooking-11"), "x", "maybe")
+        kb.tags.restore(kb.values.resolve("cooking-11"), "x", "maybe")

@@ -57,7 +57,7 @@ def test_match_has_a_time_limit() -> None:
 
 
 def _vid(kb: KnowledgeBase, ext: str) -> int:
-    return kb.vault.values.resolve(ext)
+    return kb.values.resolve(ext)
 
 
 def test_timed_out_rule_is_skipped_logged_and_listed(
@@ -85,8 +85,8 @@ def test_timed_out_rule_is_skipped_logged_and_listed(
 def test_stored_rule_that_no_longer_compiles_is_reported(
     kb: KnowledgeBase, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with kb.vault.transaction() as tx:  # stored as is: the store does not compile rules
-        TagStore(kb.vault).add_rule(tx, "broken", "regex", "(unclosed")
+    with kb._vault.transaction() as tx:  # stored as is: the store does not compile rules
+        TagStore(kb._vault).add_rule(tx, "broken", "regex", "(unclosed")
     with caplog.at_level(logging.WARNING):
         suggester = kb.tags.suggester(use_dense=False)
         suggester.suggest(_vid(kb, "a"), k=3)

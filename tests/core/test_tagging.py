@@ -55,12 +55,12 @@ def kb(tmp_path: Path) -> Iterator[KnowledgeBase]:
 
 
 def _vid(kb: KnowledgeBase, external_id: str) -> int:
-    return kb.vault.values.resolve(external_id)
+    return kb.values.resolve(external_id)
 
 
 def test_suggests_the_topic_tag_with_terms_and_neighbour_evidence(kb: KnowledgeBase) -> None:
     suggester = kb.tags.suggester(use_dense=False)
-    assert sorted(kb.vault.values.get(v).external_id or "" for v in suggester.untagged()) == [
+    assert sorted(kb.values.get(v).external_id or "" for v in suggester.untagged()) == [
         "astronomy-11",
         "cooking-11",
         "finance-11",
@@ -130,7 +130,7 @@ def test_calibration_is_fitted_on_curated_documents_and_stored(tmp_path: Path) -
         # the stored calibration is reused by a new suggester
         again = base.tags.suggester(use_dense=False)
         assert again.calibration == cal
-        sugg = again.suggest(base.vault.values.resolve("finance-29"), k=4)
+        sugg = again.suggest(base.values.resolve("finance-29"), k=4)
         assert sugg[0].tag == "finance" and sugg[0].confidence >= cal.threshold
         assert all(s.confidence < cal.threshold for s in sugg[1:])
 
@@ -138,8 +138,8 @@ def test_calibration_is_fitted_on_curated_documents_and_stored(tmp_path: Path) -
 def test_rules_match_and_give_evidence(kb: KnowledgeBase) -> None:
     suggester = kb.tags.suggester(use_dense=False)
     ids = [_vid(kb, f"finance-{i}") for i in range(12)]
-    hit = next(v for v in ids if "invoice" in kb.vault.values.text(v))
-    miss = next(v for v in ids if "invoice" not in kb.vault.values.text(v))
+    hit = next(v for v in ids if "invoice" in kb.values.text(v))
+    miss = next(v for v in ids if "invoice" not in kb.values.text(v))
     rule = suggester.add_rule("billing", "regex", r"\binvoice\b")
     assert rule.describe() == "rule: regex /\\binvoice\\b/"
     top = {s.tag: s for s in suggester.suggest(hit, k=10)}
@@ -214,7 +214,7 @@ def test_evaluate_runs_the_protocol_without_leaking_held_out_tags(tmp_path: Path
         _curated, held = split_corpus([json.loads(x) for x in corpus.read_text().splitlines()])
         assert report.held_out == len(held) == 20
         for row in held:  # held-out documents lost their tags in the vault
-            assert base.vault.values.get(str(row["_id"])).tags == ()
+            assert base.values.get(str(row["_id"])).tags == ()
         assert report.p_at_3 > 0.3  # one true tag per doc: 1/3 is the ceiling
         assert report.r_at_5 > 0.9
         assert report.f1 > 0.8
@@ -263,7 +263,7 @@ def test_dense_neighbours_with_the_real_model(tmp_path: Path) -> None:
         base.build_dense_keys()
         suggester = base.tags.suggester()
         for tag in texts:
-            vid = base.vault.values.resolve(f"{tag}-6")
+            vid = base.values.resolve(f"{tag}-6")
             top = suggester.suggest(vid, k=2)[0]
             assert top.tag == tag
             assert any("close to the tag's documents" in e for e in top.evidence)

@@ -41,7 +41,7 @@ def test_function_words_are_not_tokens() -> None:
 
 def test_evidence_terms_are_meaningful(kb: KnowledgeBase) -> None:
     suggester = kb.tags.suggester(use_dense=False)
-    (top, *_rest) = suggester.suggest(kb.vault.values.resolve("f7"), k=3)
+    (top, *_rest) = suggester.suggest(kb.values.resolve("f7"), k=3)
     assert top.tag == "finance"
     (terms,) = [e for e in top.evidence if e.startswith("terms: ")]
     words = terms.removeprefix("terms: ").split(", ")
@@ -51,4 +51,4 @@ def test_evidence_terms_are_meaningful(kb: KnowledgeBase) -> None:
 @pytest.mark.parametrize("k", [0, -1])
 def test_k_below_one_is_an_error(kb: KnowledgeBase, k: int) -> None:
     with pytest.raises(KvdeskError, match="at least one"):
-        kb.tags.suggester(use_dense=False).suggest(kb.vault.values.resolve("f7"), k=k)
+        kb.tags.suggester(use_dense=False).suggest(kb.values.resolve("f7"), k=k)

@@ -101,14 +101,14 @@ def test_files_on_the_command_line_are_imported(qapp, sample_vault: Path, tmp_pa
     note = tmp_path / "parking.md"
     note.write_text("# Parking\nVisitors park in bay 12 behind the showroom.", encoding="utf-8")
     kb = KnowledgeBase.open(sample_vault)
-    before = kb.vault.values.count()
+    before = kb.values.count()
     kb.close()
     out = tmp_path / "shot.png"
     argv = ["--vault", str(sample_vault), "--search", "parking bay", "--screenshot", str(out)]
     assert main([*argv, str(note)]) == 0
     kb = KnowledgeBase.open(sample_vault)
     try:
-        assert kb.vault.values.count() == before + 1
+        assert kb.values.count() == before + 1
     finally:
         kb.close()
 

@@ -157,7 +157,7 @@ def test_keyboard_next_previous_and_open_original(qtbot, window: MainWindow) -> 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     record = window.viewer.record
     assert record is not None
-    assert path.read_bytes() == window.session.kb.vault.values.original_bytes(record.id)
+    assert path.read_bytes() == window.session.kb.values.original_bytes(record.id)
     window.close()
     assert not path.exists()  # exported copies are removed on quit
 

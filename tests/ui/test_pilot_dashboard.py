@@ -15,7 +15,6 @@ from PySide6.QtCore import QDate
 from PySide6.QtWidgets import QDialogButtonBox
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot.log import PilotLog
 from kvdesk.core.pilot.metrics import parse_since, pilot_report
 from kvdesk.core.search.retrieval import Explanation, Hit, SearchResult
 from kvdesk.ui.pilot_dashboard import PilotDashboard
@@ -72,7 +71,7 @@ def _result(kb: KnowledgeBase, query: str, value_ids: list[int]) -> SearchResult
     hits = tuple(
         Hit(
             v,
-            kb.vault.values.get(v).identifier,
+            kb.values.get(v).identifier,
             None,
             "",
             "text/plain",
@@ -89,9 +88,9 @@ def _result(kb: KnowledgeBase, query: str, value_ids: list[int]) -> SearchResult
 def script_sessions(kb: KnowledgeBase) -> int:
     """Four weeks of sessions for teams "ops" and "sales"; returns how many."""
     clock = Clock(START)
-    log = PilotLog(kb.vault, clock=clock)
+    log = kb.pilot.with_clock(clock)
     log.configure(enabled=True, user="pilot")
-    ids = [r.id for r in kb.vault.values.list_values()]
+    ids = [r.id for r in kb.values.list_values()]
     count = 0
     for week, sessions in enumerate(WEEKS):
         for n, (query, outcome, rank, seconds, shown) in enumerate(sessions):
@@ -234,7 +233,7 @@ def test_make_golden_case_from_a_failed_query(
         ok.click()
     name, query, identifier = added.args
     assert (name, query) == ("pilot-failures", "company vpn linux")
-    assert identifier == kb.vault.values.get(value_id).identifier
+    assert identifier == kb.values.get(value_id).identifier
     (case,) = kb.golden.queries("pilot-failures")
     assert case.text == "company vpn linux" and case.judgements == {value_id: 1}
     qtbot.waitUntil(lambda: dashboard.picker is None, timeout=5_000)  # closed and deleted
@@ -255,7 +254,7 @@ def test_cancel_adds_nothing_and_switch_writes_the_setting(
     with qtbot.waitSignal(dashboard.message, timeout=10_000) as said:
         dashboard.enabled_box.setChecked(False)
     assert said.args == ["Pilot recording is off"]
-    assert not PilotLog(kb.vault).enabled
+    assert not kb.pilot.enabled
 
 
 def test_empty_log_and_no_vault(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -354,7 +353,7 @@ def test_since_filter_alone_and_with_a_team(
         ("sales", "6", "83%", "26 s", "17%"),  # 5 / 6; 22 25 [26] 35 70; 1 / 6
     ]
     # With "All teams" the numbers are those of `kvdesk pilot report --since 2025-02-17`.
-    cli = pilot_report(kb.vault, since=parse_since("2025-02-17"), clock=lambda: NOW)
+    cli = pilot_report(kb.pilot, since=parse_since("2025-02-17"), clock=lambda: NOW)
     assert dashboard.report is not None and dashboard.report.to_json() == cli.to_json()
 
     # Both filters together.
@@ -411,7 +410,7 @@ def test_double_clicking_a_team_row_filters_on_it(
 def test_sessions_without_a_team_label(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with KnowledgeBase.open(tmp_path / "teamless.kvdb") as kb:
         clock = Clock(START)
-        log = PilotLog(kb.vault, clock=clock)
+        log = kb.pilot.with_clock(clock)
         log.configure(enabled=True)
         log.mark(log.start_session(), "notfound")
         log.mark(log.start_session(team="ops"), "notfound")

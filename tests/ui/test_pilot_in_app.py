@@ -7,7 +7,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 
 from kvdesk.core.knowledge_base import KnowledgeBase
-from kvdesk.core.pilot.log import PilotLog
 from kvdesk.ui.main_window import MainWindow
 from kvdesk.ui.pilot_dashboard import PilotDashboard
 
@@ -17,7 +16,7 @@ from .test_main_window import search
 
 def pilot_rows(path: Path) -> dict[str, int]:
     with KnowledgeBase.open(path) as kb:
-        conn = kb.vault.conn
+        conn = kb._vault.conn
         return {
             t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
             for t in ("pilot_session", "pilot_query", "pilot_open")
@@ -106,7 +105,7 @@ def test_search_open_and_found_it_make_a_found_session(qtbot, sample_vault: Path
     finally:
         close_window(window)
     with KnowledgeBase.open(sample_vault) as kb:
-        assert not PilotLog(kb.vault).enabled
+        assert not kb.pilot.enabled
 
 
 def test_settings_dialog_sets_the_pilot_labels(qtbot, sample_vault: Path) -> None:  # type: ignore[no-untyped-def]
@@ -124,7 +123,7 @@ def test_settings_dialog_sets_the_pilot_labels(qtbot, sample_vault: Path) -> Non
         with qtbot.waitSignal(window.session.pilotRecorded, timeout=10_000) as rec:
             search(qtbot, window, "holiday")
         assert window.wait_idle()
-        session = PilotLog(window.session.kb.vault).session(rec.args[1])
+        session = window.session.kb.pilot.session(rec.args[1])
         assert (session.user, session.team) == ("alice", "support")
     finally:
         close_window(window)
@@ -132,7 +131,7 @@ def test_settings_dialog_sets_the_pilot_labels(qtbot, sample_vault: Path) -> Non
 
 def queries_of(path: Path) -> list[tuple[int, str]]:
     with KnowledgeBase.open(path) as kb:
-        rows = kb.vault.conn.execute("SELECT session_id, query FROM pilot_query ORDER BY id")
+        rows = kb._vault.conn.execute("SELECT session_id, query FROM pilot_query ORDER BY id")
         return [(int(r[0]), str(r[1])) for r in rows]
 
 

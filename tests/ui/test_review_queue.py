@@ -44,7 +44,7 @@ def queue(qtbot, kb: KnowledgeBase) -> Iterator[ReviewQueue]:  # type: ignore[no
 
 
 def vid(kb: KnowledgeBase, external_id: str) -> int:
-    return kb.vault.values.resolve(external_id)
+    return kb.values.resolve(external_id)
 
 
 def press(
@@ -88,8 +88,8 @@ def test_suggestions_are_listed_with_evidence_grouped_by_tag_or_document(
     assert "food::cooking  (2)" in heads
     cooking = heads["food::cooking  (2)"]
     assert {cooking.child(i).text(0).split(" · ")[0] for i in range(2)} == {
-        kb.vault.values.get(vid(kb, "cooking-4")).identifier,
-        kb.vault.values.get(vid(kb, "cooking-5")).identifier,
+        kb.values.get(vid(kb, "cooking-4")).identifier,
+        kb.values.get(vid(kb, "cooking-5")).identifier,
     }
     evidence = cooking.child(0).text(3)
     assert "similar to DOC-" in evidence and "terms: " in evidence
@@ -105,7 +105,7 @@ def test_suggestions_are_listed_with_evidence_grouped_by_tag_or_document(
     # Toggle: grouped by document, the tags are the rows.
     queue.set_grouping("document")
     heads = {h.text(0): h for h in queue.group_items()}
-    record = kb.vault.values.get(vid(kb, "finance-4"))
+    record = kb.values.get(vid(kb, "finance-4"))
     head = next(h for name, h in heads.items() if name.startswith(record.identifier + " · "))
     assert "finance" in [head.child(i).text(0) for i in range(head.childCount())]
     assert queue.current_entry() == entry  # the selection survives the regrouping
@@ -227,7 +227,7 @@ def test_auto_accept_threshold_is_off_by_default_and_accepts_confident_ones(
             assert e.tag not in kb.tags.of(e.value_id)
     actors = {
         r[0]
-        for r in kb.vault.conn.execute(
+        for r in kb._vault.conn.execute(
             "SELECT actor FROM value_tag WHERE state = 'accepted' AND actor = 'auto'"
         )
     }
@@ -262,7 +262,7 @@ def test_main_window_opens_the_queue_with_ctrl_shift_t(qtbot, sample_vault: Path
 
     # Curate two policies, so the third one (and others) get "policy" suggested.
     with KnowledgeBase.open(sample_vault) as base:
-        ids = {Path(r.source_path or r.title).name: r.id for r in base.vault.values.list_values()}
+        ids = {Path(r.source_path or r.title).name: r.id for r in base.values.list_values()}
         for name in ("travel-expense-policy.md", "it-security-handbook.html"):
             base.set_tag(ids[name], "policy", "accepted", "test")
         remote = ids["remote-work-policy.txt"]
