@@ -20,8 +20,7 @@ from kvdesk.cli.output import TerminalProgress, print_json, terminal_safe
 from kvdesk.core.errors import Cancelled
 
 if TYPE_CHECKING:
-    from kvdesk.core.keys.manager import KeySet
-    from kvdesk.core.knowledge_base import KnowledgeBase
+    from kvdesk.core.knowledge_base import KeySet, KnowledgeBase
 
 _TAGS = re.compile(r"</?b>")
 

@@ -25,6 +25,8 @@ from kvdesk.core.vault.records import CheckReport
 from kvdesk.core.vault.values import ValueStore
 from kvdesk.core.vault.vault import WRITER_WAIT_SECONDS, Vault
 
+__all__ = ["DenseStatus", "KeySet", "KnowledgeBase", "SearchResult"]
+
 
 class KnowledgeBase:
     """A vault and its key spaces. Open with :meth:`open`; close when done.
