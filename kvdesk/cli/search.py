@@ -27,8 +27,8 @@ _TAGS = re.compile(r"</?b>")
 
 def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
     with open_kb(args) as kb:
-        if args.mode in ("hybrid", "dense"):
-            complete_dense(kb, args.quiet)
+        # Answer at once with the keys that are ready (the output says which are not); building
+        # keys is the job of import, the app's background builder and `kvdesk keys build`.
         result = kb.search(args.query, k=args.k, mode=args.mode, details=True)
         session_id = None
         if args.session is not None:
@@ -213,6 +213,16 @@ def _key_set_json(kb: KnowledgeBase, key_set: KeySet) -> dict[str, Any]:
 def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
     action = getattr(args, "keys_action", None) or "list"
     with open_kb(args) as kb:
+        if action == "build":
+            complete_dense(kb, args.quiet)
+            status = kb.dense_status()
+            if args.json:
+                print_json(_key_set_json(kb, status.key_set) if status.key_set else {}, out)
+            else:
+                out.write(
+                    f"dense keys: {status.keyed_values}/{status.total_values} values keyed\n"
+                )
+            return 0
         if action == "activate":
             key_set = kb.activate_key_set(args.key_set_id)
             data = _key_set_json(kb, key_set)
@@ -290,8 +300,8 @@ def register(add: AddCommand) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("-q", "--quiet", action="store_true")
 
-    p = add("keys", cmd_keys, "list, activate or drop dense key sets")
-    p.set_defaults(keys_action="list", json=False, threads=None)
+    p = add("keys", cmd_keys, "list, build, activate or drop dense key sets")
+    p.set_defaults(keys_action="list", json=False, threads=None, quiet=False)
     sub = p.add_subparsers(dest="keys_action", metavar="SUBCOMMAND")
 
     def add_sub(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -301,6 +311,9 @@ def register(add: AddCommand) -> None:
         return q
 
     add_sub("list", "the dense key sets: model, state, passages, completeness")
+    q = add_sub("build", "compute the dense keys still missing (with progress; resumable)")
+    q.add_argument("--threads", type=int, default=None)
+    q.add_argument("-q", "--quiet", action="store_true")
     q = add_sub("activate", "switch search to a complete key set (no rebuild), atomically")
     q.add_argument("key_set_id", metavar="KEYSET_ID", type=int)
     q = add_sub("drop", "delete a non-active key set and its vectors")

@@ -11,7 +11,6 @@ from kvdesk.cli.common import (
     AddCommand,
     Command,
     VaultUse,
-    complete_dense,
     open_kb,
     scratch_vault,
     set_vault_use,
@@ -29,8 +28,6 @@ def cmd_tags(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_suggest(args: argparse.Namespace, out: TextIO) -> int:
     with open_kb(args) as kb:
-        if not args.no_dense:
-            complete_dense(kb, args.quiet)
         suggester = kb.tags.suggester(use_dense=not args.no_dense)
         if args.untagged:
             ids = suggester.untagged()

@@ -90,3 +90,22 @@ def test_rekey_no_activate_keys_list_activate_drop(vault: str, tmp_path: Path) -
     code, out = run("--vault", vault, "keys", "list", "--json")
     assert [r["id"] for r in json.loads(out)["key_sets"]] == [first["key_set"]]
     assert run("--vault", vault, "keys", "activate", "999")[0] == 1
+
+
+def test_search_answers_with_the_keys_that_are_ready_and_keys_build_completes_them(
+    tmp_path: Path,
+) -> None:
+    """A search never builds keys first (20 minutes on 20,000 records): it says what is not
+    ready; `kvdesk keys build` completes them."""
+    vault = str(tmp_path / "v.kvdb")
+    (tmp_path / "a.txt").write_text("The printer on floor three jams on double-sided jobs.")
+    (tmp_path / "b.txt").write_text("Travel expenses are refunded within thirty days.")
+    assert run("--vault", vault, "import", str(tmp_path), "--no-dense")[0] == 0
+    code, out = run("--vault", vault, "search", "printer jams")
+    assert code == 0 and "not yet: dense" in out and "printer" in out.lower()
+    with KnowledgeBase.open(vault, create=False) as kb:
+        assert kb.dense_status().keyed_values == 0
+    code, out = run("--vault", vault, "keys", "build", "-q")
+    assert code == 0 and "2/2 values keyed" in out
+    code, out = run("--vault", vault, "search", "printer jams")
+    assert code == 0 and "not yet" not in out
