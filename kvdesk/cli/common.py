@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from enum import StrEnum
@@ -59,6 +60,9 @@ class AddCommand(Protocol):
     ) -> argparse.ArgumentParser: ...
 
 
+WRITER_PATIENCE_SECONDS = 600.0
+
+
 def open_kb(
     args: argparse.Namespace, *, path: str | os.PathLike[str] | None = None
 ) -> KnowledgeBase:
@@ -73,11 +77,14 @@ def open_kb(
     use = vault_use(args)
     if use is VaultUse.OWN:
         raise TypeError("a command registered with VaultUse.OWN opens its vault itself")
-    return KnowledgeBase.open(
+    kb = KnowledgeBase.open(
         path if path is not None else args.vault,
         create=use is VaultUse.CREATES,
         threads=getattr(args, "threads", None),
     )
+    # A write from the command line waits its turn behind the app or another import.
+    kb.wait_for_writers(WRITER_PATIENCE_SECONDS, lambda message: print(message, file=sys.stderr))
+    return kb
 
 
 @contextlib.contextmanager

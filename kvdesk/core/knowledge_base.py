@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from kvdesk.core.vault.importer import Importer, ImportReport
 from kvdesk.core.vault.records import CheckReport
 from kvdesk.core.vault.values import ValueStore
 from kvdesk.core.vault.vault import WRITER_WAIT_SECONDS, Vault
+
+log = logging.getLogger("kvdesk")
 
 __all__ = ["DenseStatus", "KeySet", "KnowledgeBase", "SearchResult"]
 
@@ -176,9 +179,14 @@ class KnowledgeBase:
         Under the same writer protocol as an import, and the key index writer is handed back
         afterwards, so an idle app never keeps the command line from writing.
         """
-        with self._writing():
-            for value_id in value_ids:
-                self._keys.value_changed(value_id)
+        try:
+            with self._writing():
+                for value_id in value_ids:
+                    self._keys.value_changed(value_id)
+        except VaultBusyError:
+            # The change itself is stored; its keys catch up on the next open or write (they
+            # record what they were built from). Not a failure of the change.
+            log.warning("keys of %d changed values will catch up later", len(value_ids))
 
     def set_tag(self, ref: str | int, tag: str, state: str = "accepted", actor: str = "") -> None:
         """Accept, suggest or reject a tag on a value; its tag and lexical keys update at once."""
@@ -280,3 +288,10 @@ class KnowledgeBase:
     ) -> GoldenEvaluation:
         """A/B the key sets on the golden set ``name`` (see :mod:`kvdesk.core.golden.protocol`)."""
         return evaluate(self.golden, self._vault, self._keys, name, key_set_ids, mode=mode)
+
+    def wait_for_writers(
+        self, patience: float, on_wait: Callable[[str], None] | None = None
+    ) -> None:
+        """Writes wait their turn up to ``patience`` s behind another writer (the app, an
+        import), saying so once through ``on_wait``, instead of failing after 3 s."""
+        self._vault.wait_for_writers(patience, on_wait)

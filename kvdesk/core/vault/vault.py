@@ -15,12 +15,12 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import filelock
 
-from kvdesk.core.db import SQLITE, Dialect
+from kvdesk.core.db import SQLITE, Dialect, nested_transaction
 from kvdesk.core.errors import KvdeskError, NotFoundError, VaultBusyError, VaultFormatError
 from kvdesk.core.schema import SCHEMA_VERSION, steps_for
 from kvdesk.core.tags.store import TagStore
@@ -43,6 +43,8 @@ class Vault:
         self._thread_write_lock = threading.RLock()
         self._file_lock = filelock.FileLock(str(path) + ".lock", is_singleton=False)
         self._closed = False
+        self._patience = WRITER_WAIT_SECONDS
+        self._on_wait: Callable[[str], None] | None = None
         self.values = ValueStore(self, tags_of=TagStore(self).tags_of)
 
     # -- opening ------------------------------------------------------------------------------
@@ -160,13 +162,7 @@ class Vault:
         with self._thread_write_lock:
             depth = getattr(self._local, "write_depth", 0)
             if depth == 0:
-                try:
-                    self._file_lock.acquire(timeout=WRITER_WAIT_SECONDS)
-                except filelock.Timeout as exc:
-                    raise VaultBusyError(
-                        f"vault is busy: another kvdesk process is writing to {self.path}; "
-                        "try again when it has finished"
-                    ) from exc
+                self._acquire_file_lock()
             self._local.write_depth = depth + 1
             try:
                 yield
@@ -174,6 +170,35 @@ class Vault:
                 self._local.write_depth = depth
                 if depth == 0:
                     self._file_lock.release()
+
+    def wait_for_writers(
+        self, patience: float, on_wait: Callable[[str], None] | None = None
+    ) -> None:
+        """Let a write wait up to ``patience`` seconds for another writer (the app, an import),
+        telling ``on_wait`` once that it is waiting. The default is to give up after 3 s."""
+        self._patience = max(patience, WRITER_WAIT_SECONDS)
+        self._on_wait = on_wait
+
+    def _acquire_file_lock(self) -> None:
+        try:
+            self._file_lock.acquire(timeout=WRITER_WAIT_SECONDS)
+            return
+        except filelock.Timeout:
+            if self._patience > WRITER_WAIT_SECONDS:
+                if self._on_wait is not None:
+                    self._on_wait(
+                        f"waiting for another kvdesk process (the app, or another import) to"
+                        f" finish writing to {self.path.name}…"
+                    )
+                try:
+                    self._file_lock.acquire(timeout=self._patience - WRITER_WAIT_SECONDS)
+                    return
+                except filelock.Timeout:
+                    pass
+        raise VaultBusyError(
+            f"vault is busy: another kvdesk process is writing to {self.path}; "
+            "try again when it has finished"
+        )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -183,37 +208,15 @@ class Vault:
         while each document still succeeds or fails on its own.
         """
         conn = self.conn
-        with self.writing():
-            depth = getattr(self._local, "tx_depth", 0)
-            if depth:
-                name = f"sp{depth}"
-                conn.execute(f"SAVEPOINT {name}")
-                self._local.tx_depth = depth + 1
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute(f"ROLLBACK TO {name}")
-                    conn.execute(f"RELEASE {name}")
-                    raise
-                else:
-                    conn.execute(f"RELEASE {name}")
-                finally:
-                    self._local.tx_depth = depth
-                return
+
+        def begin() -> None:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise VaultBusyError(f"vault is busy: {exc}") from exc
-            self._local.tx_depth = 1
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
-                conn.execute("COMMIT")
-            finally:
-                self._local.tx_depth = 0
+
+        with self.writing(), nested_transaction(conn, self._local, begin):
+            yield conn
 
     # -- integrity ----------------------------------------------------------------------------
 
