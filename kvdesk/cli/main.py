@@ -182,8 +182,15 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
-    with open_kb(args) as kb:
-        report = kb.check()
+    try:
+        with open_kb(args) as kb:
+            report = kb.check()
+    except KvdeskError as exc:
+        if not args.json:
+            raise
+        # --json is for scripts: a vault that cannot even be opened is still an answer.
+        print_json({"ok": False, "values": 0, "values_digest": "", "problems": [str(exc)]}, out)
+        return EXIT_FAILURE
     if args.json:
         print_json(
             {

@@ -118,9 +118,11 @@ class HitExplanationView(QFrame):
         lay.setContentsMargins(12, 10, 12, 10)
         lay.setSpacing(6)
         self.rank_label = QLabel()
+        self.rank_label.setTextFormat(Qt.TextFormat.PlainText)  # data, never markup
         self.rank_label.setStyleSheet(f"color: {MUTED.name()};")
         self.rank_label.setWordWrap(True)
         self.title_label = QLabel()
+        self.title_label.setTextFormat(Qt.TextFormat.PlainText)  # data, never markup
         self.title_label.setWordWrap(True)
         self.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.title_label.setStyleSheet("font-weight: 600; font-size: 11pt;")

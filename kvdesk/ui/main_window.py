@@ -65,6 +65,7 @@ from kvdesk.ui.ui_state import (
     load_history,
     remember_vault,
     save_history,
+    save_settings,
     set_vault_value,
     ui_settings,
     vault_value,
@@ -777,17 +778,14 @@ class MainWindow(QMainWindow):
     # -- import ---------------------------------------------------------------------------------
 
     def import_paths(self, paths: list[str] | list[Path]) -> Task:
-        task = self.session.import_paths(paths)
-        self._track(task, "Importing")
-        task.succeeded.connect(self._on_import_done)
-        task.cancelled.connect(self._on_import_cancelled)
-        task.failed.connect(self._on_import_failed)
-        self.last_import_task = task
-        return task
+        return self._importing(self.session.import_paths(paths), "Importing")
 
     def import_records(self, path: str) -> Task:
-        task = self.session.import_records(path)
-        self._track(task, "Importing records")
+        return self._importing(self.session.import_records(path), "Importing records")
+
+    def _importing(self, task: Task, label: str) -> Task:
+        """Track an import task and report its outcome (files or a records file alike)."""
+        self._track(task, label)
         task.succeeded.connect(self._on_import_done)
         task.cancelled.connect(self._on_import_cancelled)
         task.failed.connect(self._on_import_failed)
@@ -998,6 +996,7 @@ class MainWindow(QMainWindow):
         box = QMessageBox(
             QMessageBox.Icon.Warning, "kvdesk", message, QMessageBox.StandardButton.Ok, self
         )
+        box.setTextFormat(Qt.TextFormat.PlainText)  # may quote file names and titles
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
 
@@ -1082,7 +1081,7 @@ class MainWindow(QMainWindow):
             QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, self
         )
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setTextFormat(Qt.TextFormat.RichText)  # our own help text (callers escape)
         box.open()
 
     @Slot()
@@ -1145,7 +1144,7 @@ class MainWindow(QMainWindow):
         s = ui_settings()
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/splitter", self.splitter.saveState())
-        s.sync()
+        save_settings(s)
 
     def wait_idle(self, timeout_ms: int = 60_000) -> bool:
         """Spin the event loop until no background task is left (tests, screenshot mode)."""

@@ -6,7 +6,9 @@ from touching a user's real settings.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
@@ -19,8 +21,15 @@ HISTORY_MAX = 50
 
 def ui_settings() -> QSettings:
     home = data_home()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, mode=0o700, exist_ok=True)  # private, like the vault
     return QSettings(str(home / SETTINGS_FILE), QSettings.Format.IniFormat)
+
+
+def save_settings(settings: QSettings) -> None:
+    """Write the file and keep it owner-only: the search history is what the user looked for."""
+    settings.sync()
+    with contextlib.suppress(OSError):
+        os.chmod(settings.fileName(), 0o600)
 
 
 def load_history() -> list[str]:
@@ -33,7 +42,7 @@ def load_history() -> list[str]:
 def save_history(history: list[str]) -> None:
     s = ui_settings()
     s.setValue("search/history", history[:HISTORY_MAX])
-    s.sync()
+    save_settings(s)
 
 
 def vault_key(path: str | Path) -> str:
@@ -50,13 +59,13 @@ def set_vault_value(path: str | Path, name: str, value: bool) -> None:
     s = ui_settings()
     s.setValue(f"{vault_key(path)}/path", str(Path(path).expanduser().resolve()))
     s.setValue(f"{vault_key(path)}/{name}", value)
-    s.sync()
+    save_settings(s)
 
 
 def remember_vault(path: str | Path) -> None:
     s = ui_settings()
     s.setValue("vault/last", str(Path(path).expanduser().resolve()))
-    s.sync()
+    save_settings(s)
 
 
 def last_vault() -> Path | None:

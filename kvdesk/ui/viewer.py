@@ -133,7 +133,9 @@ class DocumentViewer(QWidget):
         lay.setSpacing(6)
         head = QHBoxLayout()
         self.badge = QLabel()
+        self.badge.setTextFormat(Qt.TextFormat.PlainText)  # data, never markup
         self.title = QLabel("No document selected")
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # data, never markup
         self.title.setStyleSheet("font-size: 13pt; font-weight: 600;")
         self.title.setWordWrap(True)
         head.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignTop)
@@ -148,6 +150,7 @@ class DocumentViewer(QWidget):
         head.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignTop)
         lay.addLayout(head)
         self.meta = QLabel()
+        self.meta.setTextFormat(Qt.TextFormat.PlainText)  # data, never markup
         self.meta.setStyleSheet(f"color: {MUTED.name()};")
         self.meta.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.meta.setWordWrap(True)  # a long source path must not widen the window

@@ -145,3 +145,18 @@ def test_the_last_chosen_vault_is_opened_on_start(qapp, sample_vault: Path, tmp_
     assert start_vault_path(str(tmp_path / "x.kvdb")) == tmp_path / "x.kvdb"
     sample_vault.unlink()  # a vault that is gone: back to the default
     assert start_vault_path(None) == default_vault_path()
+
+
+def test_ui_settings_and_search_history_are_private(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The search history says what the user looked for: owner-only file in an owner-only
+    folder, also under a KVDESK_HOME the app creates."""
+    import os
+    import stat
+
+    from kvdesk.ui.ui_state import save_history, ui_settings
+
+    home = tmp_path / "fresh-home"
+    monkeypatch.setenv("KVDESK_HOME", str(home))
+    save_history(["salary of my manager"])
+    assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(ui_settings().fileName()).st_mode) == 0o600

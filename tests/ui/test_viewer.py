@@ -54,3 +54,32 @@ def test_image_value_is_fitted_and_zooms_on_double_click(
         ex.hit.explanation.dense is None or not ex.hit.explanation.dense.passage_text
     ):
         assert not ex.passage_heading.isVisibleTo(ex)
+
+
+def test_a_title_made_of_markup_is_shown_as_text(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A document's title is data: it is never rendered as HTML (nor loads a local image)."""
+    from kvdesk.core.knowledge_base import KnowledgeBase
+
+    from .conftest import close_window, make_window
+
+    title = '<h1 style=color:red>BIG</h1><img src="/some/local.png">'
+    (tmp_path / "memo.html").write_text(
+        f"<html><head><title>{title.replace('<', '&lt;')}</title></head>"
+        "<body><p>quarterly marmalade budget</p></body></html>",
+        encoding="utf-8",
+    )
+    path = tmp_path / "v.kvdb"
+    with KnowledgeBase.open(path) as kb:
+        kb.import_paths([tmp_path / "memo.html"])
+        assert kb.values.get("DOC-1").title == title
+    window = make_window(qtbot, path)
+    try:
+        outcome = search(qtbot, window, "marmalade")
+        window.show_in_viewer(outcome.result.hits[0])
+        assert window.viewer.title.text() == title
+        assert window.viewer.title.textFormat() == Qt.TextFormat.PlainText
+        views = window.explain.visible_views()
+        assert views and views[0].title_label.text() == title
+        assert views[0].title_label.textFormat() == Qt.TextFormat.PlainText
+    finally:
+        close_window(window)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import filelock
 
-from kvdesk.core.db import SQLITE, Dialect, nested_transaction
+from kvdesk.core.db import SQLITE, Dialect, ThreadConnections, nested_transaction
 from kvdesk.core.errors import KvdeskError, NotFoundError, VaultBusyError, VaultFormatError
 from kvdesk.core.schema import SCHEMA_VERSION, steps_for
 from kvdesk.core.tags.store import TagStore
@@ -38,8 +38,7 @@ class Vault:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
+        self._connections: ThreadConnections[sqlite3.Connection] = ThreadConnections()
         self._thread_write_lock = threading.RLock()
         self._file_lock = filelock.FileLock(str(path) + ".lock", is_singleton=False)
         self._closed = False
@@ -87,8 +86,6 @@ class Vault:
             raise VaultFormatError(f"cannot use write-ahead logging on {self.path}")
         # NORMAL is durable against process crashes in WAL mode (FULL: an fsync per document).
         conn.execute("PRAGMA synchronous = NORMAL")
-        with self._connections_lock:
-            self._connections.append(conn)
         return conn
 
     @property
@@ -100,11 +97,7 @@ class Vault:
         """This thread's connection (sqlite3 objects must stay on the thread that made them)."""
         if self._closed:
             raise KvdeskError("the vault is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
+        return self._connections.get(self._connect)
 
     def _migrate(self) -> None:
         conn = self.conn
@@ -136,17 +129,13 @@ class Vault:
                     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
+        conn = self._connections.current()
         if conn is not None and not self._closed:
             # Fold the write-ahead log back into the vault file, so a closed vault is one file.
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._closed = True
-        with self._connections_lock:
-            for conn in self._connections:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            self._connections.clear()
+        self._connections.close_all(sqlite3.Error)
 
     def __enter__(self) -> Vault:
         return self
@@ -224,13 +213,20 @@ class Vault:
         """SQLite integrity check, foreign keys, and the sha256 of every stored byte string."""
         conn = self.conn
         problems: list[str] = []
-        for (line,) in conn.execute("PRAGMA integrity_check"):
-            if line != "ok":
-                problems.append(f"sqlite: {line}")
-        for row in conn.execute("PRAGMA foreign_key_check"):
-            problems.append(f"dangling reference in table {row[0]} (row {row[1]})")
-        count, digest, value_problems = self.values.check()
-        problems.extend(value_problems)
+        count, digest = 0, ""
+        try:
+            for (line,) in conn.execute("PRAGMA integrity_check"):
+                if line != "ok":
+                    problems.append(f"sqlite: {line}")
+            for row in conn.execute("PRAGMA foreign_key_check"):
+                problems.append(f"dangling reference in table {row[0]} (row {row[1]})")
+        except sqlite3.DatabaseError as exc:
+            problems.append(f"sqlite: {exc}")
+        try:
+            count, digest, value_problems = self.values.check()
+            problems.extend(value_problems)
+        except sqlite3.DatabaseError as exc:
+            problems.append(f"the values cannot all be read: {exc}")
         return CheckReport(
             ok=not problems, values=count, values_digest=digest, problems=tuple(problems)
         )
