@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class KvdeskError(Exception):
     """Base class for every error a user may see."""
@@ -9,6 +11,25 @@ class KvdeskError(Exception):
 
 class VaultBusyError(KvdeskError):
     """Another process holds the vault's writer lock."""
+
+
+class DiskFullError(KvdeskError):
+    """The disk (or quota) is full: what was committed before is kept."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk is full, in any layer's words."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(current).lower()
+        if "disk is full" in text or "no space left" in text or "disk quota" in text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class VaultFormatError(KvdeskError):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from kvdesk.core.errors import VaultBusyError
+from kvdesk.core.errors import DiskFullError, KvdeskError, VaultBusyError, is_disk_full
 from kvdesk.core.extract import Limits
 from kvdesk.core.golden.protocol import GoldenEvaluation, evaluate
 from kvdesk.core.golden.store import GoldenStore
@@ -107,7 +107,7 @@ class KnowledgeBase:
         cancel: CancelToken | None = None,
     ) -> ImportReport:
         """Store values and write their lexical keys (searchable at once). Dense keys follow."""
-        with self._writing():
+        with self._disk_full_said_once(), self._writing():
             return self._importer(limits, progress, cancel).import_paths(paths)
 
     def import_records(
@@ -118,7 +118,7 @@ class KnowledgeBase:
         progress: ProgressSink = no_progress,
         cancel: CancelToken | None = None,
     ) -> ImportReport:
-        with self._writing():
+        with self._disk_full_said_once(), self._writing():
             return self._importer(limits, progress, cancel).import_records(records_file)
 
     def _importer(
@@ -132,6 +132,22 @@ class KnowledgeBase:
             cancel=cancel,
             on_value=self._keys.value_changed,
         )
+
+    @contextmanager
+    def _disk_full_said_once(self) -> Iterator[None]:
+        """A full disk is one clear message (not a chain of tracebacks); commits are kept."""
+        try:
+            yield
+        except KvdeskError:
+            raise
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            raise DiskFullError(
+                f"disk full while writing to {self._vault.path.parent}: the import stopped;"
+                " every document committed before is kept. Free some space and run the same"
+                " import again to complete it."
+            ) from None
 
     @contextmanager
     def _writing(self) -> Iterator[None]:

@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from kvdesk.core.errors import KvdeskError, NotFoundError, VaultBusyError, VaultFormatError
+from kvdesk.core.errors import (
+    KvdeskError,
+    NotFoundError,
+    VaultBusyError,
+    VaultFormatError,
+    is_disk_full,
+)
 from kvdesk.core.keys.dense import (
     DEFAULT_MODEL_NAME,
     Embedder,
@@ -162,6 +168,11 @@ class KeyManager:
             self.sync_lexical()
         except VaultBusyError:
             log.warning("lexical keys are stale, and another kvdesk process is updating them")
+            return
+        except Exception as exc:  # noqa: BLE001 - a full disk, a killed index writer, ...
+            # Search goes on with the keys there are; they catch up on the next write or open.
+            log.warning("lexical keys are stale and could not be caught up now: %s", exc)
+            self._open_lexical(writable=False)
             return
         # Hand the index writer back at once: a search must not keep other processes (an
         # import from the command line, say) from writing.
@@ -331,9 +342,9 @@ class KeyManager:
 
     def flush(self) -> None:
         with self._lock:
-            if self._lexical is not None and self._lexical_writable and self._pending_lexical:
-                self._lexical.commit()
-            self._pending_lexical = 0
+            pending, self._pending_lexical = self._pending_lexical, 0
+            if self._lexical is not None and self._lexical_writable and pending:
+                self._lexical.commit()  # on failure the next open catches up (fingerprints)
 
     # -- key sets -------------------------------------------------------------------------------
 
@@ -613,7 +624,13 @@ class KeyManager:
 
     def close(self) -> None:
         with self._lock:
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                # Uncommitted keys are dropped; they are rebuilt from the vault next time.
+                log.warning("could not commit the last keys (disk full): %s", exc)
             if self._lexical is not None:
                 self._lexical.close()
                 self._lexical = None
