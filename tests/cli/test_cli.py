@@ -1,14 +1,19 @@
-"""The command line against a real vault: exact JSON shapes, exit codes, byte-exact export."""
+"""The command line against a real vault: exact JSON shapes, exit codes, byte-exact export; the
+import size limit, and export errors and targets that are not plain files."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.cli.runner import run
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -126,3 +131,120 @@ def test_eval_reports_metrics_and_writes_a_trec_run(tmp_path: Path) -> None:
     assert q0 == "Q0" and rank == "1" and tag == "lexical" and float(score) > 0
     code, again = run(*argv)  # the vault is reused: nothing is imported twice
     assert json.loads(again)["modes"] == report["modes"]
+
+
+# -- the import size limit and export errors ---------------------------------------------------
+
+
+def test_max_file_size_is_configurable_and_reported(tmp_path: Path) -> None:
+    vault = str(tmp_path / "v.kvdb")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "small.txt").write_text("small")
+    (docs / "big.txt").write_bytes(b"x" * 3000)
+    code, out = run(
+        "--vault", vault, "import", str(docs), "--max-file-size", "2K", "--no-dense", "--json"
+    )
+    report = json.loads(out)
+    assert code == 0
+    assert set(report) == {"imported", "updated", "unchanged", "duplicates", "skipped", "failed"}
+    assert [Path(i["path"]).name for i in report["imported"]] == ["small.txt"]
+    assert report["skipped"] == [
+        {"path": str(docs / "big.txt"), "reason": "file too large (2.9 KiB > limit 2.0 KiB)"}
+    ]
+    code, out = run("--vault", vault, "import", str(docs), "--max-file-size", "1M", "--json")
+    assert [Path(i["path"]).name for i in json.loads(out)["imported"]] == ["big.txt"]
+
+
+def test_export_to_a_missing_folder_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vault = str(tmp_path / "v.kvdb")
+    (tmp_path / "memo.txt").write_text("exported nowhere")
+    _, out = run("--vault", vault, "import", str(tmp_path / "memo.txt"), "--no-dense", "--json")
+    ident = json.loads(out)["imported"][0]["id"]
+    capsys.readouterr()
+    target = tmp_path / "nonexistent" / "dir" / "out"
+    assert run("--vault", vault, "export", ident, str(target))[0] == 1
+    err = capsys.readouterr().err
+    assert f"kvdesk: error: cannot write {target}: No such file or directory" in err
+    assert "Traceback" not in err
+
+
+def test_export_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    vault = str(tmp_path / "v.kvdb")
+    (tmp_path / "memo.txt").write_text("exported nowhere")
+    run("--vault", vault, "import", str(tmp_path / "memo.txt"), "--no-dense")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kvdesk.cli",
+            "--vault",
+            vault,
+            "export",
+            "DOC-1",
+            "/nonexistent/d/o",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and "cannot write /nonexistent/d/o" in out.stderr
+
+
+def _exported_vault(tmp_path: Path) -> str:
+    vault = str(tmp_path / "v.kvdb")
+    (tmp_path / "memo.txt").write_text("exported bytes")
+    run("--vault", vault, "import", str(tmp_path / "memo.txt"), "--no-dense")
+    return vault
+
+
+def test_export_refuses_fifos_devices_folders_and_links(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Output is data, never a door: no device turned into a file, no FIFO hang, no link."""
+    import os
+
+    vault = _exported_vault(tmp_path)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / "link.txt"
+    link.symlink_to(victim)
+    for target, why in (
+        (fifo, "not a regular file"),
+        (tmp_path, "not a regular file"),
+        (Path("/dev/null"), "not a regular file"),
+        (link, "symbolic link"),
+    ):
+        capsys.readouterr()
+        code, _out = run("--vault", vault, "export", "DOC-1", str(target))
+        err = capsys.readouterr().err
+        assert code == 1 and why in err, (target, err)
+    assert victim.read_text() == "keep me" and fifo.exists() and link.is_symlink()
+    assert Path("/dev/null").is_char_device()
+
+
+def test_export_writes_privately_through_an_unpredictable_temporary_file(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    vault = _exported_vault(tmp_path)
+    target = tmp_path / "out.txt"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    # A link planted at the name the old export wrote through is never followed.
+    (tmp_path / "out.txt.kvdesk-partial").symlink_to(victim)
+    code, _out = run("--vault", vault, "export", "DOC-1", str(target))
+    assert code == 0 and target.read_bytes() == b"exported bytes"
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert victim.read_text() == "keep me"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.txt.")]
+    # An existing file keeps its mode when it is replaced.
+    os.chmod(target, 0o644)
+    assert run("--vault", vault, "export", "DOC-1", str(target))[0] == 0
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o644

@@ -1,4 +1,5 @@
-"""``kvdesk pilot`` and ``kvdesk golden`` through the real command line and a real vault."""
+"""``kvdesk pilot`` and ``kvdesk golden`` through the real command line and a real vault: the
+text report's per-team failed queries, ``golden add --session`` from a pilot session."""
 
 from __future__ import annotations
 
@@ -121,3 +122,44 @@ def test_search_pilot_flag_records_a_session(vault: str) -> None:
     code, out = run("--vault", vault, "pilot", "report", "--json")
     report = json.loads(out)
     assert report["sessions"] == 1 and report["success_rate"] == 1.0 and report["mrr"] == 1.0
+
+
+def test_golden_add_from_a_session(vault: str) -> None:
+    assert run("--vault", vault, "pilot", "on")[0] == 0
+    sid = cli_search(vault, "printer")
+    assert sid is not None
+    assert run("--vault", vault, "pilot", "mark", str(sid), "notfound")[0] == 0
+    code, out = run(
+        "--vault", vault, "golden", "add", "fails", "--session", str(sid), "--doc", "d1", "--json"
+    )
+    assert code == 0
+    data = json.loads(out)["set"]
+    assert (data["name"], data["source"], data["queries"], data["judgements"]) == (
+        "fails", "pilot", 1, 1,
+    )  # fmt: skip
+    # usage errors: no document, unknown session, mixed with --beir
+    assert run("--vault", vault, "golden", "add", "fails", "--session", str(sid))[0] == 1
+    assert run("--vault", vault, "golden", "add", "fails", "--session", "99", "--doc", "d1")[0] == 1
+    assert run("--vault", vault, "golden", "add", "f", "--session", "1", "--beir", "x")[0] == 1
+
+
+def test_text_report_lists_failed_queries_per_team(vault: str) -> None:
+    with KnowledgeBase.open(vault) as kb:
+        log = kb.pilot
+        log.configure(enabled=True)
+        for team, query, outcome in (
+            ("ops", "printer jams", "found"),
+            ("ops", "toner order", "notfound"),
+            ("hr", "holiday closure", "notfound"),
+        ):
+            sid = log.start_session(team=team)
+            log.record_search(sid, query, kb.search(query, mode="lexical"))
+            log.mark(sid, outcome, kb.values.resolve("d1") if outcome == "found" else None)
+    code, out = run("--vault", vault, "pilot", "report")
+    assert code == 0
+    team_part = out.split("per team:\n", 1)[1].splitlines()
+    hr = team_part.index(next(x for x in team_part if x.strip().startswith("hr ")))
+    ops = team_part.index(next(x for x in team_part if x.strip().startswith("ops ")))
+    assert team_part[hr + 1].split() == ["failed", "1x", "holiday", "closure"]
+    assert team_part[ops + 1].split() == ["failed", "1x", "toner", "order"]
+    assert "printer jams" not in "\n".join(team_part)

@@ -1,4 +1,6 @@
-"""The ``kvdesk tags`` commands, run through the real command-line entry point."""
+"""The ``kvdesk tags`` commands, run through the real command-line entry point: suggest, accept,
+reject, list, rule, eval, ``set`` (description, colour), ``-k`` validation and rule problems in
+the list."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from kvdesk.core.knowledge_base import KnowledgeBase
 from tests.cli.runner import run
-from tests.core.test_tagging import make_corpus
+from tests.tag_corpus import make_corpus
 
 
 @pytest.fixture
@@ -97,3 +100,69 @@ def test_eval_prints_protocol_figures(tmp_path: Path) -> None:
     assert {"held_out", "p@3", "r@5", "f1", "suggest_ms_p50"} <= set(data)
     assert data["held_out"] == 16
     assert data["r@5"] > 0.9
+
+
+def test_set_description_and_colour_shown_in_list(vault: str) -> None:
+    code, out = run(
+        "--vault", vault, "tags", "set", "finance", "--description", "Money matters",
+        "--color", "#1A2b3C", "--json",
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(out)
+    assert (data["name"], data["description"], data["color"]) == (
+        "finance", "Money matters", "#1a2b3c"
+    )  # fmt: skip
+    code, out = run("--vault", vault, "tags", "list", "--json")
+    tags = {t["name"]: t for t in json.loads(out)}
+    assert tags["finance"]["description"] == "Money matters"
+    assert tags["finance"]["color"] == "#1a2b3c"
+    assert tags["finance"]["accepted"] == 11  # counts untouched
+    code, out = run("--vault", vault, "tags", "list")
+    line = next(x for x in out.splitlines() if x.startswith("finance"))
+    assert "#1a2b3c" in line and "Money matters" in line
+    # only the colour: the description stays
+    assert run("--vault", vault, "tags", "set", "finance", "--color", "#ffffff")[0] == 0
+    _code, out = run("--vault", vault, "tags", "list", "--json")
+    tags = {t["name"]: t for t in json.loads(out)}
+    assert (tags["finance"]["description"], tags["finance"]["color"]) == (
+        "Money matters", "#ffffff"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("color", ["red", "#12345", "#1234567", "#gggggg", "123456"])
+def test_bad_colour_is_refused(vault: str, color: str) -> None:
+    assert run("--vault", vault, "tags", "set", "finance", "--color", color)[0] == 1
+    _code, out = run("--vault", vault, "tags", "list", "--json")
+    assert {t["name"]: t for t in json.loads(out)}["finance"]["color"] == ""
+
+
+def test_set_needs_something_to_set(vault: str) -> None:
+    assert run("--vault", vault, "tags", "set", "finance")[0] == 1
+
+
+@pytest.mark.parametrize("k", ["0", "-1", "x"])
+def test_suggest_k_must_be_at_least_one(vault: str, k: str) -> None:
+    code, _out = run("--vault", vault, "tags", "suggest", "--untagged", "-k", k, "--no-dense")
+    assert code == 2
+
+
+def test_list_shows_rule_problems(vault: str) -> None:
+    assert (
+        run("--vault", vault, "tags", "rule", "numbers", "--kind", "regex", r"(\d|\d\d)+$")[0] == 0
+    )
+    with KnowledgeBase.open(vault) as kb:
+        kb.import_records(_digits(Path(vault).parent))
+    code, out = run("--vault", vault, "tags", "suggest", "digits", "--json", "--no-dense")
+    assert code == 0
+    assert "numbers" not in [s["tag"] for s in json.loads(out)["suggestions"]]
+    _code, out = run("--vault", vault, "tags", "list")
+    assert "! problem: regex /(\\d|\\d\\d)+$/: timed out on document" in out
+    _code, out = run("--vault", vault, "tags", "list", "--json")
+    (problem,) = {t["name"]: t for t in json.loads(out)}["numbers"]["problems"]
+    assert problem["problem"].startswith("timed out")
+
+
+def _digits(folder: Path) -> Path:
+    path = folder / "digits.jsonl"
+    path.write_text(json.dumps({"_id": "digits", "title": "n", "text": "1" * 80 + "x"}) + "\n")
+    return path

@@ -1,5 +1,6 @@
 """``kb.tags``: every change says which values it changed and hands them to ``on_change`` (the
-knowledge base re-keys them): one path from a tag change to its keys."""
+knowledge base re-keys them): one path from a tag change to its keys. Tag counts by state, and
+``restore`` (the review queue's undo) puts a document-tag back exactly as it was."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from kvdesk.core.errors import KvdeskError, NotFoundError
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.tags.manager import TagManager
 from kvdesk.core.tags.rules import RuleKind
-from kvdesk.core.tags.store import TagState
-from tests.core.test_tagging import make_corpus
+from kvdesk.core.tags.store import TagRow, TagState
+from tests.tag_corpus import make_corpus
 
 TAGS_PACKAGE = Path(__file__).resolve().parents[2] / "kvdesk" / "core" / "tags"
 
@@ -109,3 +110,52 @@ def test_the_tags_feature_never_imports_the_knowledge_base() -> None:
             if any(n.startswith("kvdesk.core.knowledge_base") for n in names):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
+
+
+def test_list_tags_counts_states(corpus_kb: KnowledgeBase) -> None:
+    suggester = corpus_kb.tags.suggester(use_dense=False)
+    vid = corpus_kb.values.resolve("python-11")
+    suggester.record_suggestions(vid, suggester.suggest(vid, k=2))
+    suggester.reject(vid, "finance")
+    info = {t.name: t for t in corpus_kb.tags.infos()}
+    assert info["devel::python"].accepted == 11
+    assert info["devel::python"].suggested == 1
+    assert info["finance"].rejected == 1
+
+
+@pytest.mark.parametrize("previous", ["accepted", "rejected", "suggested", "none", None])
+def test_restore_by_state_name(corpus_kb: KnowledgeBase, previous: str | None) -> None:
+    vid = corpus_kb.values.resolve("cooking-11")
+    corpus_kb.set_tag(vid, "food::cooking", "rejected", "bob")
+    corpus_kb.tags.restore(vid, "food::cooking", previous)
+    got = corpus_kb.tags.row(vid, "food::cooking")
+    if previous in (None, "none"):
+        assert got is None
+    else:
+        assert got is not None and got.state == previous
+
+
+def test_restore_of_accepted_updates_tag_keys(corpus_kb: KnowledgeBase) -> None:
+    vid = corpus_kb.values.resolve("cooking-11")
+    snapshot = TagRow(TagState.ACCEPTED, "ann", "2025-01-02T03:04:05.000+00:00")
+    corpus_kb.tags.restore(vid, "special::pick", snapshot)
+    ids = [h.value_id for h in corpus_kb.search("special::pick", mode="lexical").hits]
+    assert ids[:1] == [vid]
+    corpus_kb.tags.restore(vid, "special::pick", None)
+    assert vid not in [h.value_id for h in corpus_kb.search("special::pick", mode="lexical").hits]
+
+
+def test_restore_refuses_unknown_state(corpus_kb: KnowledgeBase) -> None:
+    with pytest.raises(KvdeskError, match="tag state"):
+        corpus_kb.tags.restore(corpus_kb.values.resolve("cooking-11"), "x", "maybe")
+
+
+def test_core_set_tag_info_clears_and_creates(tmp_path: Path) -> None:
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
+        info = kb.tags.set_info("hr::leave", description="Holidays", color="#00ff00")
+        assert (info.name, info.description, info.color) == ("hr::leave", "Holidays", "#00ff00")
+        kb.tags.set_info("HR::Leave", color="")
+        (only,) = kb.tags.infos()
+        assert (only.description, only.color) == ("Holidays", "")
+        with pytest.raises(KvdeskError, match="RRGGBB"):
+            kb.tags.set_info("hr::leave", color="#zzz")

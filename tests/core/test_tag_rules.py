@@ -1,5 +1,7 @@
-"""Regular-expression rules never hang suggestions: a time limit guards every match, and a rule
-that times out or no longer compiles is reported (log + rule problem in the tag listing)."""
+"""Tag rules (``kvdesk.core.tags.rules``): every kind matches as documented and bad or dangerous
+patterns are refused. Regular-expression rules never hang suggestions: a time limit guards every
+match, and a rule that times out or no longer compiles is reported (log + rule problem in the tag
+listing)."""
 
 from __future__ import annotations
 
@@ -95,3 +97,36 @@ def test_stored_rule_that_no_longer_compiles_is_reported(
     (problem,) = kb.tags.rule_problems()
     assert problem.tag == "broken" and "bad regular expression" in problem.problem
     assert [t.problems for t in kb.tags.infos() if t.name == "broken"] == [(problem,)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "pattern", "text", "expected"),
+    [
+        ("any", "rocket comet", "a comet passed", True),
+        ("any", "rocket probe", "a comet passed", False),
+        ("all", "comet passed", "A Comet passed by", True),
+        ("all", "comet rocket", "a comet passed", False),
+        ("phrase", "comet passed", "the comet  passed here", True),
+        ("phrase", "comet passed", "passed a comet", False),
+        ("regex", r"inv-\d{4}", "see INV-2024 attached", True),
+        ("regex", r"inv-\d{4}", "see inv-20", False),
+        ("fuzzy", "acme corporation", "invoice from acme corporatoin ltd", True),
+        ("fuzzy", "acme corporation", "invoice from globex", False),
+    ],
+)
+def test_rule_kinds(kind: str, pattern: str, text: str, expected: bool) -> None:
+    assert TagRule.compile("t", kind, pattern).matches(text) is expected
+
+
+@pytest.mark.parametrize(
+    "pattern", ["(unclosed", "[z-a]", "(a+)+$", "(x|y*)*z", r"(a)\1", "a" * 301]
+)
+def test_bad_or_dangerous_regex_is_a_clear_error(corpus_kb: KnowledgeBase, pattern: str) -> None:
+    with pytest.raises(KvdeskError, match="regular expression|longer than"):
+        corpus_kb.tags.suggester().add_rule("t", "regex", pattern)
+    assert corpus_kb.tags.infos() == [t for t in corpus_kb.tags.infos() if t.name != "t"]
+
+
+def test_unknown_rule_kind_is_refused() -> None:
+    with pytest.raises(KvdeskError, match="unknown rule kind"):
+        TagRule.compile("t", "glob", "*.pdf")

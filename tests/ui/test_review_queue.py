@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.ui.review_queue import ACCEPTED, AUTO, PENDING, REJECTED, ReviewQueue
 from kvdesk.ui.tasks import TaskRunner
-from tests.core.test_tagging import make_corpus
+from tests.tag_corpus import make_corpus
 
 
 @pytest.fixture
