@@ -496,19 +496,18 @@ class ReviewQueue(QWidget):
 
     @Slot()
     def accept_current(self) -> Task | None:
-        e = self.current_entry()
-        if e is None:
-            return None
-        task = self._decide([e], ACCEPTED)
-        self._move(1, pending_only=True)
-        return task
+        return self._decide_current(ACCEPTED)
 
     @Slot()
     def reject_current(self) -> Task | None:
+        return self._decide_current(REJECTED)
+
+    def _decide_current(self, state: str) -> Task | None:
+        """Decide the current suggestion, then move on to the next pending one."""
         e = self.current_entry()
         if e is None:
             return None
-        task = self._decide([e], REJECTED)
+        task = self._decide([e], state)
         self._move(1, pending_only=True)
         return task
 

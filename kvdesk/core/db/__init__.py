@@ -10,12 +10,14 @@ fills in. Each store owns its tables: it declares its schema steps and holds all
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from string import Template
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 
 class Connection(Protocol):
@@ -98,3 +100,78 @@ class SchemaStep:
 
 def split_sql(script: str) -> Sequence[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+class ThreadConnections(Generic[C]):
+    """The engines' connections: one per thread, opened on first use, all closed at once."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[C] = []
+        self._lock = threading.Lock()
+
+    def current(self) -> C | None:
+        """This thread's connection, if it has opened one."""
+        conn: C | None = getattr(self._local, "conn", None)
+        return conn
+
+    def get(self, connect: Callable[[], C]) -> C:
+        """This thread's connection, made by ``connect`` on first use."""
+        conn = self.current()
+        if conn is None:
+            conn = connect()
+            with self._lock:
+                self._all.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def close_all(self, errors: type[BaseException]) -> None:
+        """Close every thread's connection, ignoring ``errors`` from any one of them."""
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(errors):
+                    conn.close()
+            self._all.clear()
+
+
+@contextlib.contextmanager
+def nested_transaction(
+    conn: Connection, local: threading.local, begin: Callable[[], object]
+) -> Iterator[None]:
+    """The engines' ``transaction()``: ``begin()`` ... COMMIT on ``conn``, rolled back on any
+    error; nested use (``local.tx_depth``, this thread's depth) becomes a SAVEPOINT, so an inner
+    failure undoes only its own part."""
+    depth: int = getattr(local, "tx_depth", 0)
+    if depth:
+        name = f"sp{depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        local.tx_depth = depth + 1
+        try:
+            yield
+        except BaseException:
+            conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            conn.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            local.tx_depth = depth
+        return
+    begin()
+    local.tx_depth = 1
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+    finally:
+        local.tx_depth = 0

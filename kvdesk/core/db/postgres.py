@@ -21,7 +21,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from kvdesk.core.db import POSTGRESQL, Database, Dialect
+from kvdesk.core.db import (
+    POSTGRESQL,
+    Database,
+    Dialect,
+    ThreadConnections,
+    nested_transaction,
+)
 from kvdesk.core.errors import KvdeskError, VaultFormatError
 from kvdesk.core.schema import SCHEMA_VERSION, steps_for
 
@@ -166,8 +172,7 @@ class PostgresDatabase:
         self._psycopg = _psycopg()
         self.conninfo = conninfo
         self._local = threading.local()
-        self._connections: list[PgConnection] = []
-        self._lock = threading.Lock()
+        self._connections: ThreadConnections[PgConnection] = ThreadConnections()
         self._closed = False
 
     @property
@@ -179,63 +184,29 @@ class PostgresDatabase:
         """This thread's connection."""
         if self._closed:
             raise KvdeskError("the database is closed")
-        conn: PgConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                raw = self._psycopg.connect(
-                    self.conninfo, autocommit=True, row_factory=_row_factory
-                )
-            except self._psycopg.Error as exc:
-                raise KvdeskError(f"cannot connect to PostgreSQL: {exc}") from exc
-            bool_dumper, numeric_loader = _adapters()
-            raw.adapters.register_dumper(bool, bool_dumper)
-            raw.adapters.register_loader("numeric", numeric_loader)
-            conn = PgConnection(raw)
-            with self._lock:
-                self._connections.append(conn)
-            self._local.conn = conn
-        return conn
+        return self._connections.get(self._connect)
+
+    def _connect(self) -> PgConnection:
+        try:
+            raw = self._psycopg.connect(self.conninfo, autocommit=True, row_factory=_row_factory)
+        except self._psycopg.Error as exc:
+            raise KvdeskError(f"cannot connect to PostgreSQL: {exc}") from exc
+        bool_dumper, numeric_loader = _adapters()
+        raw.adapters.register_dumper(bool, bool_dumper)
+        raw.adapters.register_loader("numeric", numeric_loader)
+        return PgConnection(raw)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[PgConnection]:
         """One atomic write: BEGIN ... COMMIT, rolled back on any error; nested use becomes a
         SAVEPOINT, so an inner failure undoes only its own part."""
         conn = self.conn
-        depth: int = getattr(self._local, "tx_depth", 0)
-        if depth:
-            name = f"sp{depth}"
-            conn.execute(f"SAVEPOINT {name}")
-            self._local.tx_depth = depth + 1
-            try:
-                yield conn
-            except BaseException:
-                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
-                conn.execute(f"RELEASE SAVEPOINT {name}")
-                raise
-            else:
-                conn.execute(f"RELEASE SAVEPOINT {name}")
-            finally:
-                self._local.tx_depth = depth
-            return
-        conn.execute("BEGIN")
-        self._local.tx_depth = 1
-        try:
+        with nested_transaction(conn, self._local, lambda: conn.execute("BEGIN")):
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
-        finally:
-            self._local.tx_depth = 0
 
     def close(self) -> None:
         self._closed = True
-        with self._lock:
-            for conn in self._connections:
-                with contextlib.suppress(Exception):
-                    conn.close()
-            self._connections.clear()
+        self._connections.close_all(Exception)
 
     def __enter__(self) -> PostgresDatabase:
         return self

@@ -20,7 +20,7 @@ from kvdesk.core.errors import KvdeskError
 from kvdesk.core.progress import Progress, ProgressSink, no_progress
 from kvdesk.core.settings import SettingStore
 from kvdesk.core.tags.rules import RuleProblem, TagRule, load_rules
-from kvdesk.core.tags.store import TagRow, TagState, TagStore, normalise_tag
+from kvdesk.core.tags.store import TagRow, TagState, TagStore, TagSummary, normalise_tag
 from kvdesk.core.vault.values import ValueStore
 
 if TYPE_CHECKING:
@@ -37,15 +37,10 @@ OnChange = Callable[[Collection[int]], None]
 
 
 @dataclass(frozen=True)
-class TagInfo:
-    """A tag with its description, colour and how many documents hold it in each state."""
+class TagInfo(TagSummary):
+    """A tag with its description, colour and how many documents hold it in each state
+    (the stored :class:`TagSummary`), with its rules and their problems."""
 
-    name: str
-    description: str
-    color: str
-    accepted: int
-    suggested: int
-    rejected: int
     rules: tuple[str, ...] = ()
     problems: tuple[RuleProblem, ...] = ()  # rules that do not compile or ran out of time
 

@@ -3,8 +3,9 @@
 Each file is imported in its own transaction, so a crash or a bad file costs at most the file
 in hand. Records (JSONL) are committed in batches of ``RECORDS_PER_COMMIT`` (one savepoint per
 record: a bad record fails alone), so a kill costs at most the uncommitted batch, none of which
-was reported as imported; running the same import again completes it. Unchanged files are recognised from their size and modification time without
-being read again. Nothing here follows folder symlinks, opens special files, or trusts a name.
+was reported as imported; running the same import again completes it. Unchanged files are
+recognised from their size and modification time without being read again. Nothing here
+follows folder symlinks, opens special files, or trusts a name.
 
 Longer than most modules: files, folders and records share one reporting and one transaction
 protocol (what a kill can cost), which is easier to keep true in one place.

@@ -242,8 +242,8 @@ class ValueStore:
         title = clean_text(content.title)
         text = clean_text(content.text)
         metadata = clean_text(json.dumps(content.metadata, ensure_ascii=False, default=str))
-        digest = content_digest(
-            external_id,
+        # The digested fields after external_id are the version columns, in the same order.
+        stored = (
             content.sha256,
             len(content.data),
             content.media_type,
@@ -253,23 +253,11 @@ class ValueStore:
             text,
             metadata,
         )
+        digest = content_digest(external_id, *stored)
         tx.execute(
             "INSERT INTO version(value_id, version, sha256, size, media_type, title, source_path,"
             " source_mtime, text, metadata, created_at, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                value_id,
-                number,
-                content.sha256,
-                len(content.data),
-                content.media_type,
-                title,
-                content.raw_source_path,
-                content.source_mtime,
-                text,
-                metadata,
-                now_iso(),
-                digest,
-            ),
+            (value_id, number, *stored, now_iso(), digest),
         )
 
     # -- sources ------------------------------------------------------------------------------
