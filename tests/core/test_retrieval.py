@@ -287,3 +287,60 @@ def test_japanese_query_is_confident_hybrid(samples_kb: KnowledgeBase) -> None:
     assert result.confident
     assert not samples_kb.search("xyzzy qwerty").confident
     assert not samples_kb.search("AND OR (").confident
+
+
+def test_function_words_earn_no_bm25_credit(kb: KnowledgeBase) -> None:
+    """Office users type questions: "how", "do", "I" must not score (issue: "how" outweighed
+    "days"); a query of nothing but function words still searches them."""
+    result = kb.search("how do I book a train ticket for a trip", mode="lexical")
+    assert result.hits and result.hits[0].title.lower().startswith("travel")
+    terms = {t.term.lower() for t in result.hits[0].explanation.lexical.terms}
+    assert terms and not terms & {"how", "do", "i", "a", "for"}
+    only = kb.search("where is the", mode="lexical")
+    assert all(
+        {t.term.lower() for t in h.explanation.lexical.terms} <= {"where", "is", "the"}
+        for h in only.hits
+    )
+    assert not only.confident
+
+
+def test_weights_mean_one_thing_whatever_k_and_agree_with_the_banner(kb: KnowledgeBase) -> None:
+    """A hit's weight does not change with -k; "no confident match" never sits above a bar
+    saying more than half; a nonsense query with one matching word is not confident."""
+    five = kb.search("password manager rules", k=5)
+    ten = kb.search("password manager rules", k=10)
+    assert five.hits[0].identifier == ten.hits[0].identifier
+    assert five.hits[0].weight == pytest.approx(ten.hits[0].weight)
+    assert ten.confident and ten.hits[0].weight >= 0.5
+    nonsense = kb.search("purple elephant lasagna coffee recipe", k=10)
+    assert not nonsense.confident
+    assert all(h.weight <= 0.5 for h in nonsense.hits)
+    assert sum(h.weight for h in ten.hits) <= 1.0 + 1e-9
+
+
+def test_a_hit_with_no_contribution_from_any_key_is_not_a_hit(kb: KnowledgeBase) -> None:
+    result = kb.search("printer type:text", k=10)
+    assert result.hits and all(h.score > 0 for h in result.hits)
+
+
+def test_a_value_whose_only_text_is_its_name_does_not_compete_on_meaning(tmp_path: Path) -> None:
+    """PNG icons titled "network" must not outrank a chapter about network setup by meaning."""
+    import io
+
+    from PIL import Image
+
+    root = tmp_path / "docs"
+    root.mkdir()
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "white").save(buf, format="PNG")
+    (root / "network.png").write_bytes(buf.getvalue())
+    (root / "chapter5.md").write_text(
+        "# Chapter 5. Network setup\n\nConfigure the interfaces, DNS and the default gateway.",
+        encoding="utf-8",
+    )
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
+        kb.import_paths([root])
+        kb.build_dense_keys()
+        dense = kb.search("network", mode="dense")
+        assert [h.title for h in dense.hits] == ["Chapter 5. Network setup"]
+        assert "network" in {h.title for h in kb.search("network", mode="lexical").hits}

@@ -33,6 +33,7 @@ from typing import Any
 from kvdesk.core.errors import KvdeskError, VaultBusyError, VaultFormatError
 from kvdesk.core.keys.japanese import japanese_words
 from kvdesk.core.search.query import CJK_CHAR_CLASS, ParsedQuery, has_cjk
+from kvdesk.core.search.stopwords import is_function_word
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,8 @@ class LexicalIndex:
     #: Japanese dictionary words (base forms) next to the bigrams: weight chosen on a seeded half
     #: of JaQuAD's queries (flat from 2 to 6); bench/bench_ja_words.py, japanese.py.
     JA_WORDS_BOOST: float = 3.0
+    #: Function words ("how", "do", "a") earn no BM25 credit (bench/bench_retrieval.py compares).
+    DROP_FUNCTION_WORDS: bool = True
 
     def __init__(self, directory: Path, writable: bool) -> None:
         """Prefer :meth:`open`; this only prepares the schema and analyzers."""
@@ -661,6 +664,12 @@ class LexicalIndex:
         filters = self._filter_queries(query)
         must_not = self._excluded_queries(query.excluded)
         words = list(query.terms)
+        if self.DROP_FUNCTION_WORDS:
+            # "how do I put a package on hold" is about put, package, hold: function words earn
+            # nothing unless they are all there is (or sit inside a quoted phrase).
+            content = [w for w in words if not is_function_word(w)]
+            if content or query.phrases:
+                words = content
         term_parts = self._term_parts(words)
         ident = query.text.strip()
         if ident and not query.phrases:

@@ -411,8 +411,14 @@ class KeyManager:
             per_value = []
             texts: list[str] = []
             for src in sources:
-                passages = make_passages(
-                    src.title, src.text, embedder, max_tokens=max_tokens, overlap_tokens=overlap
+                # A value with no text of its own (an image before OCR: only its file name) does
+                # not compete on meaning with real text; its name stays a lexical key.
+                passages = (
+                    make_passages(
+                        src.title, src.text, embedder, max_tokens=max_tokens, overlap_tokens=overlap
+                    )
+                    if src.text.strip()
+                    else []
                 )
                 per_value.append((src.value_id, src.version, passages))
                 texts.extend(p.text for p in passages)

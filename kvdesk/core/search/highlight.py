@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from kvdesk.core.keys.lexical import english_keys
 from kvdesk.core.search.query import has_cjk
+from kvdesk.core.search.stopwords import content_words
 
 MAX_HIGHLIGHTS = 500
 _WORD_RE = re.compile(r"[^\W_]+")  # tantivy's simple tokenizer: runs of alphanumerics
@@ -26,6 +27,11 @@ def term_spans(
     """
     wanted: set[str] = set()
     literal: set[str] = set()
+    terms = list(terms)
+    words = [t for t in terms if not t.startswith('"')]
+    content = content_words(words)  # no "a" or "how" lit up, unless that is all there is
+    if len(content) < len(words):
+        terms = [t for t in terms if t.startswith('"') or t in content]
     for raw in terms:
         term = raw.strip('"').strip()
         if not term:

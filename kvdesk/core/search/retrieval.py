@@ -9,9 +9,16 @@ per-space contributions, and the lexical contribution is the exact sum of its BM
 
 ``max_bm25`` is the best BM25 score among the lexical candidates. Cosines are used as they are:
 on SciFact this beat min-max and z-score normalisation of the dense scores on the tuning half of
-the queries (bench/bench_retrieval.py; held-out figures in the README). Retrieval weights are
-a softmax over the fused scores (like attention), and a search is "confident" only when an
-absolute signal says so: a good cosine, or the query's words really found in the top hit.
+the queries (bench/bench_retrieval.py; held-out figures in the README).
+
+A hit's **weight** is how much of kvdesk's belief goes to it: a softmax (temperature
+``FusionParams.temperature``, 0.05 in score units) over the whole candidate pool plus one
+"none of these" option scored ``FusionParams.null_score``. It depends on the candidates, not on
+how many hits are shown, and the CLI and the app show the same number. A search is
+**confident** when the top hit holds at least half of the weight. The absolute signals (a good
+cosine, or the query's content words really found in the top hit) decide whether the top hit
+may be believed at all: without them the "none" option weighs at least as much as the top hit,
+so the bar never says more than 50% under a "no confident match" banner.
 
 Longer than most modules: gathering, fusion and the explanation of every score are one
 computation (a hit's explanation must add up to its score), kept in one file.
@@ -34,6 +41,7 @@ from kvdesk.core.keys.lexical import LexicalHit, cjk_grams, media_types_for
 from kvdesk.core.keys.manager import KeyManager, KeySet
 from kvdesk.core.keys.vectors import DenseHit
 from kvdesk.core.search.query import ParsedQuery, clean_query, has_cjk, parse_query
+from kvdesk.core.search.stopwords import is_function_word
 from kvdesk.core.tags.store import TagStore
 from kvdesk.core.vault.vault import Vault
 
@@ -49,7 +57,8 @@ class FusionParams:
     tag_weight: float = 0.3
     candidates: int = 100
     cjk_lexical_weight: float = 0.75  # English-only default model: CJK queries lean on bigrams
-    temperature: float = 0.1
+    temperature: float = 0.05  # softmax temperature of the weights, in fused-score units
+    null_score: float = 0.35  # the "none of these" option's score in the weights
     confident_cosine: float = 0.35
     confident_coverage: float = 0.6
 
@@ -254,11 +263,17 @@ class Retriever:
         parsed = parse_query(query)
         # Rank without explanations (they cost ~1 ms a hit), then explain only the hits shown.
         gathered = self.gather(parsed, mode, max(self.params.candidates, k), details=False)
-        ranked = self.fuse(gathered, self.params)[:k]
+        pool = self.fuse(gathered, self.params)
+        if parsed.terms or parsed.phrases:
+            # A candidate that no key contributed to is not a hit (filters alone score 0).
+            pool = [r for r in pool if r.score > 0]
+        ranked = pool[:k]
         if details and ranked:
             ranked = self._explain_lexical(parsed, gathered, ranked)
-        hits = self._hits(ranked, details)
-        confident = self._confident(hits, parsed)
+        believable = self._believable(ranked, parsed)  # the top hit, explained term by term
+        weights = self._weights(pool, gathered.mode, believable)
+        hits = self._hits(ranked, weights[: len(ranked)], details)
+        confident = believable and bool(hits) and hits[0].weight >= 0.5
         return SearchResult(
             query=query,
             mode=gathered.mode,
@@ -447,13 +462,25 @@ class Retriever:
 
     # -- hits -----------------------------------------------------------------------------------
 
-    def _hits(self, ranked: list[_Ranked], details: bool) -> list[Hit]:
-        if not ranked:
-            return []
-        top = max(abs(ranked[0].score), 1e-9)
-        logits = np.array([r.score / top for r in ranked]) / self.params.temperature
+    def _weights(self, pool: list[_Ranked], mode: str, believable: bool) -> np.ndarray:
+        """Softmax over the whole candidate pool plus a "none of these" option (see above)."""
+        if not pool:
+            return np.zeros(0)
+        p = self.params
+        scores = np.array([r.score for r in pool], dtype=np.float64)
+        if mode == "lexical":  # BM25 is unbounded: the hybrid scale (best hit = w_lex)
+            scores = p.lexical_weight * scores / max(scores[0], 1e-9)
+        elif mode == "dense":  # cosines: the hybrid scale (w_dense * cosine)
+            scores = p.dense_weight * scores
+        null = p.null_score if believable else max(p.null_score, float(scores[0]))
+        logits = np.append(scores, null) / p.temperature
         weights = np.exp(logits - logits.max())
         weights /= weights.sum()
+        return weights[:-1]
+
+    def _hits(self, ranked: list[_Ranked], weights: np.ndarray, details: bool) -> list[Hit]:
+        if not ranked:
+            return []
         hits = []
         for r, weight in zip(ranked, weights, strict=True):
             value_id, score = r.value_id, r.score
@@ -485,14 +512,15 @@ class Retriever:
             return html.escape(_shorten(exp.dense.passage_text, 240))
         return html.escape(_shorten(self.vault.values.text(value_id), 240))
 
-    def _confident(self, hits: list[Hit], parsed: ParsedQuery) -> bool:
-        if not hits:
+    def _believable(self, pool: list[_Ranked], parsed: ParsedQuery) -> bool:
+        """Whether an absolute signal backs the top candidate (else it may weigh at most 50%)."""
+        if not pool:
             return False
         words = [w.lower() for w in (*parsed.terms, *parsed.phrases)]
         wanted = [w for w in dict.fromkeys(words) if _is_content_word(w)]
         if words and not wanted:
             return False  # only stopwords and punctuation ("AND OR ("): nothing to be sure of
-        top = hits[0].explanation
+        top = pool[0].explanation
         p = self.params
         if top.dense is not None and top.dense.cosine >= p.confident_cosine:
             return True
@@ -510,19 +538,10 @@ class Retriever:
 _WORD = re.compile(r"\w+(?:::\w+)*", re.UNICODE)
 
 
-# Words that match nearly everything (BM25 has no stopword list here): on their own they are
-# no evidence of a match. Boolean-looking operators are included (kvdesk has no operators).
-_STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have i if in into is its not no of on or"
-    " our so such than that the their then there these they this to was we were what when"
-    " where which who will with you your".split()
-)
-
-
 def _is_content_word(word: str) -> bool:
     """Whether a query word can carry evidence: not punctuation only, not a stopword."""
     parts = _WORD.findall(word)
-    return bool(parts) and not all(part in _STOPWORDS for part in parts)
+    return bool(parts) and not all(is_function_word(part) for part in parts)
 
 
 def _coverage(word: str, found: set[str]) -> float:
