@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import html
 import re
+import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from kvdesk.core.knowledge_base import KeySet, KnowledgeBase
 
 _TAGS = re.compile(r"</?b>")
+PILOT_OFF = "nothing recorded: the pilot log is off for this vault (turn it on: kvdesk pilot on)"
 
 
 def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
@@ -44,7 +46,11 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
         data = result.to_json(explain=args.explain)
         if args.pilot:
             data["pilot_session"] = session_id
+            if session_id is None:
+                data["pilot_note"] = PILOT_OFF
         print_json(data, out)
+        if args.pilot and session_id is None:
+            print(f"kvdesk: {PILOT_OFF}", file=sys.stderr)
         return 0
     if args.pilot:
         out.write(

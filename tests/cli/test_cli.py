@@ -248,3 +248,28 @@ def test_export_writes_privately_through_an_unpredictable_temporary_file(tmp_pat
     os.chmod(target, 0o644)
     assert run("--vault", vault, "export", "DOC-1", str(target))[0] == 0
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
+
+
+def test_an_empty_file_is_never_turned_into_a_vault(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "typo.kvdb"
+    empty.touch()
+    (tmp_path / "memo.txt").write_text("memo")
+    for argv in (["search", "memo"], ["import", str(tmp_path / "memo.txt"), "--no-dense"]):
+        code, _ = run("--vault", str(empty), *argv)
+        assert code == 1 and "empty file, not a kvdesk vault" in capsys.readouterr().err
+    assert empty.stat().st_size == 0
+
+
+def test_search_pilot_says_when_nothing_is_recorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vault = str(tmp_path / "v.kvdb")
+    (tmp_path / "memo.txt").write_text("quarterly memo")
+    run("--vault", vault, "import", str(tmp_path / "memo.txt"), "--no-dense")
+    capsys.readouterr()
+    code, out = run("--vault", vault, "search", "memo", "--pilot", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["pilot_session"] is None and "pilot on" in data["pilot_note"]
+    assert "kvdesk pilot on" in capsys.readouterr().err

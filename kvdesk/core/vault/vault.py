@@ -58,6 +58,13 @@ class Vault:
             _create_private_file(vault_path)
         elif vault_path.is_dir():
             raise VaultFormatError(f"{vault_path} is a folder, not a vault file")
+        elif vault_path.stat().st_size == 0:
+            # An empty file is not a vault (a typo'd path someone touched, a failed copy):
+            # never turn it into one behind the user's back.
+            raise VaultFormatError(
+                f"{vault_path} is an empty file, not a kvdesk vault; remove it or choose"
+                " another path"
+            )
         vault = cls(vault_path)
         try:
             vault._migrate()
