@@ -19,6 +19,7 @@ from kvdesk.cli.common import (
 )
 from kvdesk.cli.output import TerminalProgress, print_json, terminal_safe
 from kvdesk.core.errors import Cancelled
+from kvdesk.core.search.terms import group_terms
 
 if TYPE_CHECKING:
     from kvdesk.core.knowledge_base import KeySet, KnowledgeBase
@@ -82,8 +83,10 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
                     out.write(
                         "  "
                         + ", ".join(
-                            f"{terminal_safe(t['term'])}({t['field']}) {t['score']:.4f}"
-                            for t in part.get("terms", [])
+                            f"{terminal_safe(g.word)}({', '.join(g.where)}) {g.score:.4f}"
+                            for g in group_terms(
+                                hit.explanation.lexical.terms if hit.explanation.lexical else ()
+                            )
                         )
                     )
                 elif space == "dense":

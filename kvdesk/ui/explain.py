@@ -26,9 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from kvdesk.core.search.retrieval import Hit
+from kvdesk.core.search.terms import group_terms
 from kvdesk.ui.style import CHIP_BG, CHIP_FG, MUTED, SPACE_COLORS, SPACE_LABELS
 
 SPACES = ("lexical", "dense", "tags")
+MAX_TERM_ROWS = 8  # matched-word rows shown; the best passage must stay in view
 
 
 def fmt(value: float) -> str:
@@ -145,7 +147,7 @@ class HitExplanationView(QFrame):
         self.terms_heading = self._heading("Matched words")
         lay.addWidget(self.terms_heading)
         self.terms = QTableWidget(0, 4)
-        self.terms.setHorizontalHeaderLabels(["Word", "Field", "BM25", "Adds"])
+        self.terms.setHorizontalHeaderLabels(["Word", "Where", "BM25", "Adds"])
         self.terms.verticalHeader().setVisible(False)
         self.terms.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.terms.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
@@ -222,23 +224,32 @@ class HitExplanationView(QFrame):
                 f' &nbsp;<span style="color:{MUTED.name()}">{detail}</span>'
             )
 
-        terms = exp.lexical.terms if exp.lexical is not None else ()
+        # One row per word (a Japanese word gathers its bigrams), fields as the user knows them;
+        # a long list stops at MAX_TERM_ROWS so the best passage stays in view.
+        groups = group_terms(exp.lexical.terms if exp.lexical is not None else ())
+        terms = groups[:MAX_TERM_ROWS]
         self.terms.setRowCount(len(terms))
-        for row, t in enumerate(terms):
-            for col, text in enumerate((t.term, t.field, f"{t.bm25:.2f}", fmt(t.score))):
+        for row, g in enumerate(terms):
+            cells = (g.word, ", ".join(g.where), f"{g.bm25:.2f}", fmt(g.score))
+            for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if col >= 2:
                     item.setTextAlignment(
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
+                if len(g.parts) > 1:
+                    item.setToolTip(g.detail)
                 self.terms.setItem(row, col, item)
         self.terms.resizeRowsToContents()
         rows_h = sum(self.terms.rowHeight(r) for r in range(len(terms)))
         self.terms.setFixedHeight(self.terms.horizontalHeader().height() + rows_h + 4)
         self.terms.setVisible(bool(terms))
         self.terms_heading.setVisible(True)
+        more = f" (top {len(terms)} of {len(groups)})" if len(groups) > len(terms) else ""
         self.terms_heading.setText(
-            "MATCHED WORDS" if terms else "MATCHED WORDS — none of the query's words occur here"
+            f"MATCHED WORDS{more}"
+            if terms
+            else "MATCHED WORDS — none of the query's words occur here"
         )
         self._fit_columns()
 
