@@ -28,6 +28,7 @@ from kvdesk.cli.common import (
     set_vault_use,
 )
 from kvdesk.cli.output import TerminalProgress, TerminalSafeFormatter, print_json, terminal_safe
+from kvdesk.cli.search import protect_exclusions
 from kvdesk.core.errors import Cancelled, KvdeskError
 from kvdesk.core.files import write_file_safely
 from kvdesk.core.progress import CancelToken
@@ -350,7 +351,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(protect_exclusions(sys.argv[1:] if argv is None else argv))
         if not hasattr(args, "vault"):
             args.vault = None
         if getattr(args, "func", None) is None:

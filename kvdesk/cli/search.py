@@ -7,6 +7,7 @@ import html
 import re
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from kvdesk.cli.args import positive_int
@@ -28,7 +29,44 @@ _TAGS = re.compile(r"</?b>")
 PILOT_OFF = "nothing recorded: the pilot log is off for this vault (turn it on: kvdesk pilot on)"
 
 
+_EXCLUSION = "\ue000"  # stands for a leading "-" while argparse reads the command line
+_VALUE_OPTIONS = frozenset({"-k", "--mode", "--session", "--threads", "--vault"})
+
+
+def protect_exclusions(argv: Sequence[str]) -> list[str]:
+    """``kvdesk search budget -draft``: ``-draft`` is query syntax (an exclusion), not an option.
+
+    After ``search``, options (and their values) go first, then ``--`` and the query words, a
+    leading ``-`` disguised so that argparse never reads an exclusion as an option; it is
+    turned back in :func:`cmd_search`. Words that are search's own options stay options.
+    """
+    out = list(argv)
+    start = next(
+        (i for i, tok in enumerate(out) if tok == "search" and out[i - 1 : i] != ["--vault"]),
+        None,
+    )
+    if start is None:
+        return out
+    options: list[str] = []
+    words: list[str] = []
+    rest = iter(out[start + 1 :])
+    for tok in rest:
+        if tok == "--":
+            words.extend(rest)
+            break
+        if tok in _VALUE_OPTIONS:
+            options += [tok, next(rest, "")]
+        elif tok.startswith("--") or tok in ("-k", "-q", "-h") or tok.startswith("-k"):
+            options.append(tok)
+        elif len(tok) > 1 and tok[0] == "-":
+            words.append(_EXCLUSION + tok[1:])
+        else:
+            words.append(tok)
+    return [*out[: start + 1], *options, "--", *words] if words else out
+
+
 def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
+    args.query = " ".join(args.query).replace(_EXCLUSION, "-")
     with open_kb(args) as kb:
         # Answer at once with the keys that are ready (the output says which are not); building
         # keys is the job of import, the app's background builder and `kvdesk keys build`.
@@ -228,9 +266,7 @@ def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
             if args.json:
                 print_json(_key_set_json(kb, status.key_set) if status.key_set else {}, out)
             else:
-                out.write(
-                    f"dense keys: {status.keyed_values}/{status.total_values} values keyed\n"
-                )
+                out.write(f"dense keys: {status.keyed_values}/{status.total_values} values keyed\n")
             return 0
         if action == "activate":
             key_set = kb.activate_key_set(args.key_set_id)
@@ -264,7 +300,7 @@ def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
 
 def register(add: AddCommand) -> None:
     p = add("search", cmd_search, "search the vault; every hit explains which keys drove it")
-    p.add_argument("query", metavar="QUERY")
+    p.add_argument("query", metavar="QUERY", nargs="+", help="words (several are joined)")
     p.add_argument("-k", type=positive_int, default=10, help="number of hits (default 10, >= 1)")
     p.add_argument("--mode", choices=("hybrid", "lexical", "dense"), default="hybrid")
     p.add_argument("--explain", action="store_true", help="show each key's contribution")

@@ -109,3 +109,15 @@ def test_search_answers_with_the_keys_that_are_ready_and_keys_build_completes_th
     assert code == 0 and "2/2 values keyed" in out
     code, out = run("--vault", vault, "search", "printer jams")
     assert code == 0 and "not yet" not in out
+
+
+def test_a_leading_minus_word_is_an_exclusion_not_an_option(tmp_path: Path) -> None:
+    """`kvdesk search budget -draft` (documented syntax) must not be read as an option."""
+    vault = str(tmp_path / "v.kvdb")
+    (tmp_path / "final.txt").write_text("Budget final figures for the quarter.")
+    (tmp_path / "draft.txt").write_text("Budget draft figures, not approved.")
+    assert run("--vault", vault, "import", str(tmp_path), "--no-dense")[0] == 0
+    for argv in (["budget", "-draft"], ["-draft", "budget"], ["budget", "-k", "3", "-draft"]):
+        code, out = run("--vault", vault, "search", *argv, "--mode", "lexical", "--json")
+        titles = [h["title"] for h in json.loads(out)["hits"]]
+        assert code == 0 and titles == ["final"], (argv, titles)

@@ -15,10 +15,10 @@ A hit's **weight** is how much of kvdesk's belief goes to it: a softmax (tempera
 ``FusionParams.temperature``, 0.05 in score units) over the whole candidate pool plus one
 "none of these" option scored ``FusionParams.null_score``. It depends on the candidates, not on
 how many hits are shown, and the CLI and the app show the same number. A search is
-**confident** when the top hit holds at least half of the weight. The absolute signals (a good
-cosine, or the query's content words really found in the top hit) decide whether the top hit
-may be believed at all: without them the "none" option weighs at least as much as the top hit,
-so the bar never says more than 50% under a "no confident match" banner.
+**confident** when an absolute signal backs the top hit (a good cosine, or the query's content
+words really found in it); without one, the "none" option weighs at least as much as the top
+hit, so a bar never says more than 50% under a "no confident match" banner. (Several equally
+good documents share the weight under a confident banner: each is a match.)
 
 Longer than most modules: gathering, fusion and the explanation of every score are one
 computation (a hit's explanation must add up to its score), kept in one file.
@@ -273,7 +273,7 @@ class Retriever:
         believable = self._believable(ranked, parsed)  # the top hit, explained term by term
         weights = self._weights(pool, gathered.mode, believable)
         hits = self._hits(ranked, weights[: len(ranked)], details)
-        confident = believable and bool(hits) and hits[0].weight >= 0.5
+        confident = believable and bool(hits)
         return SearchResult(
             query=query,
             mode=gathered.mode,
