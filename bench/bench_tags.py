@@ -3,6 +3,7 @@
 Usage:
     python bench/bench_tags.py [--corpus ../shared/eval/debtags/corpus.jsonl]
         [--work /tmp/kvdesk-bench] [--seed 7] [--limit N] [--no-dense] [--json OUT.json]
+        [--examples-per-tag 1,3,10,30]
 
 Protocol (shared/eval/README.md): rows shuffled with ``random.Random(seed)``, the first 80% keep
 their tags (curated), the last 20% are held out with their tags removed. Both systems learn from
@@ -17,6 +18,12 @@ dependency (``pip install scikit-learn``); kvdesk itself never imports it.
 The vault is kept under ``--work`` and reused (import and dense keys are incremental), so a rerun
 skips the slow dense-key build. ``--limit N`` uses the first N rows of the corpus (a smaller,
 separate vault) when the full protocol is too slow for the machine; the table says so.
+
+``--examples-per-tag 1,3,10,30`` adds the few-examples protocol: for each N, every tag is learnt
+from its first N curated documents only (the held-out part is the same), and the table shows the
+ranking figures next to whether confidence means what it says: expected calibration error (ECE,
+10 bins, over all suggestions), mean confidence vs precision, suggestions per document at
+confidence >= 0.5 and their precision, and how often the top suggestion says "only N examples".
 """
 
 from __future__ import annotations
@@ -94,7 +101,14 @@ def main() -> int:
     ap.add_argument("--no-dense", action="store_true", help="kvdesk without dense keys")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    ap.add_argument(
+        "--examples-per-tag",
+        default="",
+        help="comma-separated N: also learn each tag from its first N curated documents only",
+    )
+    ap.add_argument("--only-examples", action="store_true", help="skip the full-data run")
     args = ap.parse_args()
+    few = [int(n) for n in args.examples_per_tag.split(",") if n.strip()]
 
     args.work.mkdir(parents=True, exist_ok=True)
     corpus = args.corpus
@@ -115,10 +129,49 @@ def main() -> int:
             print(f"  {p.stage}: {p.done}/{p.total}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
+    per_n = []
     with KnowledgeBase.open(args.work / f"{name}.kvdb") as kb:
-        ours = evaluate(kb, corpus, seed=args.seed, dense=not args.no_dense, progress=progress)
+        ours = None
+        if not args.only_examples:
+            ours = evaluate(kb, corpus, seed=args.seed, dense=not args.no_dense, progress=progress)
+        for n in few:
+            per_n.append(
+                evaluate(
+                    kb,
+                    corpus,
+                    seed=args.seed,
+                    dense=not args.no_dense,
+                    examples_per_tag=n,
+                    progress=progress,
+                )
+            )
     kvdesk_s = time.perf_counter() - t0
-    base = None if args.no_baseline else baseline(rows, args.seed)
+    base = None if args.no_baseline or ours is None else baseline(rows, args.seed)
+    if per_n:
+        print()
+        print(
+            f"{'examples/tag':>12} {'docs':>6} {'p@3':>7} {'r@5':>7} {'F1':>7} {'thr':>5}"
+            f" {'ECE':>6} {'meanconf':>8} {'precision':>9} {'>=0.5/doc':>9} {'prec>=0.5':>9}"
+            f" {'k':>4} {'top1 says few':>13}"
+        )
+        for r in per_n:
+            e = r.to_json()
+            print(
+                f"{e['examples_per_tag']:>12} {e['curated_docs_used']:>6} {r.p_at_3:>7.4f}"
+                f" {r.r_at_5:>7.4f} {r.f1:>7.4f} {r.threshold:>5.2f} {e['ece']:>6.3f}"
+                f" {e['mean_conf']:>8.3f} {e['precision']:>9.3f} {e['per_doc_at_0.5']:>9.2f}"
+                f" {e['precision_at_0.5']:>9.3f} {e['examples_prior']:>4.0f}"
+                f" {e['top1_few_examples_share']:>13.2f}"
+            )
+    if ours is None:
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {"collection": name, "examples_per_tag": [r.to_json() for r in per_n]}, indent=2
+                )
+                + "\n"
+            )
+        return 0
 
     k = ours.to_json()
     print()
@@ -144,7 +197,16 @@ def main() -> int:
     print(f"(kvdesk total incl. import/keys {kvdesk_s:.1f} s)")
     if args.json:
         args.json.write_text(
-            json.dumps({"collection": name, "kvdesk": k, "baseline": base}, indent=2) + "\n"
+            json.dumps(
+                {
+                    "collection": name,
+                    "kvdesk": k,
+                    "baseline": base,
+                    "examples_per_tag": [r.to_json() for r in per_n],
+                },
+                indent=2,
+            )
+            + "\n"
         )
     return 0
 

@@ -61,7 +61,14 @@ def test_core_imports_without_qt_installed() -> None:
 
 # Each table belongs to one store module: every SQL statement that names it lives there.
 TABLE_OWNERS = {
-    "kvdesk/core/vault/values.py": ("blob", "value", "version", "source", "value_current"),
+    "kvdesk/core/vault/values.py": (
+        "blob",
+        "value",
+        "version",
+        "source",
+        "value_current",
+        "skipped_source",
+    ),
     "kvdesk/core/tags/store.py": ("tag", "value_tag", "tag_rule"),
     "kvdesk/core/keys/store.py": ("key_set", "passage", "keyed"),
     "kvdesk/core/settings.py": ("setting",),

@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from kvdesk import __version__
 from kvdesk.cli import pilot, search, tags
@@ -29,9 +29,12 @@ from kvdesk.cli.common import (
 )
 from kvdesk.cli.output import TerminalProgress, TerminalSafeFormatter, print_json, terminal_safe
 from kvdesk.cli.search import protect_exclusions
-from kvdesk.core.errors import Cancelled, KvdeskError
+from kvdesk.core.errors import Cancelled, KvdeskError, as_vault_damage
 from kvdesk.core.files import write_file_safely
 from kvdesk.core.progress import CancelToken
+
+if TYPE_CHECKING:
+    from kvdesk.core.vault.importer import ImportReport
 
 # -- commands ----------------------------------------------------------------------------------
 
@@ -42,6 +45,11 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
     from kvdesk.core.extract import Limits
 
     limits = Limits() if args.max_file_size is None else Limits(max_file_bytes=args.max_file_size)
+    # Nothing given exists (a typo): fail, and create no vault for it. An existing vault is
+    # still told, so that documents imported from a folder now gone are marked source missing.
+    nothing_there = not args.records and not any(os.path.exists(p) for p in args.paths)
+    if nothing_there and not _existing_vault_imports(args, out):
+        return EXIT_FAILURE
     sink = TerminalProgress(quiet=args.quiet or args.verbose)
     cancel = CancelToken()
     with _import_log(args.verbose), open_kb(args) as kb:
@@ -61,15 +69,55 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
             ) from None
         finally:
             sink.close()
+    _print_import_report(report, args, out)
+    if nothing_there:
+        _say_nothing_there(args.paths)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _print_import_report(report: ImportReport, args: argparse.Namespace, out: TextIO) -> None:
+    """JSON lists every file; text lists failures and new skips (all skips with ``-v``)."""
     if args.json:
         print_json(report.to_json(), out)
-    else:
-        for item in report.failed:
-            out.write(f"failed   {terminal_safe(item['path'])}: {terminal_safe(item['error'])}\n")
-        for item in report.skipped:
-            out.write(f"skipped  {terminal_safe(item['path'])}: {terminal_safe(item['reason'])}\n")
-        out.write(report.summary() + "\n")
-    return EXIT_OK
+        return
+    for item in report.failed:
+        out.write(f"failed   {terminal_safe(item['path'])}: {terminal_safe(item['error'])}\n")
+    for item in report.skipped if args.verbose else report.skipped_new():
+        out.write(f"skipped  {terminal_safe(item['path'])}: {terminal_safe(item['reason'])}\n")
+    out.write(report.summary() + "\n")
+
+
+def _existing_vault_imports(args: argparse.Namespace, out: TextIO) -> bool:
+    """When no given path exists and there is no vault either: say so and create nothing.
+
+    True when a vault exists (the import goes on, to mark what is gone, and then fails).
+    """
+    from kvdesk.core.errors import NotFoundError
+    from kvdesk.core.vault.importer import ImportReport
+
+    opens_only = argparse.Namespace(
+        **{k: v for k, v in vars(args).items() if not isinstance(v, VaultUse)}
+    )
+    try:
+        open_kb(opens_only).close()
+        return True
+    except NotFoundError:
+        pass
+    report = ImportReport()
+    report.skipped = [
+        {"path": os.path.normpath(os.path.abspath(p)), "reason": "no such file or folder"}
+        for p in args.paths
+    ]
+    _print_import_report(report, args, out)
+    _say_nothing_there(args.paths)
+    return False
+
+
+def _say_nothing_there(paths: Sequence[str]) -> None:
+    names = ", ".join(terminal_safe(p) for p in paths)
+    noun = "file or folder" if len(paths) == 1 else "files or folders"
+    print(f"kvdesk: error: nothing to import: no such {noun}: {names}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -121,10 +169,14 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
         "text_chars": len(text),
         "text_excerpt": excerpt,
     }
+    if record.damaged:
+        data["damaged"] = record.damaged
     if args.json:
         print_json(data, out)
         return EXIT_OK
     out.write(f"{record.identifier}  {terminal_safe(record.title)}\n")
+    if record.damaged:
+        out.write(f"  DAMAGED       {terminal_safe(record.damaged)}\n")
     for key in ("external_id", "media_type", "sha256", "size", "source_path", "updated_at"):
         if data[key] is not None:
             out.write(f"  {key:<13} {terminal_safe(str(data[key]))}\n")
@@ -282,7 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.add_argument(
-        "-v", "--verbose", action="store_true", help="log each document on stderr as it is stored"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log each document on stderr as it is stored, and list every skipped file"
+        " (also those skipped, unchanged, by the last import)",
     )
     p.add_argument(
         "--no-dense",
@@ -373,3 +429,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:
+        damage = as_vault_damage(exc)
+        if damage is None:
+            raise
+        print(f"kvdesk: error: {terminal_safe(str(damage))}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -60,6 +60,8 @@ def cmd_suggest(args: argparse.Namespace, out: TextIO) -> int:
             for s in suggestions:
                 mark = "*" if s.confidence >= suggester.threshold else " "
                 out.write(f"  {mark} {terminal_safe(s.tag):<32} {s.confidence:.2f}\n")
+                if s.reason:
+                    out.write(f"      why: {terminal_safe(s.reason)}\n")
                 for line in s.evidence:
                     out.write(f"      {terminal_safe(line)}\n")
     return 0

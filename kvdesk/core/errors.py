@@ -46,3 +46,19 @@ class Cancelled(KvdeskError):
 
 class ExtractionError(KvdeskError):
     """A document could not be read; the message says why in plain words."""
+
+
+class VaultDamagedError(KvdeskError):
+    """The vault file itself is damaged (a page SQLite cannot read)."""
+
+
+def as_vault_damage(exc: BaseException) -> VaultDamagedError | None:
+    """A clear error for a low-level read failure of a damaged vault, else None."""
+    import sqlite3
+
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return VaultDamagedError(
+            f"the vault is damaged ({exc}); `kvdesk check` lists what is affected. Restore it"
+            " from a backup, or export what can still be read."
+        )
+    return None

@@ -13,7 +13,7 @@ import importlib
 from kvdesk.core.db import SchemaStep
 
 # Bump when a store adds a step (a test checks that this matches the steps).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _STORE_MODULES = (
     "kvdesk.core.vault.values",

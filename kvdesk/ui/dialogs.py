@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -53,8 +57,31 @@ class FirstRunDialog(QDialog):
         self.resize(460, 220)
 
 
+FILE_ROLE = Qt.ItemDataRole.UserRole  # a row's full path, whatever the File column shows
+NAME_MIN_PX = 600  # the File column never shrinks below its longest file name, up to this
+DETAILS_MAX_PX = 320  # the Details column fits its text up to this (its tooltip has it all)
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The deepest folder holding every path ('' when there is none worth stripping)."""
+    absolute = [p for p in paths if os.path.isabs(p)]
+    if len(absolute) != len(paths) or not paths:
+        return ""
+    try:
+        common = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    except ValueError:  # different drives
+        return ""
+    return "" if common in ("", os.sep) else common
+
+
 class ImportReportDialog(QDialog):
-    """What an import did, file by file, with the reasons for skips and failures."""
+    """What an import did, file by file, with the reasons for skips and failures.
+
+    File names stay readable: paths are shown relative to the folder they share (named above
+    the table), a path too long for its column is elided in the middle (the file name at its
+    end stays), every row's tooltip holds the full path, and the File column never shrinks
+    below its longest file name: the table scrolls sideways instead.
+    """
 
     def __init__(self, report: ImportReport, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -64,10 +91,21 @@ class ImportReportDialog(QDialog):
         summary = QLabel(report.summary())
         summary.setStyleSheet("font-weight: 600;")
         lay.addWidget(summary)
+        self.folder_label = QLabel()
+        self.folder_label.setTextFormat(Qt.TextFormat.PlainText)  # a path, never markup
+        self.folder_label.setWordWrap(True)
+        self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.folder_label)
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Result", "File", "Details"])
         self.tree.setRootIsDecorated(False)
         self.tree.setAlternatingRowColors(True)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.tree.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         groups = [
             ("failed", report.failed, "error"),
             ("skipped", report.skipped, "reason"),
@@ -76,27 +114,59 @@ class ImportReportDialog(QDialog):
             ("duplicate", report.duplicates, "id"),
             ("unchanged", report.unchanged, "id"),
         ]
+        self._items: list[QTreeWidgetItem] = []
+        paths = [str(row.get("path", "")) for _, rows, _ in groups for row in rows]
+        self.folder = _common_folder(paths)
+        self.folder_label.setText(f"Files under {self.folder}" if self.folder else "")
+        self.folder_label.setToolTip(self.folder)
+        self.folder_label.setVisible(bool(self.folder))
         for name, rows, key in groups:
             for row in rows:
                 detail = str(row.get(key) or row.get("reason") or row.get("error") or "")
-                item = QTreeWidgetItem([name, str(row.get("path", "")), detail])
+                path = str(row.get("path", ""))
+                shown = os.path.relpath(path, self.folder) if self.folder else path
+                item = QTreeWidgetItem([name, shown, detail])
+                item.setData(1, FILE_ROLE, path)
+                item.setToolTip(1, path)
                 item.setToolTip(2, detail)
                 self.tree.addTopLevelItem(item)
-        self.tree.resizeColumnToContents(0)
-        self.tree.setColumnWidth(1, 360)
+                self._items.append(item)
         lay.addWidget(self.tree, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         buttons.accepted.connect(self.accept)
         lay.addWidget(buttons)
-        self.resize(720, 420)
+        self.resize(820, 440)
+        self.fit_columns()
 
     def rows(self) -> list[tuple[str, str, str]]:
-        out = []
-        for i in range(self.tree.topLevelItemCount()):
-            item = self.tree.topLevelItem(i)
-            out.append((item.text(0), item.text(1), item.text(2)))
-        return out
+        """(result, full path, details) for every row, in order."""
+        return [(it.text(0), str(it.data(1, FILE_ROLE)), it.text(2)) for it in self._items]
+
+    def fit_columns(self) -> None:
+        """Result and Details fit their text (Details up to a cap); File takes the rest, but
+        never less than its longest file name (then the table scrolls sideways)."""
+        tree = self.tree
+        pad = 2 * tree.style().pixelMetric(tree.style().PixelMetric.PM_FocusFrameHMargin) + 16
+        header = tree.header()
+        metrics = tree.fontMetrics()
+        result_w = max(tree.sizeHintForColumn(0), header.sectionSizeHint(0))
+        details_w = min(max(tree.sizeHintForColumn(2), header.sectionSizeHint(2)), DETAILS_MAX_PX)
+        names = [metrics.horizontalAdvance(Path(it.text(1)).name) for it in self._items]
+        full = max(tree.sizeHintForColumn(1), header.sectionSizeHint(1))
+        name_min = min(max(names, default=0) + pad, NAME_MIN_PX, full)
+        room = tree.viewport().width() - result_w - details_w
+        header.resizeSection(0, result_w)
+        header.resizeSection(1, max(room, name_min))
+        header.resizeSection(2, details_w)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.fit_columns()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.fit_columns()
 
 
 class SettingsDialog(QDialog):

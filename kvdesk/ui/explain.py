@@ -30,6 +30,9 @@ from kvdesk.core.search.terms import group_terms
 from kvdesk.ui.style import CHIP_BG, CHIP_FG, MUTED, SPACE_COLORS, SPACE_LABELS
 
 SPACES = ("lexical", "dense", "tags")
+# Two explanations compared side by side keep at least this width each; when the panel is
+# narrower, it scrolls sideways rather than squeezing them (or the document viewer).
+COMPARE_COLUMN_MIN = 300
 MAX_TERM_ROWS = 8  # matched-word rows shown; the best passage must stay in view
 
 
@@ -352,8 +355,10 @@ class ExplanationPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.scroll_area = scroll
         body = QWidget()
+        self.body = body
         self._row = QHBoxLayout(body)
         self._row.setContentsMargins(0, 0, 0, 0)
         self._row.setSpacing(8)
@@ -378,6 +383,8 @@ class ExplanationPanel(QWidget):
         """Show up to two (rank, hit) pairs, best rank first."""
         hits = sorted(hits, key=lambda rh: rh[0])[:2]
         scale = max((h.score for _, h in hits), default=1.0)
+        spacing = self._row.spacing()
+        self.body.setMinimumWidth(2 * COMPARE_COLUMN_MIN + spacing if len(hits) == 2 else 0)
         for view, item in zip(self.views, [*hits, None, None], strict=False):
             if item is None:
                 view.setVisible(False)

@@ -54,13 +54,13 @@ from kvdesk.core.search.retrieval import Hit
 from kvdesk.core.vault.importer import ImportReport
 from kvdesk.ui.dialogs import FirstRunDialog, ImportReportDialog, SettingsDialog
 from kvdesk.ui.explain import ExplanationPanel
-from kvdesk.ui.filters import FilterBar
+from kvdesk.ui.filters import FilterBar, without_type_tokens
 from kvdesk.ui.pilot_dashboard import PilotDashboard
 from kvdesk.ui.resources import app_icon, sample_paths
 from kvdesk.ui.results import HitDelegate, HitRole, ResultsModel
 from kvdesk.ui.review_queue import ReviewQueue
 from kvdesk.ui.session import KeyState, SearchOutcome, Session
-from kvdesk.ui.tasks import Task
+from kvdesk.ui.tasks import Task, eta_text
 from kvdesk.ui.ui_state import (
     load_history,
     remember_vault,
@@ -81,6 +81,13 @@ PILOT_COMMIT_MS = int(COMMIT_SECONDS * 1000)
 # A pilot run idle this long is stale: the next committed query starts a new run.
 PILOT_IDLE_S = IDLE_SECONDS
 MODES = [("Hybrid", "hybrid"), ("Words only", "lexical"), ("Meaning only", "dense")]
+# The document viewer never gets narrower than this (about 60 characters a line), not even
+# when two explanations are compared side by side; those want COMPARE_WIDTH, taken first from
+# the results list, then from the viewer down to its minimum; what is still missing, the
+# explanation panel scrolls.
+VIEWER_MIN_WIDTH = 420
+COMPARE_WIDTH = 660
+CURRENT_NAME_PX = 240  # the status bar's "current file" is elided in the middle to this
 SEARCH_HELP = (
     'Words, "exact phrases", -exclude, tag:NAME, type:pdf|docx|text|html|csv|image, '
     "after:YYYY-MM-DD, before:YYYY-MM-DD"
@@ -217,6 +224,7 @@ class MainWindow(QMainWindow):
         left_lay.addWidget(self.results_view, 1)
 
         self.viewer = DocumentViewer()
+        self.viewer.setMinimumWidth(VIEWER_MIN_WIDTH)
         self.explain = ExplanationPanel()
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
@@ -247,7 +255,10 @@ class MainWindow(QMainWindow):
         self.cancel_button = QToolButton()
         self.cancel_button.setText("Cancel")
         self.cancel_button.clicked.connect(self.cancel_current)
-        for w in (self.progress_label, self.progress, self.cancel_button):
+        self.pause_button = QToolButton()
+        self.pause_button.setText("Pause")
+        self.pause_button.clicked.connect(self.toggle_dense_pause)
+        for w in (self.progress_label, self.progress, self.cancel_button, self.pause_button):
             w.setVisible(False)
             bar.addPermanentWidget(w)
         bar.addPermanentWidget(self.keys_label)
@@ -264,6 +275,7 @@ class MainWindow(QMainWindow):
         self.search_edit.textChanged.connect(self._on_text_changed)
         self.search_edit.returnPressed.connect(self._on_return)
         self.filter_bar.changed.connect(self._on_filters_changed)
+        self.filter_bar.typeChosen.connect(self._on_type_chosen)
         self.mode_combo.currentIndexChanged.connect(self._on_filters_changed)
         self.results_view.activated.connect(self._on_activated)
         self.results_view.selectionModel().selectionChanged.connect(self._on_selection_changed)
@@ -311,6 +323,9 @@ class MainWindow(QMainWindow):
 
         keys_menu = self.menuBar().addMenu("&Keys")
         keys_menu.addAction(action("Build &dense keys", self.build_dense))
+        self.pause_action = action("&Pause meaning keys", self.toggle_dense_pause)
+        self.pause_action.setEnabled(False)
+        keys_menu.addAction(self.pause_action)
         keys_menu.addAction(action("&Cancel background work", self.cancel_current, "Ctrl+."))
 
         tags_menu = self.menuBar().addMenu("&Tags")
@@ -343,6 +358,8 @@ class MainWindow(QMainWindow):
         self.session.keysChanged.connect(self._on_keys_changed)
         self.session.tagsChanged.connect(self._on_tags_changed)
         self.session.error.connect(self._show_error)
+        self.session.message.connect(self._status_message)
+        self.session.densePaused.connect(self._on_dense_paused)
         self.session.pilotMarked.connect(self._on_pilot_marked)
         self.start_task = self.session.start()
         self.session.pilot.idle_s = self._pilot_idle_s
@@ -374,14 +391,25 @@ class MainWindow(QMainWindow):
     # -- searching ------------------------------------------------------------------------------
 
     def compose_query(self) -> str:
+        # A type typed in the box is shown by the type filter, and counted once (the box's).
         return " ".join(
             p for p in (self.search_edit.text().strip(), self.filter_bar.query_fragment()) if p
         )
 
     @Slot(str)
-    def _on_text_changed(self, _text: str) -> None:
+    def _on_text_changed(self, text: str) -> None:
+        self.filter_bar.show_typed(parse_query(text).types)
         self._pilot_timer.stop()  # still typing: the results on screen are not committed yet
         self._debounce.start()
+
+    @Slot(str)
+    def _on_type_chosen(self, value: str) -> None:
+        """A type chosen in the filter replaces one typed in the box (one filter, not two)."""
+        text = self.search_edit.text()
+        if not parse_query(text).types:
+            return  # the filter alone holds the type
+        rest = without_type_tokens(text)
+        self.search_edit.setText(" ".join(p for p in (rest, f"type:{value}" if value else "") if p))
 
     @Slot()
     def _on_filters_changed(self) -> None:
@@ -524,17 +552,29 @@ class MainWindow(QMainWindow):
     def _on_selection_changed(self) -> None:
         hits = self.selected_hits()
         self.explain.show_hits(hits)
-        if len(hits) == 2 and self.explain.width() < 640:
-            # Make room for two explanations side by side (taken from the viewer).
-            sizes = self.splitter.sizes()
-            total = sum(sizes)
-            left = min(sizes[0], 400)
-            self.splitter.setSizes([left, max(300, total - left - 660), 660])
+        if len(hits) == 2:
+            self._fit_compare()
         if not hits:
             return
         current = self.model.hit(self.results_view.currentIndex().row())
         chosen = current if current is not None and any(h is current for _, h in hits) else None
         self.show_in_viewer(chosen or hits[0][1])
+
+    def _fit_compare(self) -> None:
+        """Make room for two explanations side by side: from the results list first (down to
+        its minimum), then from the viewer down to VIEWER_MIN_WIDTH; the rest, they scroll."""
+        sizes = self.splitter.sizes()
+        if len(sizes) != 3 or sizes[2] >= COMPARE_WIDTH:
+            return
+        results, viewer, explain = sizes
+        left = self.splitter.widget(0)
+        results_min = max(left.minimumWidth(), left.minimumSizeHint().width()) if left else 0
+        need = COMPARE_WIDTH - explain
+        take = min(need, max(0, results - results_min))
+        results, explain, need = results - take, explain + take, need - take
+        take = min(need, max(0, viewer - VIEWER_MIN_WIDTH))
+        viewer, explain = viewer - take, explain + take
+        self.splitter.setSizes([results, viewer, explain])
 
     def show_in_viewer(self, hit: Hit) -> None:
         try:
@@ -814,7 +854,10 @@ class MainWindow(QMainWindow):
             self._show_idle_hint()
         self.session.refresh_keys()
         if self.auto_dense and (report.imported or report.updated):
-            self.build_dense()
+            if self.session.dense_paused:  # the user paused it: they resume it
+                self._status_message("Meaning keys are paused — Resume builds the new ones too")
+            else:
+                self.build_dense()
         self.importFinished.emit(report)
 
     @Slot()
@@ -834,7 +877,41 @@ class MainWindow(QMainWindow):
         task = self.session.build_dense()
         self._track(task, "Dense keys")
         self.last_dense_task = task
+        self._sync_pause_ui()
+        task.finished.connect(self._sync_pause_ui)
         return task
+
+    @Slot()
+    def toggle_dense_pause(self) -> None:
+        """Pause the meaning-key build after its current batch, or resume a paused one."""
+        if self.session.dense_paused:
+            self.build_dense()
+        elif self.session.pause_dense():
+            self.pause_button.setEnabled(False)
+            self.pause_button.setText("Pausing…")
+
+    @Slot(bool)
+    def _on_dense_paused(self, paused: bool) -> None:
+        if not paused:
+            self.keys_label.setText(self.keys_label.text().removesuffix(" (paused)"))
+        self._sync_pause_ui()
+
+    @Slot()
+    def _sync_pause_ui(self) -> None:
+        """The Pause/Resume button: shown while meaning keys are being built or are paused."""
+        session = self.session
+        running = session.dense_task is not None and not session.dense_task.done
+        paused = session.dense_paused and not running
+        self.pause_button.setVisible(running or paused)
+        self.pause_button.setEnabled(running or paused)
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self.pause_button.setToolTip(
+            "Continue building meaning keys where they stopped"
+            if paused
+            else "Pause building meaning keys after the current batch (nothing is lost)"
+        )
+        self.pause_action.setEnabled(running or paused)
+        self.pause_action.setText("&Resume meaning keys" if paused else "&Pause meaning keys")
 
     def _choose(
         self,
@@ -924,12 +1001,22 @@ class MainWindow(QMainWindow):
         if progress is None or not progress.total:
             self.progress.setRange(0, 0)
             self.progress_label.setText(f"{label}…")
+            self.progress.setToolTip("")
             return
         self.progress.setRange(0, progress.total)
         self.progress.setValue(progress.done)
         self.progress.setFormat(f"{progress.done}/{progress.total}")
         current = Path(progress.current).name if progress.current else ""
-        self.progress_label.setText(f"{label} {current}".strip())
+        shown = self.progress_label.fontMetrics().elidedText(
+            current, Qt.TextElideMode.ElideMiddle, CURRENT_NAME_PX
+        )
+        eta = eta_text(task.eta_s()) if progress.done < progress.total else ""
+        self.progress_label.setText(" · ".join(p for p in (label, eta, shown) if p))
+        self.progress.setToolTip(
+            f"{progress.done} of {progress.total}"
+            + (f" · {eta} (from the measured rate, smoothed)" if eta else "")
+            + (f"\n{progress.current}" if progress.current else "")
+        )
 
     @Slot(object)
     def _on_progress(self, progress: object) -> None:
@@ -973,11 +1060,14 @@ class MainWindow(QMainWindow):
             self.provider_label.setToolTip(
                 "The embedding model loads when meaning keys are first built"
             )
+        if state.dense_model is not None and not state.dense_ready and self.session.dense_paused:
+            self.keys_label.setText(f"{self.keys_label.text()} (paused)")
         if (
             self.auto_dense
             and state.values
             and not state.dense_ready
             and self.last_dense_task is None
+            and not self.session.dense_paused
         ):
             self.build_dense()  # resume an interrupted build
 

@@ -69,6 +69,7 @@ class Session(QObject):
             pilot session id.
         pilotMarked(object): a pilot session got its verdict (the PilotSession).
         pilotSettingsChanged(object): the pilot settings were saved (PilotSettings).
+        densePaused(bool): the meaning-key build was paused (True) or resumed/started (False).
     """
 
     searched = Signal(object)
@@ -80,6 +81,7 @@ class Session(QObject):
     pilotRecorded = Signal(str, int)
     pilotMarked = Signal(object)
     pilotSettingsChanged = Signal(object)
+    densePaused = Signal(bool)
 
     def __init__(self, kb: KnowledgeBase, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -91,6 +93,9 @@ class Session(QObject):
         self.provider: str | None = None
         self.key_state: KeyState | None = None
         self.closed = False
+        self.dense_task: Task | None = None
+        self.dense_paused = False
+        self._dense_rate: float | None = None  # carried over a pause, so the ETA shows at once
         try:  # one settings row, read on the GUI thread like the other cheap reads below
             pilot_on = kb.pilot.enabled
         except KvdeskError:
@@ -227,16 +232,56 @@ class Session(QObject):
         return self.runner.write("import records", run)
 
     def build_dense(self) -> Task:
-        """Compute missing dense keys (resumable, cancellable); the key state follows."""
+        """Compute missing dense keys, newest documents first (resumable, cancellable, and
+        pausable: :meth:`pause_dense`); the key state follows."""
 
         def run(report: Sink, cancel: CancelToken) -> KeyState:
             self.kb.build_dense_keys(progress=report, cancel=cancel)
             return self._key_state(load_model=True)
 
+        was_paused = self.dense_paused
+        self.dense_paused = False
         task = self.runner.write("dense keys", run)
+        task.estimator.seed(self._dense_rate)
+        self.dense_task = task
         task.succeeded.connect(self._on_key_state)
         task.cancelled.connect(self._refresh_after_cancel)
+        task.paused.connect(self._on_dense_paused)
+        task.finished.connect(self._on_dense_finished)
+        if was_paused:
+            self.densePaused.emit(False)
         return task
+
+    def pause_dense(self) -> bool:
+        """Pause the meaning-key build after its current batch (each batch is committed, so
+        nothing is lost; the writer thread is free meanwhile). False when none is running."""
+        task = self.dense_task
+        if task is None or task.done or task.pause_requested:
+            return False
+        task.pause()
+        return True
+
+    def resume_dense(self) -> Task:
+        """Continue a paused build with the keys still missing (newest first)."""
+        return self.build_dense()
+
+    @Slot()
+    def _on_dense_paused(self) -> None:
+        task = self.sender()
+        if isinstance(task, Task) and task is self.dense_task:
+            self.dense_paused = True
+            self.message.emit("Meaning keys paused — what was built so far is kept")
+            self.densePaused.emit(True)
+            self.refresh_keys()
+
+    @Slot()
+    def _on_dense_finished(self) -> None:
+        task = self.sender()
+        if isinstance(task, Task):
+            if task.rate is not None:
+                self._dense_rate = task.rate
+            if task is self.dense_task:
+                self.dense_task = None
 
     @Slot()
     def _refresh_after_cancel(self) -> None:

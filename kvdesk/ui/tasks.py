@@ -9,6 +9,7 @@ connections; the worker never touches a widget.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,13 +17,27 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 
 from kvdesk.core.errors import Cancelled, KvdeskError
-from kvdesk.core.progress import CancelToken, Progress
+from kvdesk.core.progress import CancelToken, Progress, RateEstimator
 
 log = logging.getLogger("kvdesk.ui.tasks")
 
 PROGRESS_INTERVAL_S = 0.1
 
 TaskFn = Callable[["Callable[[Progress], None]", CancelToken], Any]
+Clock = Callable[[], float]
+
+
+def eta_text(seconds: float | None) -> str:
+    """Time left as the status bar says it ('' while unknown)."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return "less than a minute left"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"about {minutes} min left"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes:02d} min left"
 
 
 class Task(QObject):
@@ -33,29 +48,65 @@ class Task(QObject):
         succeeded(object): the function's return value.
         failed(str): a message for the user (a KvdeskError's text, or a short crash note).
         cancelled(): the cancel token was honoured.
-        finished(): always last, after exactly one of the three above.
+        paused(): the work stopped at its next check because :meth:`pause` asked it to
+            (instead of ``cancelled``); work that commits as it goes resumes as a new task.
+        finished(): always last, after exactly one of the four above.
+
+    Every progress report also feeds :attr:`estimator`, the measured and smoothed rate behind
+    :meth:`eta_s`, the seconds left.
     """
 
     progressed = Signal(object)
     succeeded = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
+    paused = Signal()
     finished = Signal()
 
-    def __init__(self, name: str, fn: TaskFn, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: TaskFn,
+        parent: QObject | None = None,
+        *,
+        clock: Clock = time.monotonic,
+    ) -> None:
         super().__init__(parent)
         self.name = name
         self.fn = fn
         self.token = CancelToken()
         self.done = False
+        self.pause_requested = False
+        self.clock = clock
+        self.estimator = RateEstimator(clock)
+        self._lock = threading.Lock()  # the estimator is fed on the worker, read on the GUI
         self._last_emit = 0.0
 
     def cancel(self) -> None:
         self.token.cancel()
 
+    def pause(self) -> None:
+        """Stop at the next cancellation check (between batches) and end with ``paused``."""
+        self.pause_requested = True
+        self.token.cancel()
+
+    def eta_s(self) -> float | None:
+        """Seconds left at the measured rate (None until one interval has been measured)."""
+        with self._lock:
+            return self.estimator.remaining_s
+
+    @property
+    def rate(self) -> float | None:
+        """The smoothed rate (per second, in the progress reports' work unit), None until
+        measured."""
+        with self._lock:
+            return self.estimator.rate
+
     def report(self, progress: Progress) -> None:
         """The progress sink handed to the core (called on the worker thread)."""
-        now = time.monotonic()
+        with self._lock:
+            self.estimator.report(progress)
+        now = self.clock()
         last = progress.total is not None and progress.done >= progress.total
         if last or now - self._last_emit >= PROGRESS_INTERVAL_S:
             self._last_emit = now
@@ -68,7 +119,10 @@ class Task(QObject):
                 raise Cancelled("cancelled before it started")
             result = self.fn(self.report, self.token)
         except Cancelled:
-            self.cancelled.emit()
+            if self.pause_requested:
+                self.paused.emit()
+            else:
+                self.cancelled.emit()
         except KvdeskError as exc:
             self.failed.emit(str(exc))
         except Exception as exc:  # a bug: log it, tell the user, keep the app alive
@@ -104,6 +158,7 @@ class TaskRunner(QObject):
         self._reader = QThreadPool(self)
         self._reader.setMaxThreadCount(readers)
         self._live: dict[Task, _Runnable] = {}
+        self.clock: Clock = time.monotonic  # what tasks measure their rate with (tests: fake)
 
     def write(self, name: str, fn: TaskFn) -> Task:
         return self._start(self._writer, name, fn)
@@ -112,7 +167,7 @@ class TaskRunner(QObject):
         return self._start(self._reader, name, fn)
 
     def _start(self, pool: QThreadPool, name: str, fn: TaskFn) -> Task:
-        task = Task(name, fn, self)
+        task = Task(name, fn, self, clock=self.clock)
         runnable = _Runnable(task)
         self._live[task] = runnable
         task.finished.connect(self._on_task_finished)

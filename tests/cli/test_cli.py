@@ -273,3 +273,125 @@ def test_search_pilot_says_when_nothing_is_recorded(
     data = json.loads(out)
     assert code == 0 and data["pilot_session"] is None and "pilot on" in data["pilot_note"]
     assert "kvdesk pilot on" in capsys.readouterr().err
+
+
+def test_damaged_documents_are_shown_with_a_mark_and_never_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bit-flip campaign findings: unreadable metadata, a garbled date, invalid UTF-8 text."""
+    import sqlite3
+
+    vault = tmp_path / "v.kvdb"
+    (tmp_path / "r.jsonl").write_text(
+        '{"_id": "a", "title": "Alpha memo", "text": "alpha budget"}\n'
+        '{"_id": "b", "title": "Beta memo", "text": "beta budget"}\n',
+        encoding="utf-8",
+    )
+    assert run("--vault", str(vault), "import", "--records", str(tmp_path / "r.jsonl"))[0] == 0
+    conn = sqlite3.connect(vault)
+    with conn:
+        conn.execute("PRAGMA ignore_check_constraints = 1")
+        conn.execute("UPDATE version SET metadata = '{\"a' WHERE value_id = 1")
+        conn.execute("UPDATE value SET updated_at = '2026-12-03T02:28:43n082+00:00'")
+        conn.execute(
+            "UPDATE version SET text = CAST(? AS TEXT) WHERE value_id = 2", (b"\xc3 beta budget",)
+        )
+    conn.close()
+    import shutil
+
+    shutil.rmtree(tmp_path / "v.kvdb.keys", ignore_errors=True)
+    code, out = run("--vault", str(vault), "show", "DOC-1")
+    assert code == 0 and "DAMAGED" in out
+    code, out = run("--vault", str(vault), "search", "budget", "--mode", "lexical", "--json")
+    assert code == 0 and len(json.loads(out)["hits"]) == 2
+    code, out = run("--vault", str(vault), "check", "--json")
+    problems = json.loads(out)["problems"]
+    assert code == 1 and any(p.startswith("DOC-1") for p in problems)
+    assert any(p.startswith("DOC-2") for p in problems)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_reimport_text_report_does_not_list_unchanged_skips_again(
+    tmp_path: Path, docs: Path
+) -> None:
+    vault = str(tmp_path / "v.kvdb")
+    (docs / "copyright").write_text("Copyright 2026 the printer people.\n")
+    (docs / "blob").write_bytes(b"\x00\x01\x02\x03" * 64)
+    code, out = run("--vault", vault, "import", str(docs), "--no-dense", "-q")
+    assert code == 0
+    assert out.splitlines() == [
+        f"skipped  {docs / 'blob'}: not a text file: the content is binary data"
+        " (no extension, so the content decides)",
+        f"skipped  {docs / 'tool.exe'}: unsupported file type",
+        "3 imported, 0 updated, 0 unchanged, 0 duplicates, 2 skipped, 0 failed",
+    ]
+    code, out = run("--vault", vault, "import", str(docs), "--no-dense", "-q")
+    assert code == 0
+    assert out.splitlines() == [
+        "0 imported, 0 updated, 3 unchanged, 0 duplicates,"
+        " 2 skipped (unchanged since last import), 0 failed"
+    ]
+    code, out = run("--vault", vault, "import", str(docs), "--no-dense", "-v")
+    assert f"skipped  {docs / 'tool.exe'}: unsupported file type; unchanged since last import" in (
+        out.splitlines()
+    )
+    code, out = run("--vault", vault, "import", str(docs), "--no-dense", "--json")
+    report = json.loads(out)
+    assert set(report) == {"imported", "updated", "unchanged", "duplicates", "skipped", "failed"}
+    assert {Path(i["path"]).name: i["reason"] for i in report["skipped"]} == {
+        "blob": "not a text file: the content is binary data (no extension, so the content"
+        " decides); unchanged since last import",
+        "tool.exe": "unsupported file type; unchanged since last import",
+    }
+    assert all(set(i) == {"path", "reason"} for i in report["skipped"])
+
+
+def test_import_of_only_missing_paths_fails_and_creates_no_vault(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vault = tmp_path / "v.kvdb"
+    missing = tmp_path / "no-such-docs"
+    code, out = run("--vault", str(vault), "import", str(missing), "--no-dense")
+    assert code == 1
+    assert out.splitlines() == [
+        f"skipped  {missing}: no such file or folder",
+        "0 imported, 0 updated, 0 unchanged, 0 duplicates, 1 skipped, 0 failed",
+    ]
+    err = capsys.readouterr().err
+    assert f"kvdesk: error: nothing to import: no such file or folder: {missing}" in err
+    assert not vault.exists() and list(tmp_path.iterdir()) == []
+    code, out = run("--vault", str(vault), "import", str(missing), "typo.txt", "--json")
+    assert code == 1
+    assert [i["path"] for i in json.loads(out)["skipped"]] == [
+        str(missing),
+        str(Path.cwd() / "typo.txt"),
+    ]
+    assert "no such files or folders" in capsys.readouterr().err
+    assert not vault.exists()
+
+
+def test_import_with_some_missing_paths_goes_on_and_lists_them(
+    tmp_path: Path, docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vault = str(tmp_path / "v.kvdb")
+    missing = tmp_path / "typo.txt"
+    code, out = run("--vault", vault, "import", str(missing), str(docs / "memo.txt"), "-q")
+    assert code == 0
+    assert out.splitlines() == [
+        f"skipped  {missing}: no such file or folder",
+        "1 imported, 0 updated, 0 unchanged, 0 duplicates, 1 skipped, 0 failed",
+    ]
+    # A folder imported before and deleted since: the vault is told (its documents are marked
+    # source missing), and the command still fails, since nothing given exists.
+    code, _ = run("--vault", vault, "import", str(docs), "--no-dense", "-q")
+    for path in sorted(docs.iterdir()):
+        path.unlink()
+    docs.rmdir()
+    capsys.readouterr()
+    code, out = run("--vault", vault, "import", str(docs), "--no-dense", "-q")
+    assert code == 1 and "nothing to import" in capsys.readouterr().err
+    code, out = run("--vault", vault, "list", "--json")
+    assert {r["title"]: r["source_missing"] for r in json.loads(out)} == {
+        "memo": True,
+        "Plan": True,
+    }

@@ -39,7 +39,8 @@ def test_suggest_untagged_json_lines(vault: str) -> None:
         assert line["id"].startswith("DOC-")
         assert 1 <= len(line["suggestions"]) <= 3
         top = line["suggestions"][0]
-        assert set(top) == {"tag", "confidence", "evidence"}
+        assert set(top) == {"tag", "confidence", "evidence", "reason"}
+        assert top["reason"].startswith("learnt from 11 examples")
         assert top["tag"].split("::")[-1] == line["external_id"].split("-")[0]
         assert any(e.startswith("terms: ") for e in top["evidence"])
 

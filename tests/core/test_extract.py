@@ -62,6 +62,87 @@ def make_pdf(pages: list[list[str]], title: str = "", author: str = "", cjk: boo
     return buf.getvalue()
 
 
+def make_latex_pdf(pages: list[list[list[str]]], gap: int = -249) -> bytes:
+    """Pages of lines of words the way XeLaTeX/dvipdfmx write them: no space characters, each
+    line one TJ array whose word gaps are moves (``[<0027..> -249 <0035..>] TJ``), in a Type0
+    font with Identity-H glyph codes, a ToUnicode map and a subset without a space glyph, its
+    code 0x20 being a wide letter (what made pypdf glue the words of Debian's manuals)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import (
+        ArrayObject,
+        DecodedStreamObject,
+        DictionaryObject,
+        NameObject,
+        NumberObject,
+        TextStringObject,
+    )
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    chars = sorted({ch for page in pages for line in page for word in line for ch in word})
+    gids = {ch: 3 + i for i, ch in enumerate(chars)}
+    wide = max(chars, key=lambda ch: (ord(ch) < 0x2000, stringWidth(ch, "Times-Roman", 1)))
+    at_32 = next((ch for ch, g in gids.items() if g == 32), None)
+    if at_32 is not None:
+        gids[at_32] = gids[wide]
+    gids[wide] = 32  # code 0x20 is a wide letter, as in a real subset
+    n = NameObject
+    writer = PdfWriter()
+
+    def stream(text: str) -> object:
+        obj = DecodedStreamObject()
+        obj.set_data(text.encode())
+        return writer._add_object(obj)
+
+    cmap = "\n".join(
+        [
+            "/CIDInit /ProcSet findresource begin 12 dict begin begincmap",
+            "/CMapName /Adobe-Identity-UCS def /CMapType 2 def",
+            "1 begincodespacerange <0000> <FFFF> endcodespacerange",
+            f"{len(gids)} beginbfchar",
+            *(f"<{g:04X}> <{ch.encode('utf-16-be').hex()}>" for ch, g in gids.items()),
+            "endbfchar endcmap CMapName currentdict /CMap defineresource pop end end",
+        ]
+    )
+    widths = ArrayObject()
+    for ch, g in sorted(gids.items(), key=lambda item: item[1]):
+        w = 1000 if ord(ch) > 0x2000 else round(stringWidth(ch, "Times-Roman", 1000))
+        widths += [NumberObject(g), ArrayObject([NumberObject(w)])]
+    descriptor = DictionaryObject(
+        {n("/Type"): n("/FontDescriptor"), n("/FontName"): n("/KVDESK+Serif")}
+        | {n("/Flags"): NumberObject(32), n("/ItalicAngle"): NumberObject(0)}
+        | {n("/FontBBox"): ArrayObject([NumberObject(v) for v in (-168, -218, 1000, 898)])}
+        | {n(k): NumberObject(v) for k, v in (("/Ascent", 891), ("/Descent", -216))}
+        | {n("/CapHeight"): NumberObject(662), n("/StemV"): NumberObject(80)}
+    )
+    system = {n("/Registry"): TextStringObject("Adobe")}
+    system |= {n("/Ordering"): TextStringObject("Identity"), n("/Supplement"): NumberObject(0)}
+    cid_font = DictionaryObject(
+        {n("/Type"): n("/Font"), n("/Subtype"): n("/CIDFontType2")}
+        | {n("/BaseFont"): n("/KVDESK+Serif"), n("/CIDSystemInfo"): DictionaryObject(system)}
+        | {n("/FontDescriptor"): writer._add_object(descriptor), n("/W"): widths}
+        | {n("/DW"): NumberObject(1000), n("/CIDToGIDMap"): n("/Identity")}
+    )
+    font = DictionaryObject(
+        {n("/Type"): n("/Font"), n("/Subtype"): n("/Type0"), n("/Encoding"): n("/Identity-H")}
+        | {n("/BaseFont"): n("/KVDESK+Serif"), n("/ToUnicode"): stream(cmap)}
+        | {n("/DescendantFonts"): ArrayObject([writer._add_object(cid_font)])}
+    )
+    font_ref = writer._add_object(font)
+    for lines in pages:
+        page = writer.add_blank_page(595, 842)
+        ops = ["BT /F1 10 Tf 13 TL 72 770 Td"]
+        for line in lines:
+            hexed = ["<" + "".join(f"{gids[ch]:04X}" for ch in word) + ">" for word in line]
+            ops.append("[" + f" {gap} ".join(hexed) + "] TJ T*")
+        page[n("/Contents")] = stream("\n".join([*ops, "ET"]))
+        page[n("/Resources")] = DictionaryObject(
+            {n("/Font"): DictionaryObject({n("/F1"): font_ref})}
+        )
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def encrypt_pdf(data: bytes, user: str, owner: str) -> bytes:
     from pypdf import PdfReader, PdfWriter
 
@@ -170,6 +251,7 @@ def test_media_type_for_checks_suffix_and_magic() -> None:
         ".txt",
         ".md",
         ".markdown",
+        ".rst",
         ".html",
         ".htm",
         ".pdf",
@@ -192,7 +274,7 @@ def test_media_type_for_checks_suffix_and_magic() -> None:
     assert media_type_for("fake.png", b"not an image") is None
     assert media_type_for("fake.docx", pdf[:4096]) is None
     assert media_type_for("program.exe", b"MZ") is None
-    assert media_type_for("README", b"text") is None
+    assert media_type_for("README", b"text") == "text/plain"  # no extension: content decides
 
 
 def test_mismatched_content_and_unknown_type_raise_clear_errors() -> None:
@@ -461,6 +543,42 @@ def test_truncated_and_garbage_pdfs() -> None:
         extract(b"%PDF-1.7\n" + random.Random(2).randbytes(3000), "noise.pdf")
 
 
+def test_latex_pdf_keeps_words_apart() -> None:
+    # LaTeX writes word gaps as TJ moves, not spaces: each word must come out on its own.
+    sentence = "From user’s perspective, differences can be colloquially summarized as:"
+    tight = "Wayland is a same-host GUI communication protocol"
+    data = make_latex_pdf([[sentence.split(), tight.split()]])
+    data_tight = make_latex_pdf([[tight.split()]], gap=-160)  # a squeezed justified line
+    text = extract(data, "debian-reference.en.pdf").text
+    assert text == f"{sentence}\n{tight}"
+    assert extract(data_tight, "tight.pdf").text == tight
+    # Through the worker, as an import runs it.
+    with Extractor() as extractor:
+        assert "differences can be colloquially summarized" in extractor.extract(data, "w.pdf").text
+
+
+def test_latex_pdf_joins_words_hyphenated_at_line_end() -> None:
+    lines = [["differences", "can", "be", "colloqui-"], ["ally", "summarized", "as:"]]
+    text = extract(make_latex_pdf([lines]), "hyphen.pdf").text
+    assert "differences can be colloquially" in text and "summarized as:" in text
+    assert "\ufffe" not in text
+
+
+def test_latex_pdf_japanese_keeps_latin_words_apart_and_joins_wrapped_lines() -> None:
+    lines = [
+        ["GNOME", "デスクトップで使用されうる", "GUI", "通信プロトコル"],
+        ["X", "Window", "System", "コアプロトコル", "(xwayland", "経由)"],
+        ["日本語の検索エン"],
+        ["ジンは文書を探す"],
+    ]
+    text = extract(make_latex_pdf([lines]), "debian-reference.ja.pdf").text
+    assert text.split("\n") == [
+        "GNOME デスクトップで使用されうる GUI 通信プロトコル",
+        "X Window System コアプロトコル (xwayland 経由)",
+        "日本語の検索エンジンは文書を探す",
+    ]
+
+
 # -- DOCX ----------------------------------------------------------------------------------
 
 
@@ -678,3 +796,164 @@ def test_paths_are_not_read(tmp_path: Path) -> None:
     real = tmp_path / "real.txt"
     real.write_text("on disk")
     assert extract(b"in memory", str(real)).text == "in memory"
+
+
+# -- common text formats: reStructuredText, gzip, man pages, extensionless names (issue 12 #6) --
+
+_MAN_PAGE = rb""".\" Automatically generated by Pod::Man; a comment
+'\" t
+.de Sp \" a macro definition: its body is no text
+.if t .sp .5v
+..
+.ie n \{\
+.    ds -- \(*W-
+'br\}
+.el\{\
+.    ds -- \|\(em\|
+'br\}
+.if \n(.H>23 .if \n(.V>19 \
+\{\
+.    ds : e
+.\}
+.TH BACKUPCTL 8 "2026-01-05" "kvdesk tests"
+.SH NAME
+backupctl \- rotate the nightly \fBbackup\fR archives
+.SH SYNOPSIS
+.B backupctl
+.RB [ \-n | \-\-dry\-run ]
+.IR archive ...
+.SH DESCRIPTION
+Keeps seven archives\(emthe oldest is removed \(lqfirst\(rq.
+.PP
+Use \fI\-\-dry\-run\fP to see what would go; see \fBtar\fR(1).
+.TP
+.B \-n
+Dry run.\" a trailing comment
+"""
+
+
+def test_restructuredtext_title_is_the_first_underlined_heading() -> None:
+    source = (
+        ".. _top:\n\n:orphan:\n\n"
+        "=================\n Release notes\n=================\n\n"
+        "Fixed\n-----\n\nThe scheduler no longer skips Mondays.\n"
+    )
+    result = extract(source.encode(), "notes.rst")
+    assert result.media_type == "text/x-rst"
+    assert result.title == "Release notes"
+    assert "no longer skips Mondays" in result.text
+    assert extract(b"Plain words, no heading.\n", "plain.rst").title == "plain"
+    transition = b"Intro line one\n\n----\n\nAfter the rule.\n"
+    assert extract(transition, "rule.rst").title == "rule"  # a transition is not a heading
+
+
+def test_man_page_roff_is_stripped_to_readable_text() -> None:
+    result = extract(_MAN_PAGE, "backupctl.8")
+    assert result.media_type == "text/troff"
+    assert result.title == "backupctl - rotate the nightly backup archives"
+    text = result.text
+    assert text.splitlines()[:2] == ["NAME", "backupctl - rotate the nightly backup archives"]
+    assert "backupctl\n[-n|--dry-run]\narchive..." in text
+    assert "Keeps seven archives\u2014the oldest is removed \u201cfirst\u201d." in text
+    assert "Use --dry-run to see what would go; see tar(1)." in text
+    assert "Dry run." in text
+    for leftover in ("\\", ".TH", "Pod::Man", "ds ", "sp .5v", "comment", "BACKUPCTL"):
+        assert leftover not in text, leftover
+
+
+def test_mdoc_man_page_keeps_its_words() -> None:
+    source = (
+        b".Dd January 5, 2026\n.Dt SYNCD 8\n.Os\n.Sh NAME\n.Nm syncd\n"
+        b".Nd keep two folders in step\n.Sh SYNOPSIS\n.Nm\n.Op Fl v\n.Ar source target\n"
+    )
+    result = extract(source, "syncd.8")
+    assert result.title == "syncd - keep two folders in step"
+    assert "source target" in result.text and "Fl" not in result.text
+
+
+def _gz(data: bytes, name: str = "") -> bytes:
+    import gzip
+
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename=name, mode="wb", fileobj=buf, mtime=0) as handle:
+        handle.write(data)
+    return buf.getvalue()
+
+
+def test_gzip_files_are_read_as_their_inner_name() -> None:
+    text = extract(_gz(b"Printer setup: use the second tray.\n"), "printer.txt.gz")
+    assert (text.media_type, text.title) == ("text/plain", "printer")
+    assert text.text == "Printer setup: use the second tray.\n"
+    assert text.metadata["compression"] == "gzip"
+    markdown = extract(_gz(b"# Onboarding\n\nBadge at the front desk.\n"), "welcome.md.gz")
+    assert (markdown.media_type, markdown.title) == ("text/markdown", "Onboarding")
+    man = extract(_gz(_MAN_PAGE), "backupctl.8.gz")
+    assert man.media_type == "text/troff" and man.title.startswith("backupctl - rotate")
+    changelog = extract(_gz(b"kvdesk (1.2) unstable; urgency=low\n\n  * Faster.\n"), "changelog.gz")
+    assert (changelog.media_type, changelog.title) == ("text/plain", "changelog")
+    debian = extract(_gz(b"Nothing special.\n"), "changelog.Debian.gz")
+    assert debian.title == "changelog.Debian"
+    two_members = _gz(b"first member, ") + _gz(b"second member\n")  # like `cat a.gz b.gz`
+    assert extract(two_members, "joined.txt.gz").text == "first member, second member\n"
+
+
+def test_gzip_runs_in_the_worker_and_comes_back_as_its_inner_type() -> None:
+    with Extractor() as extractor:
+        result = extractor.extract(_gz(_MAN_PAGE), "backupctl.8.gz")
+        assert extractor.worker_pid is not None  # inflated in the worker, not in-process
+    assert result.media_type == "text/troff" and "Dry run." in result.text
+
+
+def test_gzip_bombs_and_oversized_content_are_refused_while_streaming() -> None:
+    import tracemalloc
+
+    deflater = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"a" * (1 << 20)
+    bomb = b"".join(deflater.compress(block) for _ in range(256)) + deflater.flush()
+    assert len(bomb) < 300_000  # 256 MiB of plain text would come out (within the 512 MiB cap)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ExtractionError, match="decompression bomb"):
+            extract(bomb, "letters.txt.gz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 128 * 1024 * 1024  # streamed: stopped near 200x its size, not at 256 MiB
+    rng = random.Random(4)
+    words = " ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) for _ in range(400_000))
+    packed = _gz(words.encode())
+    assert len(words) > 2 * 1024 * 1024 and len(packed) * 200 > len(words)  # not a bomb
+    with pytest.raises(ExtractionError, match="expands beyond the limit of 1 MiB"):
+        extract(packed, "words.txt.gz", Limits(max_decompressed_bytes=1024 * 1024))
+    assert extract(packed, "words.txt.gz").text == words
+
+
+def test_damaged_and_mismatched_gzip_files_say_why() -> None:
+    good = _gz(b"some text that is long enough to matter\n" * 50)
+    with pytest.raises(ExtractionError, match="truncated"):
+        extract(good[: len(good) // 2], "cut.txt.gz")
+    with pytest.raises(ExtractionError, match="not gzip data"):
+        extract(b"plain text, never compressed", "fake.txt.gz")
+    with pytest.raises(ExtractionError, match="gzip-compressed file: not a text file"):
+        extract(_gz(b"\x7fELF\x02\x01\x01" + bytes(200)), "tool.gz")
+    assert media_type_for("backup.tar.gz", _gz(b"x")) is None
+    assert "unsupported file type (.tar inside .gz)" in mismatch_reason("backup.tar.gz", b"")
+    assert media_type_for("twice.txt.gz.gz", _gz(_gz(b"x"))) is None
+
+
+def test_extensionless_names_are_sniffed_not_trusted() -> None:
+    for name in ("README", "copyright", "NEWS", "TODO", "INSTALL", "AUTHORS", "README.Debian"):
+        result = extract(b"Upstream: https://example.org\nLicense: MIT\n", name)
+        assert (result.media_type, result.title) == ("text/plain", name), name
+    assert extract("Änderungen für 2026\n".encode("cp1252"), "CHANGES").text.startswith("Ä")
+    assert extract("説明書\n".encode("utf-16"), "README").text == "説明書\n"
+    elf = b"\x7fELF\x02\x01\x01\x00" + bytes(120) + b"\x01\x02\x03"
+    assert media_type_for("backupctl", elf) is None
+    reason = mismatch_reason("backupctl", elf)
+    assert reason.startswith("not a text file: the content is an executable program (ELF)")
+    with pytest.raises(ExtractionError, match="not a text file"):
+        extract(os.urandom(4096) + b"\x00", "NEWS")
+    assert media_type_for("README", b"see %PDF-1.4 for the header") == "text/plain"
+    assert media_type_for("scan", make_pdf([["x"]])[:4096]) == "application/pdf"
+    assert media_type_for("notes.py", b"print(1)") is None  # a known, unsupported extension
+    assert mismatch_reason("notes.py", b"print(1)") == "unsupported file type (.py)"

@@ -498,15 +498,16 @@ def test_folder_holding_the_vault_skips_its_files(tmp_path: Path) -> None:
         assert report.imported == [] and report.failed == [] and report.duplicates == []
         assert [Path(i["path"]).name for i in report.unchanged] == ["memo.txt"]
         assert kb.values.count() == 1
-        direct = kb.import_paths([vault_file])
+        direct = kb.import_paths([vault_file])  # skipped by the folder import just before
         assert direct.skipped == [
-            {"path": str(vault_file), "reason": "part of this vault (not imported)"}
+            {
+                "path": str(vault_file),
+                "reason": "part of this vault (not imported); unchanged since last import",
+            }
         ]
 
 
-def test_hostile_records_fail_one_by_one_and_the_rest_arrive(
-    vault: Vault, tmp_path: Path
-) -> None:
+def test_hostile_records_fail_one_by_one_and_the_rest_arrive(vault: Vault, tmp_path: Path) -> None:
     """A lone surrogate, NaN/Infinity or an identifier-shaped _id is one failure with a reason;
     the records around it are imported on the first run (the batch is not rolled back)."""
     lines = [
@@ -544,3 +545,138 @@ def test_a_json_file_with_a_lone_surrogate_is_stored_with_a_replacement(
     odd = next(r for r in vault.values.list_values() if r.title.startswith("odd"))
     assert "half \ufffd a character" in vault.values.text(odd.id)
     assert vault.check().ok
+
+
+# -- 11. common text formats, and skips remembered between imports (issue 12 #6) ---------------
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data, mtime=0)
+
+
+def _doc_folder(root: Path) -> None:
+    """Like /usr/share/doc: README-style names, .rst, gzip-compressed manuals, and noise."""
+    files = {
+        "README": b"Backups run nightly at 02:00.\n",
+        "copyright": b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/\n",
+        "README.Debian": b"The Debian package keeps seven archives.\n",
+        "guide.rst": b"Restoring files\n===============\n\nUse the restore command.\n",
+        "changelog.gz": _gzip(b"backupd (2.1) unstable; urgency=low\n\n  * Rotation fixed.\n"),
+        "NEWS.md.gz": _gzip(b"# News\n\nVersion 2.1 rotates archives.\n"),
+        "backupd.8.gz": _gzip(b".TH BACKUPD 8\n.SH NAME\nbackupd \\- nightly backups\n"),
+        "backupd": b"\x7fELF\x02\x01\x01\x00" + bytes(200),  # a program: no extension
+        "data.gz": _gzip(bytes(range(256)) * 8),  # compressed binary
+        "source.tar.gz": _gzip(b"x"),
+        "tool.exe": b"MZ",
+    }
+    root.mkdir()
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+
+
+def test_text_formats_without_a_telling_extension_are_imported(
+    vault: Vault, tmp_path: Path
+) -> None:
+    root = tmp_path / "doc"
+    _doc_folder(root)
+    report = import_paths(vault, [root])
+    imported = {Path(i["path"]).name: i["id"] for i in report.imported}
+    assert set(imported) == {
+        "README",
+        "copyright",
+        "README.Debian",
+        "guide.rst",
+        "changelog.gz",
+        "NEWS.md.gz",
+        "backupd.8.gz",
+    }
+    kinds = {
+        name: (vault.values.get(ident).media_type, vault.values.get(ident).title)
+        for name, ident in imported.items()
+    }
+    assert kinds["guide.rst"] == ("text/x-rst", "Restoring files")
+    assert kinds["NEWS.md.gz"] == ("text/markdown", "News")
+    assert kinds["backupd.8.gz"] == ("text/troff", "backupd - nightly backups")
+    assert kinds["changelog.gz"] == ("text/plain", "changelog")
+    assert kinds["README.Debian"] == ("text/plain", "README.Debian")
+    man = vault.values.resolve(imported["backupd.8.gz"])
+    assert vault.values.original_bytes(man) == (root / "backupd.8.gz").read_bytes()  # verbatim
+    assert vault.values.get(man).metadata["compression"] == "gzip"
+    skipped = {Path(i["path"]).name: i["reason"] for i in report.skipped}
+    assert skipped == {
+        "backupd": "not a text file: the content is an executable program (ELF)"
+        " (no extension, so the content decides)",
+        "data.gz": "gzip-compressed file: not a text file: the content is binary data"
+        " (no extension, so the content decides)",
+        "source.tar.gz": "unsupported file type",
+        "tool.exe": "unsupported file type",
+    }
+    assert report.failed == []
+
+
+def test_a_reimport_says_which_skips_are_unchanged_since_last_import(
+    vault: Vault, tmp_path: Path
+) -> None:
+    root = tmp_path / "doc"
+    _doc_folder(root)
+    (root / "big.txt").write_bytes(b"x" * 5000)
+    limits = Limits(max_file_bytes=4096)
+    first = Importer(vault, limits=limits).import_paths([root])
+    assert len(first.skipped) == 5 and first.skipped_again == []
+    assert first.skipped_new() == first.skipped
+
+    again = Importer(vault, limits=limits).import_paths([root])
+    assert len(again.unchanged) == 7
+    assert again.skipped_again == again.skipped and again.skipped_new() == []
+    assert all(i["reason"].endswith("; unchanged since last import") for i in again.skipped)
+    assert "5 skipped (unchanged since last import)" in again.summary()
+
+    (root / "tool.exe").write_bytes(b"MZ changed")  # a new stamp: listed again
+    os.mkfifo(root / "pipe.txt")  # a new skip
+    third = Importer(vault, limits=limits).import_paths([root])
+    fresh = {Path(i["path"]).name: i["reason"] for i in third.skipped_new()}
+    assert fresh == {
+        "tool.exe": "unsupported file type",
+        "pipe.txt": "not a regular file (named pipe)",
+    }
+    assert "6 skipped (4 unchanged since last import)" in third.summary()
+
+    # Imported once the limit allows it, the file is forgotten as a skip: skipped again later
+    # (a lower limit) it is news, not "unchanged".
+    assert [Path(i["path"]).name for i in import_paths(vault, [root]).imported] == ["big.txt"]
+    (root / "big.txt").unlink()
+    import_paths(vault, [root])  # gone: nothing to remember
+    (root / "big.txt").write_bytes(b"x" * 5000)
+    later = Importer(vault, limits=limits).import_paths([root])
+    assert {Path(i["path"]).name for i in later.skipped_new()} == {"big.txt"}
+
+
+def test_a_missing_path_is_never_unchanged_since_last_import(vault: Vault, tmp_path: Path) -> None:
+    gone = tmp_path / "gone.txt"
+    for _ in range(2):
+        report = import_paths(vault, [gone])
+        assert report.skipped == [{"path": str(gone), "reason": "no such file or folder"}]
+        assert report.skipped_again == []
+
+
+def test_a_schema_6_vault_gains_the_skip_memory(vault_path: Path, tmp_path: Path) -> None:
+    """A vault from before the skipped_source table opens, migrates, and remembers skips."""
+    Vault.open(vault_path).close()
+    import sqlite3
+
+    conn = sqlite3.connect(vault_path)
+    conn.execute("DROP TABLE skipped_source")
+    if "digest" in {row[1] for row in conn.execute("PRAGMA table_info(value)")}:
+        conn.execute("ALTER TABLE value DROP COLUMN digest")  # the other schema-7 steps
+        conn.execute("ALTER TABLE tag DROP COLUMN digest")
+        conn.execute("ALTER TABLE value_tag DROP COLUMN digest")
+    conn.execute("PRAGMA user_version = 6")
+    conn.commit()
+    conn.close()
+    (tmp_path / "tool.exe").write_bytes(b"MZ")
+    with Vault.open(vault_path) as vault:
+        assert vault.conn.execute("PRAGMA user_version").fetchone()[0] == 7
+        import_paths(vault, [tmp_path / "tool.exe"])
+        assert len(import_paths(vault, [tmp_path / "tool.exe"]).skipped_again) == 1

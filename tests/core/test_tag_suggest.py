@@ -132,10 +132,65 @@ def test_rules_match_and_give_evidence(kb: KnowledgeBase) -> None:
     rule = suggester.add_rule("billing", "regex", r"\binvoice\b")
     assert rule.describe() == "rule: regex /\\binvoice\\b/"
     top = {s.tag: s for s in suggester.suggest(hit, k=10)}
-    assert top["billing"].confidence >= 0.9
+    assert top["billing"].confidence == pytest.approx(0.6)  # the prior: no history yet
     assert top["billing"].evidence[0] == rule.describe()
+    assert "no accepted or rejected matches yet" in top["billing"].reason
     assert "billing" not in [s.tag for s in suggester.suggest(miss, k=10)]
     assert [t.rules for t in kb.tags.infos() if t.name == "billing"] == [(rule.describe(),)]
+
+
+def test_rule_confidence_follows_its_history(kb: KnowledgeBase) -> None:
+    suggester = kb.tags.suggester(use_dense=False)
+    matching = [
+        v
+        for v in (_vid(kb, f"{t}-{i}") for t in ("finance", "cooking") for i in range(12))
+        if "invoice" in kb.values.text(v) or "oven" in kb.values.text(v)
+    ]
+    assert len(matching) >= 9
+    suggester.add_rule("billing", "any", "invoice oven")
+    probe, accepted, rejected = matching[0], matching[1:4], matching[4:9]
+
+    def billing() -> Suggestion:
+        return next(s for s in suggester.suggest(probe, k=10) if s.tag == "billing")
+
+    assert billing().confidence == pytest.approx(0.6)
+    for v in accepted:
+        suggester.accept(v, "billing")
+    good = billing()  # the rule's 3 of 3 (with the prior) outweighs 3 examples' evidence
+    assert good.confidence == pytest.approx((3 + 1.5) / (3 + 2.5))
+    assert "3 of the rule's 3 decided matches were accepted" in good.reason
+    for v in rejected:
+        suggester.reject(v, "billing")
+    bad = billing()  # now at most what the tag's own (3-example) evidence says
+    assert bad.confidence < good.confidence - 0.2
+    assert "3 of the rule's 8 decided matches were accepted" in bad.reason
+    # a new process reads the same history from the vault
+    fresh = kb.tags.suggester(use_dense=False)
+    again = next(s for s in fresh.suggest(probe, k=10) if s.tag == "billing")
+    assert again.confidence == pytest.approx(bad.confidence)
+
+
+def test_few_examples_mean_low_confidence_and_say_so(tmp_path: Path) -> None:
+    """A tag learnt from 3 documents is never confidently proposed, and the reason says why;
+    the same kind of document is proposed confidently once the tag has many examples."""
+    tops = {}
+    for per_topic in (4, 40):
+        with KnowledgeBase.open(tmp_path / f"v{per_topic}.kvdb") as base:
+            corpus = make_corpus(tmp_path / f"c{per_topic}.jsonl", per_topic=per_topic)
+            base.import_records(corpus)
+            suggester = base.tags.suggester(use_dense=False)
+            for name in ("finance", "cooking", "python", "astronomy"):
+                vid = base.values.resolve(f"{name}-{per_topic - 1}")
+                top = suggester.suggest(vid, k=3)[0]
+                assert top.tag.split("::")[-1] == name
+                tops[per_topic, name] = top
+    for name in ("finance", "cooking", "python", "astronomy"):
+        few, many = tops[4, name], tops[40, name]
+        assert few.confidence < 0.45, few
+        assert few.reason.startswith("only 3 examples of this tag"), few.reason
+        assert many.confidence > few.confidence + 0.2
+        assert many.reason.startswith("learnt from 39 examples")
+        assert few.to_json()["reason"] == few.reason
 
 
 def test_evidence_terms_are_meaningful(filler_kb: KnowledgeBase) -> None:

@@ -132,6 +132,10 @@ def test_older_vault_is_migrated_keeping_its_pilot_log(vault_path: Path) -> None
     conn.execute("DROP VIEW value_current")  # schema 5
     conn.execute("ALTER TABLE version DROP COLUMN digest")  # schema 6
     conn.execute("DELETE FROM setting WHERE key = 'vault.id'")  # schema 6
+    conn.execute("ALTER TABLE value DROP COLUMN digest")  # schema 7
+    conn.execute("ALTER TABLE tag DROP COLUMN digest")  # schema 7
+    conn.execute("ALTER TABLE value_tag DROP COLUMN digest")  # schema 7
+    conn.execute("DROP TABLE IF EXISTS skipped_source")  # schema 7
     conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()
@@ -202,6 +206,10 @@ def test_upgrade_digests_what_is_stored_and_check_then_sees_changed_text(
     conn = sqlite3.connect(vault_path)
     conn.execute("DROP VIEW value_current")
     conn.execute("ALTER TABLE version DROP COLUMN digest")
+    conn.execute("ALTER TABLE value DROP COLUMN digest")  # schema 7
+    conn.execute("ALTER TABLE tag DROP COLUMN digest")  # schema 7
+    conn.execute("ALTER TABLE value_tag DROP COLUMN digest")  # schema 7
+    conn.execute("DROP TABLE IF EXISTS skipped_source")  # schema 7
     conn.execute(
         "CREATE VIEW value_current AS SELECT v.*, ver.sha256 FROM value v JOIN version ver"
         " ON ver.value_id = v.id AND ver.version = v.current_version"
@@ -239,3 +247,36 @@ def test_invalid_utf8_in_stored_text_reads_as_replacement_and_is_reported(
         assert vault.values.text(value_id) == "caf\ufffd menu"
         assert vault.values.get(ident).identifier == ident
         assert any(p.startswith(ident) for p in vault.check().problems)
+
+
+def test_check_sees_a_changed_date_or_place_of_a_value(vault_path: Path) -> None:
+    """The value row itself (identifier, path, state, dates) is covered by a digest too."""
+    with Vault.open(vault_path) as vault:
+        _add(vault, b"one")
+        _add(vault, b"two")
+    conn = sqlite3.connect(vault_path)
+    conn.execute("UPDATE value SET updated_at = '2026%12-03' WHERE id = 1")
+    conn.execute("UPDATE value SET source_path = CAST('/tmp/Kvdesk' AS BLOB) WHERE id = 2")
+    conn.commit()
+    conn.close()
+    with Vault.open(vault_path) as vault:
+        problems = vault.check().problems
+    assert any(p.startswith("DOC-1: its identity") for p in problems)
+    assert any(p.startswith("DOC-2: its identity") for p in problems)
+
+
+def test_check_sees_a_changed_tag_row(vault_path: Path) -> None:
+    """A flipped byte in a tag row (its date, state or which tag) is reported, by document."""
+    from kvdesk.core.tags.store import TagState, TagStore
+
+    with Vault.open(vault_path) as vault:
+        value_id, ident = _add(vault, b"one")
+        with vault.transaction() as tx:
+            TagStore(vault).set_state(tx, value_id, "finance", TagState.ACCEPTED, "me")
+        assert vault.check().ok
+    conn = sqlite3.connect(vault_path)
+    conn.execute("UPDATE value_tag SET at = '2026%12-03T00:00:00'")
+    conn.commit()
+    conn.close()
+    with Vault.open(vault_path) as vault:
+        assert any(p.startswith(f"{ident}: a tag on it changed") for p in vault.check().problems)

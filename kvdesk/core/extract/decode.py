@@ -1,11 +1,20 @@
-"""Bytes of a text file to text: BOMs, UTF-16 without a BOM, charset detection, binary checks."""
+"""Bytes of a text file to text: BOMs, UTF-16 without a BOM, charset detection, binary checks,
+and gzip streams inflated under a hard cap."""
 
 from __future__ import annotations
 
 import codecs
 import re
+import zlib
 
 from kvdesk.core.errors import ExtractionError
+
+GZIP_MAGIC = b"\x1f\x8b"
+# Past this size, a gzip stream must not expand more than _MAX_GZIP_RATIO : 1 (the zip-bomb
+# rule the DOCX reader applies to its parts: real text compresses 3-30x, bombs near 1000x).
+_GZIP_RATIO_MIN_BYTES = 1024 * 1024
+_MAX_GZIP_RATIO = 200
+_GZIP_CHUNK = 1 << 20
 
 # A text file is binary when more than this share of its characters are control characters.
 _MAX_CONTROL_SHARE = 0.05
@@ -128,3 +137,76 @@ def _check_not_binary(text: str) -> str:
     if len(_CONTROL_CHARS.findall(sample)) > len(sample) * _MAX_CONTROL_SHARE:
         raise ExtractionError("binary content in a text file")
     return text
+
+
+def looks_like_text(head: bytes) -> bool:
+    """Whether the first bytes of a file with no telling name read as text (a cheap sniff).
+
+    A BOM, or UTF-16 without one, is text; otherwise a NUL byte or more than 5% control bytes
+    is binary. Any 8-bit encoding passes: `decode_text` decides it on the whole file.
+    """
+    if not head:
+        return False
+    if head.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return True
+    sample = head[: len(head) - len(head) % 2]
+    try:
+        if len(sample) >= 4 and _utf16_without_bom(sample) is not None:
+            return True
+    except ExtractionError:
+        return False
+    if b"\x00" in head:
+        return False
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    return controls <= len(head) * _MAX_CONTROL_SHARE
+
+
+def peek_gunzip(head: bytes, size: int = 4096) -> bytes:
+    """Up to ``size`` bytes of what a gzip file starts with, from its first bytes only.
+
+    Raises ExtractionError when the header or the start of the stream is damaged.
+    """
+    try:
+        return zlib.decompressobj(wbits=31).decompress(head, size)
+    except zlib.error as exc:
+        raise ExtractionError(f"damaged gzip data ({exc})") from None
+
+
+def gunzip(data: bytes, max_bytes: int) -> bytes:
+    """Inflate a gzip file (every member), streamed in chunks and refused as soon as it grows
+    past ``max_bytes`` or expands like a bomb; raises ExtractionError with the reason."""
+    out: list[bytes] = []
+    total = 0
+    rest = memoryview(data)
+    while True:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            chunk = inflater.decompress(rest, _GZIP_CHUNK)
+            while True:
+                total += len(chunk)
+                _check_inflated(total, len(data), max_bytes)
+                out.append(chunk)
+                tail = inflater.unconsumed_tail
+                if inflater.eof or not (tail or chunk):
+                    break  # the member ended, or no input is left and nothing came out
+                chunk = inflater.decompress(tail, _GZIP_CHUNK)
+        except zlib.error as exc:
+            raise ExtractionError(f"damaged gzip data ({exc})") from None
+        if not inflater.eof:
+            raise ExtractionError("damaged gzip data (the file is truncated)")
+        rest = memoryview(inflater.unused_data)
+        if bytes(rest[:2]) != GZIP_MAGIC:
+            # Like gzip(1): zero padding or trailing bytes after the last member are ignored.
+            return b"".join(out)
+
+
+def _check_inflated(total: int, compressed: int, max_bytes: int) -> None:
+    if total > max_bytes:
+        raise ExtractionError(
+            f"gzip file expands beyond the limit of {max_bytes / 2**20:.0f} MiB; refused"
+        )
+    if total > _GZIP_RATIO_MIN_BYTES and total > _MAX_GZIP_RATIO * compressed:
+        raise ExtractionError(
+            f"gzip file looks like a decompression bomb: it expands more than"
+            f" {_MAX_GZIP_RATIO} times its size; refused"
+        )

@@ -1,4 +1,5 @@
-"""`extract()` and the handlers for text-like formats: plain text, CSV, Markdown, JSON, HTML.
+"""`extract()` and the handlers for text-like formats: plain text, CSV, Markdown,
+reStructuredText, man pages (roff), JSON, HTML; and gzip, inflated then read as its inner name.
 
 PDF, DOCX and image handlers live in `documents`; `_HANDLERS` maps every media type to one.
 """
@@ -11,10 +12,19 @@ from collections.abc import Callable
 from typing import Any
 
 from kvdesk.core.errors import ExtractionError
-from kvdesk.core.extract.decode import decode_text, normalise
+from kvdesk.core.extract.decode import decode_text, gunzip, normalise
 from kvdesk.core.extract.documents import extract_docx, extract_image, extract_pdf
 from kvdesk.core.extract.limits import Deadline, Extracted, Limits, Result, format_size
-from kvdesk.core.extract.sniff import DOCX_TYPE, kind_of, media_type_for, mismatch_reason, stem_of
+from kvdesk.core.extract.sniff import (
+    DOCX_TYPE,
+    GZIP_TYPE,
+    TROFF_TYPE,
+    inner_name,
+    kind_of,
+    media_type_for,
+    mismatch_reason,
+    stem_of,
+)
 
 _SENTINEL = "\ue000"  # private-use char marking block boundaries while flattening HTML
 _HTML_DROP = ["script", "style", "noscript", "template"]
@@ -58,8 +68,19 @@ def _extract(data: bytes, filename: str, limits: Limits) -> Extracted:
     if media_type is None:
         raise ExtractionError(mismatch_reason(filename, data[:4096]))
     deadline = Deadline(limits.max_seconds)
+    compressed: dict[str, object] = {}
+    if media_type == GZIP_TYPE:
+        inflated = gunzip(data, limits.max_decompressed_bytes)
+        deadline.check()
+        compressed = {"compression": "gzip", "compressed_size": len(data)}
+        data, filename = inflated, inner_name(filename)
+        media_type = media_type_for(filename, data[:4096])
+        if media_type is None or media_type == GZIP_TYPE:
+            reason = mismatch_reason(filename, data[:4096])
+            raise ExtractionError(f"gzip-compressed file: {reason}")
     handler = _HANDLERS[media_type]
     title, text, metadata = handler(data, filename, limits, deadline)
+    metadata.update(compressed)
     # In-process formats have no worker to kill: a file that blew the budget still fails.
     deadline.check()
     text = normalise(text)
@@ -98,6 +119,171 @@ def _md_heading_text(line: str) -> str:
     if without_closing != text and (not without_closing or without_closing[-1] in " \t"):
         text = without_closing
     return text.strip(" \t")
+
+
+def _rst(data: bytes, filename: str, limits: Limits, deadline: Deadline) -> Result:
+    """reStructuredText: the text as written; the title is the first underlined heading."""
+    text, encoding = decode_text(data)
+    deadline.check()
+    return _rst_title(text[:1_000_000]), text, {"encoding": encoding}
+
+
+_RST_ADORNMENT = re.compile(r"([!-/:-@\[-`{-~])\1+[ \t]*")
+
+
+def _rst_title(text: str) -> str:
+    """The first section title: a line of text underlined (maybe overlined too) by a run of
+    one punctuation character at least as long as the text."""
+    lines = text.split("\n", 2000)[:2000]
+    for i in range(len(lines) - 1):
+        line, under = lines[i].rstrip(), lines[i + 1].rstrip()
+        words = line.strip()
+        if (
+            words
+            and not _RST_ADORNMENT.fullmatch(line)
+            and _RST_ADORNMENT.fullmatch(under)
+            and len(under) >= len(words)
+        ):
+            return words
+    return ""
+
+
+def _roff(data: bytes, filename: str, limits: Limits, deadline: Deadline) -> Result:
+    """A man page: roff requests and escapes removed, headings and paragraphs kept."""
+    source, encoding = decode_text(data)
+    deadline.check()
+    title, text = roff_to_text(source, deadline)
+    return title, text, {"encoding": encoding}
+
+
+# Font and size changes, named characters and strings: the common roff escapes.
+_ROFF_ESCAPE = re.compile(
+    r"""\\(?:
+        (?P<lit>[\\e])
+      | \((?P<c2>..)
+      | \[(?P<cn>[^\]\n]*)\]
+      | \*(?:\((?P<s2>..)|\[(?P<sn>[^\]\n]*)\]|(?P<s1>.))
+      | [fFgkmMnYV$](?:\(..|\[[^\]\n]*\]|.)
+      | s[-+]?(?:\(\d\d|\[\d+\]|'\d+'|\d)
+      | [hvwolLNDbxXSRZCA]'[^'\n]*'
+      | (?P<sp>[ ~0])
+      | [&|^c:%/,!)adprtuz{}]
+      | (?P<other>.)
+    )""",
+    re.VERBOSE,
+)
+_ROFF_CHARS = {
+    "em": "\u2014", "en": "\u2013", "hy": "-", "mi": "-", "bu": "\u2022", "aq": "'",
+    "dq": '"', "lq": "\u201c", "rq": "\u201d", "oq": "\u2018", "cq": "\u2019", "co": "\u00a9",
+    "rg": "\u00ae", "tm": "\u2122", "ga": "`", "ti": "~", "ha": "^", "rs": "\\", "sl": "/",
+    "Tm": "\u2122", "R": "\u00ae", "dg": "\u2020", "->": "\u2192", "<-": "\u2190",
+    "de": "\u00b0", "mu": "\u00d7", "pl": "+", "eq": "=", ">=": "\u2265", "<=": "\u2264",
+}  # fmt: skip
+# Macros whose arguments are words set in a font: .B, .I, and the alternating ones (.BR).
+_ROFF_FONT = frozenset({"B", "I", "SM", "SB", "SY", "UR", "MT"})
+_ROFF_ALTERNATING = frozenset({"BR", "RB", "BI", "IB", "IR", "RI"})
+_ROFF_PARAGRAPH = frozenset({"PP", "LP", "P", "TP", "HP", "sp", "Pp", "Lp", "Bl", "El"})
+_ROFF_HEADING = frozenset({"SH", "SS", "Sh", "Ss"})
+# mdoc macros that may appear inside a line (".Fl a Ar file"): dropped as words.
+_MDOC_CALLABLE = frozenset(
+    "Ad Ao Ac Ap Aq Ar Bo Bc Bq Brq Bro Brc Cm Dl Do Dc Dq Dv Em Er Ev Fa Fl Fn Ft Ic Li Nm "
+    "Ns Oo Oc Op Pa Pf Po Pc Pq Ql Qo Qc Qq So Sc Sq Sx Sy Tn Va Vt Xr Xo Xc".split()
+)
+_ROFF_CONTINUATION = re.compile(r"(?<!\\)((?:\\\\)*)\\\n")
+_ROFF_NAME = re.compile(r"[^\s\\]*")
+_ROFF_ARGS = re.compile(r'"((?:[^"]|"")*)"?|(\S+)')
+
+
+def roff_to_text(source: str, deadline: Deadline | None = None) -> tuple[str, str]:
+    """(title, text) of a man page: the NAME line is the title ("ls - list directory
+    contents"), else the .TH name and section."""
+    out: list[str] = []
+    th_title = ""
+    name_line = ""
+    in_name = False
+    in_definition = False  # inside .de/.ig, up to ".."
+    open_blocks = 0  # conditional blocks "\{ ... \}" still open: their lines are skipped
+    in_table_format = False
+    source = _ROFF_CONTINUATION.sub(r"\1", source)  # a line ending in "\" goes on
+    for number, raw in enumerate(source.split("\n")):
+        if deadline is not None and number % 4096 == 0:
+            deadline.check()
+        if in_definition:
+            in_definition = raw.rstrip() != ".."
+            continue
+        if open_blocks:
+            open_blocks += raw.count("\\{") - raw.count("\\}")
+            continue
+        if in_table_format:
+            in_table_format = not raw.rstrip().endswith(".")
+            continue
+        if not raw.startswith((".", "'")):
+            line = _roff_inline(raw.replace("\t", " "))
+            out.append(line)
+            if in_name:
+                name_line = f"{name_line} {line}"
+            continue
+        request = raw[1:].lstrip(" \t")
+        macro = _ROFF_NAME.match(request).group()  # type: ignore[union-attr]
+        rest = request[len(macro) :]
+        if not macro:
+            continue  # a comment (.\"), an empty request, or the end of a block (.\})
+        args = [a if a is not None and a != "" else b for a, b in _ROFF_ARGS.findall(rest)]
+        args = [a.replace('""', '"') for a in args]
+        if macro in ("de", "de1", "am", "ig"):
+            in_definition = True
+        elif macro in ("if", "ie", "el"):
+            open_blocks = max(0, rest.count("\\{") - rest.count("\\}"))
+        elif macro == "TS":
+            in_table_format = True
+        elif macro == "TH" or macro == "Dt":
+            th_title = f"{args[0]}({args[1]})" if len(args) > 1 else " ".join(args)
+            th_title = _roff_inline(th_title)
+        elif macro in _ROFF_HEADING:
+            heading = _roff_inline(" ".join(args))
+            in_name = heading.strip().upper() == "NAME"
+            out.extend(["", heading])
+        elif macro in _ROFF_PARAGRAPH:
+            out.append("")
+        elif macro == "IP":
+            out.extend(["", _roff_inline(args[0])] if args else [""])
+        elif macro in _ROFF_FONT:
+            out.append(_roff_inline(" ".join(args)))
+        elif macro in _ROFF_ALTERNATING:
+            out.append(_roff_inline("".join(args)))
+        elif macro == "OP":
+            out.append("[" + _roff_inline(" ".join(args)) + "]")
+        elif macro == "Nd":
+            out.append("- " + _roff_inline(" ".join(args)))
+        elif macro[:1].isupper() and len(macro) <= 3 and macro[1:].islower():
+            words = [a for a in args if a not in _MDOC_CALLABLE]  # mdoc: the words only
+            out.append(_roff_inline(" ".join(words)))
+        else:
+            continue  # layout requests (.br, .nf, .RS, .in, .ft...): no text
+        if in_name and macro not in _ROFF_HEADING:
+            name_line = f"{name_line} {out[-1]}"
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(line.rstrip() for line in out)).strip("\n")
+    return " ".join(name_line.split()[:60]) or th_title, text
+
+
+def _roff_inline(text: str) -> str:
+    comment = re.search(r'(?<!\\)(?:\\\\)*\\"', text)
+    if comment is not None:
+        text = text[: comment.start()] + text[comment.start() : comment.end() - 2]
+    return _ROFF_ESCAPE.sub(_roff_escape, text) if "\\" in text else text
+
+
+def _roff_escape(match: re.Match[str]) -> str:
+    if match.group("lit"):
+        return "\\"
+    name = match.group("c2") or match.group("cn") or match.group("s2") or match.group("sn")
+    name = name or match.group("s1")
+    if name is not None:
+        return _ROFF_CHARS.get(name, "")
+    if match.group("sp"):
+        return " "
+    other = match.group("other")
+    return other if other is not None else ""
 
 
 def _json(data: bytes, filename: str, limits: Limits, deadline: Deadline) -> Result:
@@ -193,6 +379,8 @@ _HANDLERS: dict[str, _Handler] = {
     "text/plain": _plain,
     "text/csv": _plain,
     "text/markdown": _markdown,
+    "text/x-rst": _rst,
+    TROFF_TYPE: _roff,
     "application/json": _json,
     "text/html": _html,
     "application/pdf": extract_pdf,

@@ -26,6 +26,7 @@ def _worker_main(conn: Connection) -> None:
     """Child loop: import the parsers once, then extract one request at a time."""
     import docx  # noqa: F401  (warm imports so each file pays only for parsing)
     import pypdf  # noqa: F401
+    import pypdfium2  # noqa: F401
     from PIL import Image  # noqa: F401
     from selectolax.lexbor import LexborHTMLParser  # noqa: F401
 

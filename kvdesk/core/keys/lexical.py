@@ -91,6 +91,8 @@ TYPE_ALIASES: dict[str, tuple[str, ...]] = {
     "txt": ("text/plain",),
     "md": ("text/markdown",),
     "markdown": ("text/markdown",),
+    "rst": ("text/x-rst",),
+    "man": ("text/troff",),
     "word": (
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         "application/msword",

@@ -223,7 +223,12 @@ class KeyManager:
             if gone:
                 index.delete(gone)
             for done, value_id in enumerate(stale, start=1):
-                index.add([self.lexical_doc(value_id)])
+                try:
+                    doc = self.lexical_doc(value_id)
+                except KvdeskError as exc:  # one unreadable value must not stop the others
+                    log.warning("no lexical keys for value %d: %s", value_id, exc)
+                    continue
+                index.add([doc])
                 if done % 500 == 0:
                     progress(Progress("lexical keys", done, len(stale)))
             if stale or gone:
@@ -237,10 +242,7 @@ class KeyManager:
         if not found:
             raise KvdeskError(f"value {value_id} vanished while its keys were written")
         src = found[0]
-        if src.source_mtime is not None:
-            updated = dt.datetime.fromtimestamp(src.source_mtime, dt.UTC)
-        else:
-            updated = dt.datetime.fromisoformat(src.updated_at)
+        updated = _key_date(src.source_mtime, src.updated_at)
         tags = TagStore(self.vault).accepted_tags([value_id])[value_id]
         return LexicalDoc(
             value_id=value_id,
@@ -380,9 +382,14 @@ class KeyManager:
         return DenseStatus(key_set, done, len(current))
 
     def missing_dense(self, key_set: KeySet) -> list[int]:
+        """Values whose current version lacks keys in ``key_set``, most recently modified first
+        (the source file's mtime, else when it was stored; ties: newest id first), so a long
+        first build makes the documents a user works on now searchable by meaning soonest."""
         keyed = self._store.keyed_versions(key_set.id)
         current = self.vault.values.current_versions()
-        return sorted(v for v, version in current.items() if keyed.get(v) != version)
+        missing = [v for v, version in current.items() if keyed.get(v) != version]
+        recency = self.vault.values.recency()
+        return sorted(missing, key=lambda v: (recency.get(v, 0.0), v), reverse=True)
 
     def build_dense(
         self,
@@ -403,7 +410,11 @@ class KeyManager:
         overlap = int(key_set.params["overlap_tokens"])
         total = len(missing)
         done = 0
-        progress(Progress("dense keys", 0, total))
+        # The cost of a value grows with its text: the time-left estimate counts characters.
+        lengths = self.vault.values.text_lengths()
+        work = [lengths.get(v, 0) + 1 for v in missing]
+        work_total, work_done = sum(work), 0
+        progress(Progress("dense keys", 0, total, work_done=0, work_total=work_total))
         for start in range(0, total, batch_values):
             cancel.raise_if_cancelled()
             batch = missing[start : start + batch_values]
@@ -454,8 +465,10 @@ class KeyManager:
                         n = len(passages)
                         self._matrix.upsert_value(value_id, vectors[offset : offset + n])
                         offset += n
+            work_done += sum(work[start : start + batch_values])
             done += len(batch)
-            progress(Progress("dense keys", done, total, sources[-1].title if sources else ""))
+            current = sources[-1].title if sources else ""
+            progress(Progress("dense keys", done, total, current, work_done, work_total))
         return total
 
     def matrix(self, key_set: KeySet | None = None) -> VectorMatrix:
@@ -567,6 +580,16 @@ class KeyManager:
                 self._lexical.close()
                 self._lexical = None
             self._lexical_writable = False
+
+
+def _key_date(source_mtime: float | None, updated_at: str) -> dt.datetime:
+    """The date a value is filtered by; a damaged stored date falls back to the epoch."""
+    try:
+        if source_mtime is not None:
+            return dt.datetime.fromtimestamp(source_mtime, dt.UTC)
+        return dt.datetime.fromisoformat(updated_at)
+    except (ValueError, OverflowError, OSError):
+        return dt.datetime.fromtimestamp(0, dt.UTC)
 
 
 def _load_matrix(store: KeyStore, key_set: KeySet) -> VectorMatrix:

@@ -10,6 +10,16 @@ is the suggester's):
 * **terms**: words over-represented in the tag's accepted documents (smoothed log-odds against
   the whole vault, Bernoulli-naive-Bayes style, positive evidence only).
 
+Dense similarity is **relative to the document's language** (:class:`LanguageBaseline`): an
+embedding model puts all documents of one language (Japanese text under an English model, say)
+close together, so a cosine of 0.7 among documents that are all about 0.7 alike is no evidence.
+A neighbour counts by how far its cosine lies above the mean pairwise cosine of the language
+(``(cos - mean) / (1 - mean)``, 0 at or below it), and a prototype by how far it lies above
+what a tag of that many random documents of the language would reach. Evidence terms shown to
+people must be discriminative: in at least :data:`MIN_TERM_DOCS` of the tag's documents and a
+fifth of them, with a lift of :data:`MIN_TERM_LIFT` over the other documents (:meth:`EvidenceIndex.
+_lexical`), so a word that two of three examples happen to share is not "evidence".
+
 Everything is held as running sums, so an accept or a reject changes the next suggestion at
 once: no retraining. Not thread-safe on its own: the suggester guards it with its lock.
 """
@@ -30,6 +40,13 @@ NEIGHBOURS = 25  # tagged neighbours consulted per document
 PROTO_CANDIDATES = 30  # tags proposed by prototype similarity before scoring
 LEX_CANDIDATES = 30  # tags proposed by distinctive terms before scoring
 SHRINK = 2.0  # pseudo-documents pulling a tag's term rate towards the vault's rate
+MIN_TERM_DOCS = 3  # an evidence term is in at least this many of the tag's documents ...
+MIN_TERM_SHARE = 0.2  # ... and in at least this share of them ...
+MIN_TERM_LIFT = 3.0  # ... and that share is this many times its share in the other documents
+MAX_TERM_CHARS = 24  # longer "words" are unsegmented runs (Japanese sentences), not terms
+BASELINE_SAMPLE = 300  # documents per language sampled for the mean pairwise cosine
+REL_FLOOR = 0.3  # neighbour votes are shares of at least this (relative) similarity's weight
+MIN_REL = 0.03  # relative similarity below this is within noise of the baseline: none
 _TOKEN = re.compile(r"[^\W\d_][\w+#.-]*[\w+#]|[^\W\d_]{2,}", re.UNICODE)
 # English function words (articles, pronouns, determiners, prepositions, conjunctions, auxiliary
 # and modal verbs, common adverbs, contractions), grouped so a missing one is easy to spot. They
@@ -63,6 +80,46 @@ _STOP = frozenset(
 )
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_LETTER = re.compile(r"[^\W\d_]")
+LANGUAGE_NAMES = {"cjk": "Chinese/Japanese/Korean", "other": "alphabetic"}
+
+
+def language_of(text: str) -> str:
+    """A coarse language class for similarity baselines: 'cjk' when at least a fifth of the
+    letters (first 4,000 characters) are Chinese, Japanese or Korean, else 'other'."""
+    sample = text[:4000]
+    letters = len(_LETTER.findall(sample))
+    if not letters:
+        return "other"
+    return "cjk" if len(_CJK.findall(sample)) >= 0.2 * letters else "other"
+
+
+def relative(score: float, mean: float) -> float:
+    """A cosine relative to a baseline ``mean``: 0 at or below it, 1 for identical vectors."""
+    rel = (score - mean) / max(1.0 - mean, 1e-6)
+    return rel if rel >= MIN_REL else 0.0
+
+
+def proto_baseline(mean: float, n: int) -> float:
+    """The cosine a typical document reaches with the normalised mean of ``n`` random documents
+    whose pairwise cosine is ``mean`` (what a prototype gives without any topic in common)."""
+    if mean <= 0 or n <= 0:
+        return max(mean, 0.0)
+    return min(mean / math.sqrt(mean + (1.0 - mean) / n), 0.999)
+
+
+@dataclass(frozen=True)
+class LanguageBaseline:
+    """How similar the documents of one language usually are (dense vectors)."""
+
+    language: str
+    mean: float  # mean pairwise cosine of a sample of the language's documents
+    p90: float  # its 90th percentile
+    sample: int  # documents sampled
+    docs: int  # documents of the language when measured
+
+
 def tokens(text: str) -> set[str]:
     """Lower-cased words of at least two letters, minus English function words (``_STOP``)."""
     return {t for t in _TOKEN.findall(text.lower()) if t not in _STOP}
@@ -78,9 +135,11 @@ class Candidate:
     lex: float = 0.0
     lknn: float = 0.0
     lknn_max: float = 0.0
-    neighbours: list[tuple[int, float]] = field(default_factory=list)
+    neighbours: list[tuple[int, float]] = field(default_factory=list)  # (document, cosine)
     terms: list[tuple[float, str]] = field(default_factory=list)
     rule: str = ""
+    raw_max: float = 0.0  # the best neighbour's plain cosine (before the language baseline)
+    proto_raw: float = 0.0  # the plain prototype cosine
 
 
 class EvidenceIndex:
@@ -94,6 +153,8 @@ class EvidenceIndex:
         self.dim = int(matrix.dim) if matrix is not None else 0
         self.ident: dict[int, tuple[str, str]] = {}  # value id -> (identifier, title)
         self.doc_words: dict[int, frozenset[str]] = {}
+        self.language: dict[int, str] = {}  # value id -> language class (``language_of``)
+        self._baselines: dict[str, LanguageBaseline] = {}
         self.tag_names: list[str] = []
         self.tag_n: list[int] = []  # accepted documents per tag
         self.accepted: dict[int, set[int]] = {}  # value id -> tags
@@ -110,6 +171,7 @@ class EvidenceIndex:
         self._docvec: dict[int, np.ndarray] = {}
         self._proto_sum = np.zeros((16, max(self.dim, 1)), dtype=np.float64)
         self._protos = np.zeros(0)
+        self._protos_raw = np.zeros(0)
 
     @property
     def n_docs(self) -> int:
@@ -122,6 +184,7 @@ class EvidenceIndex:
         if vid in self.ident:
             return
         self.ident[vid] = (identifier, title)
+        self.language[vid] = language_of(f"{title}\n{text}")
         words = tokens(f"{title}\n{text}")
         ids = []
         for w in words:
@@ -196,44 +259,76 @@ class EvidenceIndex:
             self._docvec[vid] = vec
         return vec
 
+    def baseline(self, language: str) -> LanguageBaseline:
+        """The mean (and 90th percentile) pairwise cosine of the language's documents, from an
+        evenly spread sample of :data:`BASELINE_SAMPLE`; measured again once the language has
+        half as many documents again as when it was measured."""
+        docs = sorted(v for v, lang in self.language.items() if lang == language)
+        known = self._baselines.get(language)
+        if known is not None and len(docs) <= 1.5 * known.docs:
+            return known
+        step = max(1, len(docs) // BASELINE_SAMPLE)
+        sample = (self._vector(d) for d in docs[::step][:BASELINE_SAMPLE])
+        vecs = [v for v in sample if v is not None]
+        mean = p90 = 0.0
+        if len(vecs) >= 2:
+            m = np.vstack(vecs)
+            sims = (m @ m.T)[np.triu_indices(len(vecs), k=1)]
+            mean, p90 = float(sims.mean()), float(np.percentile(sims, 90))
+        found = LanguageBaseline(language, max(mean, 0.0), p90, len(vecs), len(docs))
+        self._baselines[language] = found
+        return found
+
     # -- evidence -------------------------------------------------------------------------------
 
     def candidates(self, vid: int, *, leave_out: bool) -> dict[int, Candidate]:
         """Evidence for each candidate tag; ``leave_out`` removes the document's own tags."""
         own = self.accepted.get(vid, set()) if leave_out else set()
         cands: dict[int, Candidate] = {}
+        raw_max: dict[int, float] = {}  # best plain neighbour cosine per tag
         n_tags = len(self.tag_names)
         vec = self._vector(vid)
         if vec is not None and n_tags and self.matrix is not None:
             allowed = set(self.accepted) | set(self.rejected)
             allowed.discard(vid)
             hits = self.matrix.search(vec, NEIGHBOURS, allowed=allowed) if allowed else []
-            total = sum(max(h.score, 0.0) ** 4 for h in hits) or 1.0
-            for h in hits:
-                w = max(h.score, 0.0) ** 4 / total
+            base = self.baseline(self.language.get(vid, "other")).mean
+            rel = [relative(h.score, base) for h in hits]
+            total = sum(r**4 for r in rel) + REL_FLOOR**4
+            for h, r in zip(hits, rel, strict=True):
                 for t in self.accepted.get(h.value_id, ()):
+                    raw_max[t] = max(raw_max.get(t, 0.0), h.score)
+                    if r <= 0:
+                        continue  # no closer than documents of this language usually are
                     c = cands.setdefault(t, Candidate())
-                    c.knn += w
-                    c.knn_max = max(c.knn_max, h.score)
+                    c.knn += r**4 / total
+                    c.knn_max = max(c.knn_max, r)
                     c.neighbours.append((h.value_id, h.score))
                 for t in self.rejected.get(h.value_id, ()):
-                    cands.setdefault(t, Candidate()).knn -= w
+                    if r > 0:
+                        cands.setdefault(t, Candidate()).knn -= r**4 / total
             sums = self._proto_sum[:n_tags].copy()
             counts = np.asarray(self.tag_n, dtype=np.float64)
             for t in own:
                 sums[t] -= vec
                 counts[t] -= 1
             norms = np.linalg.norm(sums, axis=1)
-            protos = np.where(norms > 0, (sums @ vec) / np.maximum(norms, 1e-12), 0.0)
-            protos[counts <= 0] = 0.0
+            raw = np.where(norms > 0, (sums @ vec) / np.maximum(norms, 1e-12), 0.0)
+            raw[counts <= 0] = 0.0
+            # relative to what a tag of that many random documents of the language would reach
+            expect = np.asarray([proto_baseline(base, int(n)) for n in counts])
+            protos = (raw - expect) / np.maximum(1.0 - expect, 1e-6)
+            protos[protos < MIN_REL] = 0.0
             for t in np.argsort(-protos)[:PROTO_CANDIDATES]:
                 if protos[t] > 0:
                     cands.setdefault(int(t), Candidate())
             self._protos = protos
+            self._protos_raw = raw
         else:
             self._protos = np.zeros(n_tags)
+            self._protos_raw = self._protos
         lexical_neighbours = self._lexical_neighbours(vid)
-        total = sum(sim for _o, sim in lexical_neighbours) or 1.0
+        total = sum(sim for _o, sim in lexical_neighbours) + REL_FLOOR
         for other, sim in lexical_neighbours:
             for t in self.accepted.get(other, ()):
                 c = cands.setdefault(t, Candidate())
@@ -248,6 +343,8 @@ class EvidenceIndex:
             cands.setdefault(t, Candidate())
         for t, c in cands.items():
             c.proto = float(self._protos[t]) if t < len(self._protos) else 0.0
+            c.proto_raw = float(self._protos_raw[t]) if t < len(self._protos_raw) else 0.0
+            c.raw_max = raw_max.get(t, 0.0)
             if t in lex:
                 c.lex, c.terms = lex[t]
         return cands
@@ -308,10 +405,26 @@ class EvidenceIndex:
                 w = math.log((c + mq) / (n + SHRINK)) - log_q
                 if w > 0:
                     scores[t] = scores.get(t, 0.0) + w
-                    if c >= 2:
+                    if self._shown_term(term, c, n):
                         best.setdefault(t, []).append((w * c, self._words[term]))
         norm = 1.0 / math.sqrt(len(terms))
         return {t: (s * norm, best.get(t, [])) for t, s in scores.items()}
+
+    def _shown_term(self, term: int, c: int, n: int) -> bool:
+        """Whether a term may be shown as evidence for a tag it occurs in ``c`` of ``n``
+        documents of: discriminative for the tag against the rest of the vault, not chance."""
+        if c < MIN_TERM_DOCS or c < MIN_TERM_SHARE * n or n <= 0:
+            return False
+        rest = (self._df[term] - c + 1.0) / (self.n_docs - n + 2.0)  # smoothed, outside the tag
+        if (c / n) < MIN_TERM_LIFT * rest:
+            return False
+        word = self._words[term]
+        return len(word) <= MAX_TERM_CHARS
+
+    def examples(self, tag: int, own: set[int] | None = None) -> int:
+        """Accepted documents of a tag, less the document's own (left-out) tags."""
+        n = max(self.tag_n[tag], 0)
+        return n - 1 if own and tag in own and n > 0 else n
 
     def features(self, cands: dict[int, Candidate]) -> tuple[list[int], np.ndarray]:
         """The calibration's feature rows (``FEATURES``) of the candidates, in their order.

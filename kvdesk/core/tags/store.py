@@ -9,6 +9,8 @@ import can store a value and its tags in one atomic step; reads use this thread'
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -54,6 +56,16 @@ SCHEMA: tuple[SchemaStep, ...] = (
         );
         """,
     ),
+    SchemaStep(
+        7,
+        "tags",
+        # Digests of tag rows and of each value's tag rows, verified by check.
+        """
+        ALTER TABLE tag ADD COLUMN digest TEXT;
+        ALTER TABLE value_tag ADD COLUMN digest TEXT;
+        """,
+        backfill=lambda conn: _backfill_digests(conn),
+    ),
 )
 
 _BATCH = 500  # ids per ``IN (...)`` list
@@ -96,6 +108,26 @@ class StoredRule:
     tag: str
     kind: str
     pattern: str
+
+
+_TAG_ROW = "id, name, description, color"
+_VALUE_TAG_ROW = "value_id, tag_id, state, actor, at"
+
+
+def row_digest(values: Sequence[object]) -> str:
+    """The hash of one stored row's fields (check recomputes it)."""
+    payload = json.dumps(list(values), ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _backfill_digests(conn: Connection) -> None:
+    for row in conn.execute(f"SELECT {_TAG_ROW} FROM tag").fetchall():
+        conn.execute("UPDATE tag SET digest = ? WHERE id = ?", (row_digest(tuple(row)), row[0]))
+    for row in conn.execute(f"SELECT {_VALUE_TAG_ROW} FROM value_tag").fetchall():
+        conn.execute(
+            "UPDATE value_tag SET digest = ? WHERE value_id = ? AND tag_id = ?",
+            (row_digest(tuple(row)), row[0], row[1]),
+        )
 
 
 def normalise_tag(name: str) -> str:
@@ -246,9 +278,42 @@ class TagStore:
             return int(row[0])
         if not create:
             return None
-        return int(
+        tag_id = int(
             tx.execute("INSERT INTO tag(name) VALUES (?) RETURNING id", (clean,)).fetchone()[0]
         )
+        self._seal_tag(tx, tag_id)
+        return tag_id
+
+    def _seal_tag(self, tx: Connection, tag_id: int) -> None:
+        row = tx.execute(f"SELECT {_TAG_ROW} FROM tag WHERE id = ?", (tag_id,)).fetchone()
+        if row is not None:
+            digest = row_digest(tuple(row))
+            tx.execute("UPDATE tag SET digest = ? WHERE id = ?", (digest, tag_id))
+
+    def _seal_value_tag(self, tx: Connection, value_id: int, tag_id: int | None) -> None:
+        row = tx.execute(
+            f"SELECT {_VALUE_TAG_ROW} FROM value_tag WHERE value_id = ? AND tag_id = ?",
+            (value_id, tag_id),
+        ).fetchone()
+        if row is not None:
+            tx.execute(
+                "UPDATE value_tag SET digest = ? WHERE value_id = ? AND tag_id = ?",
+                (row_digest(tuple(row)), value_id, tag_id),
+            )
+
+    def check(self) -> list[tuple[int | None, str]]:
+        """Rows whose digest no longer matches: (value id or None, what changed)."""
+        conn = self._db.conn
+        problems: list[tuple[int | None, str]] = []
+        for row in conn.execute(f"SELECT digest, {_TAG_ROW} FROM tag ORDER BY id"):
+            if row[0] is None or row_digest(tuple(row)[1:]) != row[0]:
+                problems.append((None, f"tag {row[1]}: its name or description changed"))
+        for row in conn.execute(
+            f"SELECT digest, {_VALUE_TAG_ROW} FROM value_tag ORDER BY value_id, tag_id"
+        ):
+            if row[0] is None or row_digest(tuple(row)[1:]) != row[0]:
+                problems.append((int(row[1]), "a tag on it changed since it was set"))
+        return problems
 
     def set_state(
         self,
@@ -267,6 +332,7 @@ class TagStore:
             " actor = excluded.actor, at = excluded.at",
             (value_id, tag_id, str(TagState(state)), actor, at or now_iso()),
         )
+        self._seal_value_tag(tx, value_id, tag_id)
 
     def add_suggested(self, tx: Connection, value_id: int, tag: str, actor: str = "") -> bool:
         """Store (value, tag) as 'suggested' unless it has a row already; True when stored."""
@@ -277,6 +343,8 @@ class TagStore:
             " RETURNING value_id",
             (value_id, tag_id, actor, now_iso()),
         ).fetchall()
+        if added:
+            self._seal_value_tag(tx, value_id, tag_id)
         return bool(added)
 
     def remove(self, tx: Connection, value_id: int, tag: str) -> bool:
@@ -303,6 +371,8 @@ class TagStore:
             tx.execute("UPDATE tag SET description = ? WHERE id = ?", (description, tag_id))
         if color is not None:
             tx.execute("UPDATE tag SET color = ? WHERE id = ?", (color, tag_id))
+        if tag_id is not None:
+            self._seal_tag(tx, tag_id)
 
     def add_rule(self, tx: Connection, tag: str, kind: str, pattern: str) -> None:
         """Store a rule for a tag (the tag is created if need be); an existing one stays."""

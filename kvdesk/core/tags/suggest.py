@@ -11,6 +11,13 @@ evidence features (a handful of weights) and the auto-apply threshold
 tags), with each document left out of its own evidence. A rejected tag is never proposed again
 for that document. Writes go through the :class:`~kvdesk.core.tags.manager.TagManager`, so
 keys follow every change.
+
+Confidence knows what it does not know: a tag learnt from few documents is scaled down by its
+number of examples (``Calibration.trust``) and says so ("only 3 examples of this tag"); dense
+similarity counts only above what is usual for the document's language; a rule match is as
+confident as the rule's history: the share of its past matches people accepted, with a prior
+(:data:`RULE_PRIOR_ACCEPTED`, :data:`RULE_PRIOR_REJECTED`) while there is little history. Each
+suggestion's ``reason`` says in words why its confidence is what it is.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from kvdesk.core.tags.calibration import (
     save_calibration,
     stored_calibration,
 )
-from kvdesk.core.tags.index import Candidate, EvidenceIndex
+from kvdesk.core.tags.index import LANGUAGE_NAMES, Candidate, EvidenceIndex
 from kvdesk.core.tags.rules import RuleKind, RuleProblem, RuleTimeout, TagRule
 from kvdesk.core.tags.store import TagRow, TagState, normalise_tag
 
@@ -43,7 +50,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RULE_CONFIDENCE = 0.9  # a matching rule makes a suggestion at least this confident
+# A rule's match is as confident as the share of its past matches that were accepted, starting
+# from this prior (as if it had this many accepted and rejected matches): 0.6 with no history.
+RULE_PRIOR_ACCEPTED = 1.5
+RULE_PRIOR_REJECTED = 1.0
+FEW_EXAMPLES = 10  # below this many examples a suggestion's reason says "only N examples"
 _TEXT_RULES = (RuleKind.REGEX, RuleKind.PHRASE, RuleKind.FUZZY)  # need the text, not words
 _BATCH = 500  # documents read at a time while loading
 
@@ -55,13 +66,36 @@ class Suggestion:
     tag: str
     confidence: float
     evidence: tuple[str, ...]
+    reason: str = ""  # why the confidence is what it is ("only 3 examples of this tag; ...")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "tag": self.tag,
             "confidence": round(self.confidence, 4),
             "evidence": list(self.evidence),
+            "reason": self.reason,
         }
+
+
+@dataclass(frozen=True)
+class RuleHistory:
+    """How a rule's matches were decided: documents it matches that carry its tag accepted,
+    and that carry it rejected."""
+
+    accepted: int
+    rejected: int
+
+    @property
+    def confidence(self) -> float:
+        """The share of matches accepted, with the prior (0.6 with no history)."""
+        a = self.accepted + RULE_PRIOR_ACCEPTED
+        return a / (a + self.rejected + RULE_PRIOR_REJECTED)
+
+    def describe(self) -> str:
+        decided = self.accepted + self.rejected
+        if not decided:
+            return "the rule has no accepted or rejected matches yet"
+        return f"{self.accepted} of the rule's {decided} decided matches were accepted"
 
 
 class TagSuggester:
@@ -84,6 +118,7 @@ class TagSuggester:
         self._calibration: Calibration | None = None
         self.rule_problems: list[RuleProblem] = []  # found while loading or matching
         self._unsaved_problems: dict[int, RuleProblem] = {}
+        self._rule_history: dict[tuple[str, str, str], RuleHistory] = {}
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -131,28 +166,54 @@ class TagSuggester:
 
     def _candidates(
         self, index: EvidenceIndex, vid: int, *, leave_out: bool
-    ) -> dict[int, Candidate]:
-        """The index's evidence for each candidate tag, plus the rules that fire."""
+    ) -> tuple[dict[int, Candidate], dict[int, RuleHistory]]:
+        """The index's evidence for each candidate tag, plus the rules that fire (for each tag
+        with a firing rule, the history of its most trusted one)."""
         cands = index.candidates(vid, leave_out=leave_out)
+        fired: dict[int, RuleHistory] = {}
+        for rule in self._rules:
+            if not self._fires(index, rule, vid):
+                continue
+            t = index.tag(rule.tag)
+            history = self._history(index, rule)
+            if t not in fired or history.confidence > fired[t].confidence:
+                fired[t] = history
+                cands.setdefault(t, Candidate()).rule = rule.describe()
+        return cands, fired
+
+    def _fires(self, index: EvidenceIndex, rule: TagRule, vid: int) -> bool:
         words = index.doc_words.get(vid, frozenset())
         text = ""
-        for rule in self._rules:
-            if rule.kind in _TEXT_RULES and not text:
-                _ident, title = index.ident[vid]
-                text = f"{title}\n{self.tags.values.text(vid)}"
-            try:
-                fired = rule.matches(text, words)
-            except RuleTimeout as exc:
-                self._rule_timed_out(index, rule, vid, str(exc))
-                continue  # skipped for this document only
-            if fired:
-                c = cands.setdefault(index.tag(rule.tag), Candidate())
-                c.rule = rule.describe()
-        return cands
+        if rule.kind in _TEXT_RULES:
+            _ident, title = index.ident[vid]
+            text = f"{title}\n{self.tags.values.text(vid)}"
+        try:
+            return rule.matches(text, words)
+        except RuleTimeout as exc:
+            self._rule_timed_out(index, rule, vid, str(exc))
+            return False  # skipped for this document only
+
+    def _history(self, index: EvidenceIndex, rule: TagRule) -> RuleHistory:
+        """How the rule's matches among documents with its tag decided were decided (cached
+        until that tag is accepted or rejected somewhere)."""
+        key = (rule.tag.lower(), rule.kind.value, rule.pattern)
+        known = self._rule_history.get(key)
+        if known is not None:
+            return known
+        t = index.tag(rule.tag)
+        accepted = sum(
+            1 for v, tags in index.accepted.items() if t in tags and self._fires(index, rule, v)
+        )
+        rejected = sum(
+            1 for v, tags in index.rejected.items() if t in tags and self._fires(index, rule, v)
+        )
+        history = self._rule_history[key] = RuleHistory(accepted, rejected)
+        return history
 
     # -- rule problems --------------------------------------------------------------------------
 
     def _load_rules(self) -> list[TagRule]:
+        self._rule_history.clear()
         problems: list[RuleProblem] = []
         rules = self.tags.rules(problems)
         self.rule_problems = [p for p in self.rule_problems if p.problem.startswith("timed out")]
@@ -207,12 +268,14 @@ class TagSuggester:
             sample = rng.sample(curated, min(FIT_SAMPLE, len(curated)))
             examples: list[Example] = []
             for i, vid in enumerate(sample):
-                tags, x = index.features(self._candidates(index, vid, leave_out=True))
+                cands, _fired = self._candidates(index, vid, leave_out=True)
+                tags, x = index.features(cands)
                 if not tags:
                     continue
                 truth = index.accepted[vid]
                 y = np.asarray([t in truth for t in tags], dtype=np.float64)
-                examples.append(Example(i, x, y))
+                n = np.asarray([index.examples(t, truth) for t in tags], dtype=np.float64)
+                examples.append(Example(i, x, y, n))
             true_counts = [len(index.accepted[v]) for v in sample]
             cal = fit_calibration(examples, true_counts, len(curated))
             self._calibration = cal
@@ -239,7 +302,7 @@ class TagSuggester:
         cal = self.calibration
         with self._lock:
             self._refresh_doc(index, value_id)
-            cands = self._candidates(index, value_id, leave_out=False)
+            cands, fired = self._candidates(index, value_id, leave_out=False)
             skip = index.accepted.get(value_id, set()) | index.rejected.get(value_id, set())
             for t in list(cands):
                 if t in skip or (index.tag_n[t] <= 0 and not cands[t].rule):
@@ -247,14 +310,17 @@ class TagSuggester:
             tags, x = index.features(cands)
             if not tags:
                 return []
-            probs = cal.probability(x)
+            n = np.asarray([index.examples(t) for t in tags], dtype=np.float64)
+            probs = cal.probability(x, n)
             out: list[Suggestion] = []
-            for t, p in zip(tags, probs, strict=True):
+            for t, p, n_t in zip(tags, probs, n, strict=True):
                 c = cands[t]
                 conf = float(p)
-                if c.rule:
-                    conf = max(conf, RULE_CONFIDENCE)
-                out.append(Suggestion(index.tag_names[t], conf, _evidence(index, c)))
+                history = fired.get(t)
+                if history is not None:
+                    conf = max(conf, history.confidence)
+                reason = _reason(index, value_id, c, int(n_t), history)
+                out.append(Suggestion(index.tag_names[t], conf, _evidence(index, c), reason))
             out.sort(key=lambda s: (-s.confidence, s.tag))
             return out[:k]
 
@@ -299,6 +365,8 @@ class TagSuggester:
             self._refresh_doc(index, value_id)
             stored = self.tags.store.stored_name(name)
             index.apply(value_id, index.tag(stored or name), state)
+            for key in [k for k in self._rule_history if k[0] == name.lower()]:
+                del self._rule_history[key]  # that tag's rules have a new history
 
     def record_suggestions(
         self, value_id: int, suggestions: Sequence[Suggestion], actor: str = "kvdesk"
@@ -316,6 +384,31 @@ class TagSuggester:
         return rule
 
 
+def _reason(
+    index: EvidenceIndex, vid: int, c: Candidate, examples: int, history: RuleHistory | None
+) -> str:
+    """Why a suggestion is as confident as it is, in words."""
+    parts: list[str] = []
+    if examples <= 0:
+        parts.append("no accepted examples of this tag yet")
+    elif examples < FEW_EXAMPLES:
+        noun = "example" if examples == 1 else "examples"
+        parts.append(f"only {examples} {noun} of this tag: confidence is held down")
+    else:
+        parts.append(f"learnt from {examples} examples of this tag")
+    if history is not None:
+        parts.append(f"rule: {history.describe()}")
+    if c.raw_max > 0 and c.knn_max <= 0 and index.matrix is not None:
+        lang = index.language.get(vid, "other")
+        base = index.baseline(lang)
+        parts.append(
+            f"its tagged neighbours ({c.raw_max:.2f}) are no closer than"
+            f" {LANGUAGE_NAMES.get(lang, lang)} documents usually are ({base.mean:.2f}):"
+            " no similarity evidence"
+        )
+    return "; ".join(parts)
+
+
 def _evidence(index: EvidenceIndex, c: Candidate) -> tuple[str, ...]:
     ev: list[str] = []
     if c.rule:
@@ -330,7 +423,7 @@ def _evidence(index: EvidenceIndex, c: Candidate) -> tuple[str, ...]:
         tail = f" (+{more} more)" if more > 0 else ""
         ev.append("similar to " + " and ".join(parts) + tail)
     if c.proto > 0:
-        ev.append(f"close to the tag's documents ({c.proto:.2f})")
+        ev.append(f"close to the tag's documents ({c.proto_raw:.2f})")
     if c.terms:
         words = [w for _s, w in sorted(c.terms, reverse=True)[:4]]
         ev.append("terms: " + ", ".join(words))

@@ -4,8 +4,10 @@ Each file is imported in its own transaction, so a crash or a bad file costs at 
 in hand. Records (JSONL) are committed in batches of ``RECORDS_PER_COMMIT`` (one savepoint per
 record: a bad record fails alone), so a kill costs at most the uncommitted batch, none of which
 was reported as imported; running the same import again completes it. Unchanged files are
-recognised from their size and modification time without being read again. Nothing here
-follows folder symlinks, opens special files, or trusts a name.
+recognised from their size and modification time without being read again; so are files
+skipped for the same reason by the last import (reported as "unchanged since last import", so
+a re-import does not list them all again). Nothing here follows folder symlinks, opens special
+files, or trusts a name: names without a telling extension are judged by their first bytes.
 
 Longer than most modules: files, folders and records share one reporting and one transaction
 protocol (what a kill can cost), which is easier to keep true in one place.
@@ -28,13 +30,13 @@ from typing import Any
 
 from kvdesk.core.errors import Cancelled, ExtractionError, KvdeskError
 from kvdesk.core.extract import (
-    SUPPORTED_SUFFIXES,
     Extractor,
     Limits,
     format_size,
     media_type_for,
     mismatch_reason,
 )
+from kvdesk.core.extract.sniff import is_supported_name, reads_by_content
 from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
 from kvdesk.core.tags.store import TagState, TagStore
@@ -49,6 +51,9 @@ MAX_FOLDER_DEPTH = 64
 RECORDS_PER_COMMIT = 256
 # Files beside the vault that belong to it: never imported, even when a folder holds the vault.
 _VAULT_SIDECARS = ("-wal", "-shm", "-journal", ".lock")
+SNIFF_BYTES = 4096
+SKIPPED_AGAIN = "unchanged since last import"
+_NO_STAMP = (-1, -1)  # a skip decided by the name alone: remembered whatever the file's stamp
 
 ValueCallback = Callable[[int], None]
 
@@ -64,6 +69,13 @@ class ImportReport:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     cancelled: bool = False
+    # The entries of ``skipped`` that the last import skipped for the same reason, unchanged.
+    skipped_again: list[dict[str, Any]] = field(default_factory=list)
+
+    def skipped_new(self) -> list[dict[str, Any]]:
+        """Skipped entries that the last import did not already skip (worth listing)."""
+        again = {id(entry) for entry in self.skipped_again}
+        return [entry for entry in self.skipped if id(entry) not in again]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,10 +93,18 @@ class ImportReport:
             f"{len(self.updated)} updated",
             f"{len(self.unchanged)} unchanged",
             f"{len(self.duplicates)} duplicates",
-            f"{len(self.skipped)} skipped",
+            f"{len(self.skipped)} skipped{self._skipped_again_note()}",
             f"{len(self.failed)} failed",
         ]
         return ", ".join(parts) + (" (cancelled)" if self.cancelled else "")
+
+    def _skipped_again_note(self) -> str:
+        again = len(self.skipped_again)
+        if not again:
+            return ""
+        if again == len(self.skipped):
+            return f" ({SKIPPED_AGAIN})"
+        return f" ({again} {SKIPPED_AGAIN})"
 
 
 @dataclass(frozen=True)
@@ -131,12 +151,14 @@ class Importer:
         self.report = ImportReport()
         self._own_paths, self._own_inodes = _vault_files(vault)
         self._roots: list[str] = []
+        self._skips: dict[bytes, tuple[int, int, str]] = {}  # to remember for the next import
 
     # -- files and folders -------------------------------------------------------------------
 
     def import_paths(self, paths: Iterable[str | os.PathLike[str]]) -> ImportReport:
         self._roots = []  # folders walked, and given paths that are gone
-        candidates = list(self._walk_all([_absolute(os.fspath(p)) for p in paths]))
+        given = [_absolute(os.fspath(p)) for p in paths]
+        candidates = list(self._walk_all(given))
         total = len(candidates)
         self.progress(Progress("import", 0, total))
         seen: set[bytes] = set()
@@ -152,12 +174,25 @@ class Importer:
                 self.report.cancelled = True
             if not self.report.cancelled:
                 self._mark_missing_sources(roots, seen)
+            self._remember_skips(None if self.report.cancelled else roots | set(given))
         return self.report
+
+    def _remember_skips(self, scope: set[str] | None) -> None:
+        """Store this run's skips; forget earlier ones in ``scope`` that were not skipped now
+        (a whole walk only: a cancelled import forgets nothing)."""
+        values = self.vault.values
+        with self.vault.transaction() as tx:
+            if self._skips:
+                values.remember_skipped(tx, [(raw, *stamp) for raw, stamp in self._skips.items()])
+            for root in sorted(scope or ()):
+                values.forget_skipped(
+                    tx, path_to_db(root), path_to_db(os.path.join(root, "")), set(self._skips)
+                )
 
     def _walk_all(self, paths: list[str]) -> Iterator[_Candidate]:
         for given in paths:
             if self._is_own_file(given, None):
-                self._skip(given, "part of this vault (not imported)")
+                self._skip(given, "part of this vault (not imported)", stamp=_NO_STAMP)
                 continue
             try:
                 info = os.stat(given)
@@ -186,16 +221,18 @@ class Importer:
         for entry in entries:
             path = entry.path
             if entry.name.startswith("."):
-                self._skip(path, "hidden file or folder")
+                self._skip(path, "hidden file or folder", stamp=_NO_STAMP)
                 continue
             if self._is_own_file(path, entry):
-                self._skip(path, "part of this vault (not imported)")
+                self._skip(path, "part of this vault (not imported)", stamp=_NO_STAMP)
                 continue
             try:
                 if entry.is_symlink():
                     target = os.stat(path)  # raises for loops and dangling links
                     if stat.S_ISDIR(target.st_mode):
-                        self._skip(path, "symbolic link to a folder (not followed)")
+                        self._skip(
+                            path, "symbolic link to a folder (not followed)", stamp=_NO_STAMP
+                        )
                         continue
                     yield _Candidate(path, root)
                 elif entry.is_dir(follow_symlinks=False):
@@ -211,15 +248,17 @@ class Importer:
         except OSError as exc:
             self._skip_unreadable(path, exc)
             return
+        stamp = (info.st_size, info.st_mtime_ns)
         for test, kind in _SPECIAL_KINDS:
             if test(info.st_mode):
-                self._skip(path, f"not a regular file ({kind})")
+                self._skip(path, f"not a regular file ({kind})", stamp=stamp)
                 return
         if info.st_size > self.limits.max_file_bytes:
             self._skip(
                 path,
                 f"file too large ({format_size(info.st_size)}"
                 f" > limit {format_size(self.limits.max_file_bytes)})",
+                stamp=stamp,
             )
             return
         raw_path = path_to_db(path)
@@ -232,10 +271,17 @@ class Importer:
             self._source_is_back(source, raw_path)
             self.report.unchanged.append({"path": path, "id": source.identifier})
             return
-        if os.path.splitext(path)[1].lower() not in SUPPORTED_SUFFIXES:
-            self._skip(path, "unsupported file type")
+        if not is_supported_name(path):
+            self._skip(path, "unsupported file type", stamp=stamp)
             return
+        by_content = reads_by_content(path)
         try:
+            if by_content:
+                # README, ls.1, changelog.gz: the first bytes decide, before the rest is read.
+                head = _read_regular_file(path, SNIFF_BYTES, truncate=True)
+                if media_type_for(path, head) is None:
+                    self._skip(path, mismatch_reason(path, head), stamp=stamp)
+                    return
             data = _read_regular_file(path, self.limits.max_file_bytes)
         except OSError as exc:
             self._fail(path, f"cannot read file: {exc.strerror or exc}")
@@ -288,6 +334,7 @@ class Importer:
                     entry = {"path": path, "id": ident}
                     bucket = self.report.imported
             values.record_source(tx, raw_path, value_id, info.st_size, info.st_mtime_ns, sha)
+            self._skips.pop(raw_path, None)
         bucket.append(entry)
         log.info("%s %s %s", _VERBS[bucket is self.report.imported], entry["id"], path)
         if bucket is not self.report.duplicates and self.on_value is not None:
@@ -475,8 +522,19 @@ class Importer:
 
     # -- reporting -----------------------------------------------------------------------------
 
-    def _skip(self, path: str, reason: str) -> None:
-        self.report.skipped.append({"path": path, "reason": reason})
+    def _skip(self, path: str, reason: str, *, stamp: tuple[int, int] | None = None) -> None:
+        """List a skipped path. With a ``stamp`` (size, mtime_ns) the skip is remembered, and
+        one the last import made the same way is marked "unchanged since last import"."""
+        entry = {"path": path, "reason": reason}
+        self.report.skipped.append(entry)
+        if stamp is None:
+            return  # gone, unreadable, a loop: worth saying every time
+        raw = path_to_db(path)
+        remembered = (*stamp, reason)
+        if self.vault.values.skipped_source(raw) == remembered:
+            entry["reason"] = f"{reason}; {SKIPPED_AGAIN}"
+            self.report.skipped_again.append(entry)
+        self._skips[raw] = remembered
 
     def _fail(self, path: str, error: str) -> None:
         self.report.failed.append({"path": path, "error": error})
@@ -522,8 +580,9 @@ def _first_lone_surrogate(value: Any, where: str = "the record") -> str | None:
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _read_regular_file(path: str, limit: int) -> bytes:
-    """Read at most ``limit`` bytes; O_NONBLOCK so that a file swapped for a pipe cannot hang us."""
+def _read_regular_file(path: str, limit: int, *, truncate: bool = False) -> bytes:
+    """Read at most ``limit`` bytes (the first ``limit`` with ``truncate``, else a longer file
+    is an error); O_NONBLOCK so that a file swapped for a pipe cannot hang us."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)
     try:
@@ -532,10 +591,13 @@ def _read_regular_file(path: str, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
-            chunk = os.read(fd, 1 << 20)
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size) if truncate else 1 << 20)
             if not chunk:
                 break
             size += len(chunk)
+            if truncate and size >= limit:
+                chunks.append(chunk)
+                return b"".join(chunks)[:limit]
             if size > limit:
                 raise KvdeskError(
                     f"file too large (grew beyond {format_size(limit)} while reading)"

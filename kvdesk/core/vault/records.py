@@ -99,6 +99,7 @@ class ValueRecord:
     updated_at: str
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
     tags: tuple[str, ...] = ()
+    damaged: str = ""  # why what is stored about it fails its digest (shown, never hidden)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
-"""The value tables (blob, value, version, source): what is stored, verbatim and versioned.
+"""The value tables (blob, value, version, source, and skipped_source, the files an import
+passed over): what is stored, verbatim and versioned.
 
-Longer than most modules on purpose: every statement on these four tables (schema, writes,
+Longer than most modules on purpose: every statement on these tables (schema, writes,
 reads and the integrity check) lives here and nowhere else, so one file answers "where is a
 value stored, and how is it verified".
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -55,6 +57,24 @@ def content_digest(
     ]
     payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_VALUE_ROW = (
+    "identifier, external_id, title, media_type, source_path, source_missing, current_version,"
+    " created_at, updated_at"
+)
+
+
+def row_digest(values: Sequence[Any]) -> str:
+    """The hash of a value row's own fields (its identity, place, state and dates)."""
+    fields = [bytes(v).hex() if isinstance(v, bytes | memoryview) else v for v in values]
+    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _backfill_row_digests(conn: Connection) -> None:
+    for row in conn.execute(f"SELECT id, {_VALUE_ROW} FROM value").fetchall():
+        conn.execute("UPDATE value SET digest = ? WHERE id = ?", (row_digest(row[1:]), row[0]))
 
 
 _DIGEST_COLUMNS = (
@@ -153,6 +173,28 @@ SCHEMA: tuple[SchemaStep, ...] = (
         """,
         backfill=_backfill_digests,
     ),
+    SchemaStep(
+        7,
+        "values",
+        # Files an import skipped, with the stamp they had: the next import says "unchanged
+        # since last import" instead of listing them all again. size = mtime_ns = -1 when the
+        # reason is in the name (a hidden file, the vault's own files), not in the content.
+        """
+        CREATE TABLE IF NOT EXISTS skipped_source (
+            path $blob PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            reason TEXT NOT NULL
+        );
+        """,
+    ),
+    SchemaStep(
+        7,
+        "values",
+        # A digest of each value row (identifier, place, state, dates), verified by check.
+        "ALTER TABLE value ADD COLUMN digest TEXT;",
+        backfill=_backfill_row_digests,
+    ),
 )
 
 
@@ -215,6 +257,7 @@ class ValueStore:
         value_id = int(row[0])
         identifier = f"{IDENTIFIER_PREFIX}{value_id}"
         tx.execute("UPDATE value SET identifier = ? WHERE id = ?", (identifier, value_id))
+        self._seal(tx, value_id)
         self._insert_version(tx, value_id, 1, content)
         return value_id, identifier
 
@@ -230,7 +273,15 @@ class ValueStore:
             " source_missing = 0 WHERE id = ?",
             (number, clean_text(content.title), content.media_type, now_iso(), value_id),
         )
+        self._seal(tx, value_id)
         return number
+
+    def _seal(self, tx: Connection, value_id: int) -> None:
+        """Record the digest of the value row as it is now (every write to it ends here)."""
+        row = tx.execute(f"SELECT {_VALUE_ROW} FROM value WHERE id = ?", (value_id,)).fetchone()
+        if row is not None:
+            digest = row_digest(tuple(row))
+            tx.execute("UPDATE value SET digest = ? WHERE id = ?", (digest, value_id))
 
     def _insert_version(
         self, tx: Connection, value_id: int, number: int, content: ValueContent
@@ -304,6 +355,7 @@ class ValueStore:
             "UPDATE value SET source_missing = ? WHERE id = ? AND source_path = ?",
             (int(missing), value_id, raw_path),
         )
+        self._seal(tx, value_id)
 
     def sources_under(self, exact: bytes, prefix: bytes) -> list[tuple[bytes, int]]:
         """Source rows at ``exact`` or under the folder ``prefix`` (raw path bytes)."""
@@ -312,6 +364,35 @@ class ValueStore:
             (exact, len(prefix), prefix),
         ).fetchall()
         return [(bytes(p), int(v)) for p, v in rows]
+
+    # -- skipped sources ----------------------------------------------------------------------
+
+    def skipped_source(self, raw_path: bytes) -> tuple[int, int, str] | None:
+        """(size, mtime_ns, reason) of a path the last import that met it skipped."""
+        row = self._db.conn.execute(
+            "SELECT size, mtime_ns, reason FROM skipped_source WHERE path = ?", (raw_path,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
+
+    def remember_skipped(self, tx: Connection, rows: Sequence[tuple[bytes, int, int, str]]) -> None:
+        """Record (path, size, mtime_ns, reason) of each file this import skipped."""
+        tx.executemany(
+            "INSERT INTO skipped_source(path, size, mtime_ns, reason) VALUES (?,?,?,?)"
+            " ON CONFLICT(path) DO UPDATE SET size = excluded.size,"
+            " mtime_ns = excluded.mtime_ns, reason = excluded.reason",
+            rows,
+        )
+
+    def forget_skipped(self, tx: Connection, exact: bytes, prefix: bytes, keep: set[bytes]) -> None:
+        """Forget skipped paths at ``exact`` or under the folder ``prefix`` that are not in
+        ``keep`` (gone, or imported this time)."""
+        rows = tx.execute(
+            "SELECT path FROM skipped_source WHERE path = ? OR substr(path, 1, ?) = ?",
+            (exact, len(prefix), prefix),
+        ).fetchall()
+        gone = [(bytes(row[0]),) for row in rows if bytes(row[0]) not in keep]
+        if gone:
+            tx.executemany("DELETE FROM skipped_source WHERE path = ?", gone)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -373,6 +454,33 @@ class ValueStore:
         return {
             int(i): int(v)
             for i, v in self._db.conn.execute("SELECT id, current_version FROM value")
+        }
+
+    def recency(self) -> dict[int, float]:
+        """``value id`` → its date as POSIX seconds: the source file's modification time when
+        known, else when the value was last stored (``updated_at``; 0.0 when unreadable); to
+        key the newest first."""
+        out: dict[int, float] = {}
+        for i, mtime, updated in self._db.conn.execute(
+            "SELECT id, source_mtime, updated_at FROM value_current"
+        ):
+            if mtime is not None:
+                out[int(i)] = float(mtime)
+                continue
+            try:
+                stamp = dt.datetime.fromisoformat(str(updated))
+                if stamp.tzinfo is None:
+                    stamp = stamp.replace(tzinfo=dt.UTC)
+                out[int(i)] = stamp.timestamp()
+            except (ValueError, OverflowError, OSError):
+                out[int(i)] = 0.0
+        return out
+
+    def text_lengths(self) -> dict[int, int]:
+        """``value id`` → characters of its current text (what keying it costs)."""
+        return {
+            int(i): int(n or 0)
+            for i, n in self._db.conn.execute("SELECT id, length(text) FROM value_current")
         }
 
     def key_states(self) -> dict[int, tuple[str | None, str, str]]:
@@ -525,8 +633,9 @@ class ValueStore:
             source_mtime=row["source_mtime"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
-            metadata=json.loads(row["metadata"]),
+            metadata=_metadata(row["metadata"]),
             tags=self._tags_of(row["id"]) if with_tags and self._tags_of else (),
+            damaged=(self.verify(row["id"]) or "") if with_tags else "",
         )
 
     # -- integrity ----------------------------------------------------------------------------
@@ -574,6 +683,11 @@ class ValueStore:
             problem = _version_problem(row[0], row[1], row[2], row[3:])
             if problem:
                 problems.append(problem)
+        for row in conn.execute(f"SELECT id, digest, {_VALUE_ROW} FROM value ORDER BY id"):
+            if row[1] is None or row_digest(tuple(row)[2:]) != row[1]:
+                problems.append(
+                    f"{row[2]}: its identity, place, state or dates changed since they were written"
+                )
         for value_id, ident, title, media, vtitle, vmedia in conn.execute(
             "SELECT v.id, v.identifier, v.title, v.media_type, ver.title, ver.media_type"
             " FROM value v JOIN version ver ON ver.value_id = v.id"
@@ -602,3 +716,12 @@ def _version_problem(
             " since it was written"
         )
     return None
+
+
+def _metadata(raw: str) -> dict[str, Any]:
+    """Stored metadata, or an empty dict when it no longer parses (check reports the damage)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

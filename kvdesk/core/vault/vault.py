@@ -232,6 +232,10 @@ class Vault:
         try:
             count, digest, value_problems = self.values.check()
             problems.extend(value_problems)
+            identifiers = self.values.identifiers()
+            for value_id, what in TagStore(self).check():
+                who = identifiers.get(value_id, f"document {value_id}") if value_id else ""
+                problems.append(f"{who}: {what}" if who else what)
         except sqlite3.DatabaseError as exc:
             problems.append(f"the values cannot all be read: {exc}")
         return CheckReport(
