@@ -1060,7 +1060,7 @@ class MainWindow(QMainWindow):
             self.provider_label.setToolTip(
                 "The embedding model loads when meaning keys are first built"
             )
-        if state.dense_model is not None and not state.dense_ready and self.session.dense_paused:
+        if not state.dense_ready and self.session.dense_paused:
             self.keys_label.setText(f"{self.keys_label.text()} (paused)")
         if (
             self.auto_dense

@@ -251,9 +251,7 @@ def test_import_report_lists_failures_and_dense_follows(
         # Dense keys are then built in the background, and the status bar says so.
         dense = window.last_dense_task
         assert dense is not None
-        if not dense.done:
-            with qtbot.waitSignal(dense.finished, timeout=60_000):
-                pass
+        qtbot.waitUntil(lambda: dense.done, timeout=60_000)  # no race with a finished signal
         qtbot.waitUntil(lambda: "meaning ✓" in window.keys_label.text(), timeout=10_000)
         assert window.session.kb.dense_status().ready
         assert "CPU" in window.provider_label.text() or "GPU" in window.provider_label.text()
