@@ -31,6 +31,7 @@ PILOT_OFF = "nothing recorded: the pilot log is off for this vault (turn it on: 
 
 _EXCLUSION = "\ue000"  # stands for a leading "-" while argparse reads the command line
 _VALUE_OPTIONS = frozenset({"-k", "--mode", "--session", "--threads", "--vault"})
+_LONG_OPTIONS = _VALUE_OPTIONS | {"--explain", "--pilot", "--json", "--quiet", "--help"}
 
 
 def protect_exclusions(argv: Sequence[str]) -> list[str]:
@@ -54,9 +55,10 @@ def protect_exclusions(argv: Sequence[str]) -> list[str]:
         if tok == "--":
             words.extend(rest)
             break
+        name = tok.split("=", 1)[0]
         if tok in _VALUE_OPTIONS:
             options += [tok, next(rest, "")]
-        elif tok.startswith("--") or tok in ("-k", "-q", "-h") or tok.startswith("-k"):
+        elif name in _LONG_OPTIONS or tok in ("-k", "-q", "-h") or tok.startswith("-k"):
             options.append(tok)
         elif len(tok) > 1 and tok[0] == "-":
             words.append(_EXCLUSION + tok[1:])

@@ -121,3 +121,5 @@ def test_a_leading_minus_word_is_an_exclusion_not_an_option(tmp_path: Path) -> N
         code, out = run("--vault", vault, "search", *argv, "--mode", "lexical", "--json")
         titles = [h["title"] for h in json.loads(out)["hits"]]
         assert code == 0 and titles == ["final"], (argv, titles)
+    code, out = run("--vault", vault, "search", "--budget--", "--mode", "lexical", "--json")
+    assert code == 0 and json.loads(out)["query"] == "--budget--"
