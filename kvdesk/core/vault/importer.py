@@ -439,7 +439,8 @@ class Importer:
         if not isinstance(record, dict):
             self._fail(where, f"line {number} is not a JSON object")
             return None
-        surrogate = _first_lone_surrogate(record)
+        # Valid UTF-8 holds no surrogates: only a JSON \\uD800-\\uDFFF escape can bring one.
+        surrogate = _first_lone_surrogate(record) if _SURROGATE_ESCAPE.search(line) else None
         if surrogate is not None:
             self._fail(
                 where,
@@ -578,6 +579,7 @@ def _first_lone_surrogate(value: Any, where: str = "the record") -> str | None:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _read_regular_file(path: str, limit: int, *, truncate: bool = False) -> bytes:

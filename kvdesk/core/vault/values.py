@@ -44,19 +44,32 @@ def content_digest(
 
     ``check`` recomputes it, so a changed text, title or metadata byte is found, not trusted.
     """
-    fields = [
-        external_id,
-        sha256,
-        size,
-        media_type,
-        title,
-        None if source_path is None else bytes(source_path).hex(),
-        None if source_mtime is None else repr(float(source_mtime)),
-        text,
-        metadata,
-    ]
-    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+    return _fields_digest(
+        (
+            external_id,
+            sha256,
+            size,
+            media_type,
+            title,
+            None if source_path is None else bytes(source_path).hex(),
+            None if source_mtime is None else repr(float(source_mtime)),
+            text,
+            metadata,
+        )
+    )
+
+
+def _fields_digest(fields: Sequence[Any]) -> str:
+    """sha256 over fields, each typed and delimited (no JSON: the text is hashed as it is)."""
+    digest = hashlib.sha256()
+    for value in fields:
+        if value is None:
+            digest.update(b"\x00\x1f")
+            continue
+        if isinstance(value, bytes | memoryview):
+            value = bytes(value).hex()
+        digest.update(b"\x01" + str(value).encode("utf-8", "surrogatepass") + b"\x1f")
+    return digest.hexdigest()
 
 
 _VALUE_ROW = (
@@ -67,9 +80,7 @@ _VALUE_ROW = (
 
 def row_digest(values: Sequence[Any]) -> str:
     """The hash of a value row's own fields (its identity, place, state and dates)."""
-    fields = [bytes(v).hex() if isinstance(v, bytes | memoryview) else v for v in values]
-    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+    return _fields_digest(values)
 
 
 def _backfill_row_digests(conn: Connection) -> None:
@@ -245,20 +256,23 @@ class ValueStore:
     ) -> tuple[int, str]:
         """Insert a new value with its first version; returns (value id, identifier)."""
         stamp = now_iso()
+        title = clean_text(content.title)
         row = tx.execute(
             "INSERT INTO value(identifier, external_id, title, media_type, source_path,"
             " current_version, created_at, updated_at) VALUES ('', ?, ?, ?, ?, 1, ?, ?)"
             " RETURNING id",
-            (
-                external_id, clean_text(content.title), content.media_type,
-                content.raw_source_path, stamp, stamp,
-            ),
-        ).fetchone()  # fmt: skip
+            (external_id, title, content.media_type, content.raw_source_path, stamp, stamp),
+        ).fetchone()
         value_id = int(row[0])
         identifier = f"{IDENTIFIER_PREFIX}{value_id}"
-        tx.execute("UPDATE value SET identifier = ? WHERE id = ?", (identifier, value_id))
-        self._seal(tx, value_id)
-        self._insert_version(tx, value_id, 1, content)
+        # The row as it now reads (the _VALUE_ROW columns), sealed in the same statement.
+        stored = (identifier, external_id, title, content.media_type, content.raw_source_path,
+                  0, 1, stamp, stamp)  # fmt: skip
+        tx.execute(
+            "UPDATE value SET identifier = ?, digest = ? WHERE id = ?",
+            (identifier, row_digest(stored), value_id),
+        )
+        self._insert_version(tx, value_id, 1, content, external_id)
         return value_id, identifier
 
     def add_version(self, tx: Connection, value_id: int, content: ValueContent) -> int:
@@ -267,7 +281,10 @@ class ValueStore:
             "SELECT max(version) FROM version WHERE value_id = ?", (value_id,)
         ).fetchone()
         number = int(row[0] or 0) + 1
-        self._insert_version(tx, value_id, number, content)
+        external_id = tx.execute(
+            "SELECT external_id FROM value WHERE id = ?", (value_id,)
+        ).fetchone()[0]
+        self._insert_version(tx, value_id, number, content, external_id)
         tx.execute(
             "UPDATE value SET current_version = ?, title = ?, media_type = ?, updated_at = ?,"
             " source_missing = 0 WHERE id = ?",
@@ -284,12 +301,14 @@ class ValueStore:
             tx.execute("UPDATE value SET digest = ? WHERE id = ?", (digest, value_id))
 
     def _insert_version(
-        self, tx: Connection, value_id: int, number: int, content: ValueContent
+        self,
+        tx: Connection,
+        value_id: int,
+        number: int,
+        content: ValueContent,
+        external_id: str | None,
     ) -> None:
         self.store_blob(tx, content.data, content.sha256)
-        external_id = tx.execute(
-            "SELECT external_id FROM value WHERE id = ?", (value_id,)
-        ).fetchone()[0]
         title = clean_text(content.title)
         text = clean_text(content.text)
         metadata = clean_text(json.dumps(content.metadata, ensure_ascii=False, default=str))
