@@ -213,7 +213,7 @@ def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
         finally:
             sink.close()
         status = kb.dense_status()
-        keyed = kb.key_set_status(key_set).keyed_values
+        keyed = kb.key_sets.status(key_set).keyed_values
     data = {
         "previous_key_set": before.id if before else None,
         "key_set": key_set.id,
@@ -238,7 +238,7 @@ def cmd_rekey(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _key_set_json(kb: KnowledgeBase, key_set: KeySet) -> dict[str, Any]:
-    status = kb.key_set_status(key_set)
+    status = kb.key_sets.status(key_set)
     return {
         "id": key_set.id,
         "space": key_set.space,
@@ -253,7 +253,7 @@ def _key_set_json(kb: KnowledgeBase, key_set: KeySet) -> dict[str, Any]:
         "keyed_values": status.keyed_values,
         "total_values": status.total_values,
         "complete": status.ready,
-        "passages": kb.passage_count(key_set),
+        "passages": kb.key_sets.passage_count(key_set),
         "created_at": key_set.created_at,
         "activated_at": key_set.activated_at,
     }
@@ -271,7 +271,7 @@ def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f"dense keys: {status.keyed_values}/{status.total_values} values keyed\n")
             return 0
         if action == "activate":
-            key_set = kb.activate_key_set(args.key_set_id)
+            key_set = kb.key_sets.activate(args.key_set_id)
             data = _key_set_json(kb, key_set)
             if args.json:
                 print_json(data, out)
@@ -279,13 +279,13 @@ def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f"key set {key_set.id} ({terminal_safe(key_set.name)}) is now active\n")
             return 0
         if action == "drop":
-            passages = kb.drop_key_set(args.key_set_id)
+            passages = kb.key_sets.drop(args.key_set_id)
             if args.json:
                 print_json({"dropped": args.key_set_id, "passages": passages}, out)
             else:
                 out.write(f"key set {args.key_set_id} dropped ({passages} passages deleted)\n")
             return 0
-        rows = [_key_set_json(kb, k) for k in kb.key_sets()]
+        rows = [_key_set_json(kb, k) for k in kb.key_sets.list()]
     if args.json:
         print_json({"key_sets": rows}, out)
         return 0

@@ -15,6 +15,7 @@ from kvdesk.core.extract import Limits
 from kvdesk.core.golden.protocol import GoldenEvaluation, evaluate
 from kvdesk.core.golden.store import GoldenStore
 from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
+from kvdesk.core.keys.sets import KeySets
 from kvdesk.core.paths import default_vault_path
 from kvdesk.core.pilot.log import PilotLog
 from kvdesk.core.progress import CancelToken, ProgressSink, no_progress
@@ -218,14 +219,19 @@ class KnowledgeBase:
 
     # -- keys -----------------------------------------------------------------------------------
 
+    @functools.cached_property
+    def key_sets(self) -> KeySets:
+        """The dense key sets: list, build, rekey, activate, drop (see :class:`KeySets`)."""
+        return KeySets(self._keys)
+
     def dense_status(self) -> DenseStatus:
-        return self._keys.dense_status()
+        return self.key_sets.status()
 
     def build_dense_keys(
         self, *, progress: ProgressSink = no_progress, cancel: CancelToken | None = None
     ) -> int:
         """Compute missing dense keys of the active key set (resumable, cancellable)."""
-        return self._keys.build_dense(progress=progress, cancel=cancel)
+        return self.key_sets.build(progress=progress, cancel=cancel)
 
     def rekey(
         self,
@@ -236,18 +242,7 @@ class KnowledgeBase:
         cancel: CancelToken | None = None,
     ) -> KeySet:
         """Build (or complete) a dense key set for ``model``; switch to it unless told not to."""
-        return self._keys.rekey(model, activate=activate, progress=progress, cancel=cancel)
-
-    def key_sets(self) -> list[KeySet]:
-        return self._keys.key_sets()
-
-    def activate_key_set(self, key_set_id: int) -> KeySet:
-        """Atomically switch search to a complete key set (candidate or retired); no rebuild."""
-        return self._keys.activate(key_set_id)
-
-    def drop_key_set(self, key_set_id: int) -> int:
-        """Delete a non-active key set's vectors; returns the number of passages removed."""
-        return self._keys.drop(key_set_id)
+        return self.key_sets.rekey(model, activate=activate, progress=progress, cancel=cancel)
 
     # -- search ---------------------------------------------------------------------------------
 
@@ -267,13 +262,6 @@ class KnowledgeBase:
         """Verify the vault: SQLite integrity and the sha256 of every stored byte string."""
         return self._vault.check()
 
-    def key_set_status(self, key_set: KeySet) -> DenseStatus:
-        """How many values ``key_set`` has keyed (any key set, not only the active one)."""
-        return self._keys.dense_status(key_set)
-
-    def passage_count(self, key_set: KeySet) -> int:
-        return self._keys.passage_count(key_set)
-
     def rank_ids(
         self, query: str, *, mode: str = "hybrid", k: int = 100
     ) -> list[tuple[int, float]]:
@@ -291,13 +279,6 @@ class KnowledgeBase:
         """
         with self._writing():
             return self._keys.sync_lexical()
-
-    def provider(self) -> str | None:
-        """The execution provider the active dense key set's model runs on (loads the model)."""
-        key_set = self._keys.active_key_set()
-        if key_set is None:
-            return None
-        return self._keys.embedder_for(key_set).provider_info.provider
 
     def evaluate_golden(
         self, name: str, key_set_ids: Sequence[int] | None = None, *, mode: str = "hybrid"

@@ -140,7 +140,7 @@ class Session(QObject):
         provider = self.provider
         key_set = status.key_set
         if load_model and key_set is not None and provider is None:
-            provider = self.kb.provider()
+            provider = self.kb.key_sets.provider()
         return KeyState(
             values=self.kb.values.count(),
             dense_keyed=status.keyed_values,

@@ -109,25 +109,25 @@ def test_candidate_key_set_activate_switch_back_and_drop(tmp_path: Path) -> None
         passages = kb._keys.passage_count(candidate)
         assert passages >= len(TEXTS)
 
-        switched = kb.activate_key_set(candidate.id)
+        switched = kb.key_sets.activate(candidate.id)
         assert switched.state == "active"
         assert kb.search("girl", mode="dense").hits
-        states = {k.id: k.state for k in kb.key_sets()}
+        states = {k.id: k.state for k in kb.key_sets.list()}
         assert states[old.id] == "retired"
 
         # Switching back needs no rebuild: the retired set kept its passages.
         kb._keys.embedder_for = None  # type: ignore[assignment,method-assign]
-        back = kb.activate_key_set(old.id)
+        back = kb.key_sets.activate(old.id)
         assert back.state == "active" and kb._keys.active_key_set() == back
         del kb._keys.embedder_for
         assert kb.check().values_digest == digest
 
         with pytest.raises(KvdeskError, match="active"):
-            kb.drop_key_set(old.id)
-        assert kb.drop_key_set(candidate.id) == passages
-        assert [k.id for k in kb.key_sets()] == [old.id]
+            kb.key_sets.drop(old.id)
+        assert kb.key_sets.drop(candidate.id) == passages
+        assert [k.id for k in kb.key_sets.list()] == [old.id]
         with pytest.raises(KvdeskError):
-            kb.activate_key_set(candidate.id)
+            kb.key_sets.activate(candidate.id)
 
 
 def test_incomplete_key_set_is_not_activated(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_incomplete_key_set_is_not_activated(tmp_path: Path) -> None:
         candidate = kb.rekey(b, activate=False)
         kb._vault.conn.execute("DELETE FROM keyed WHERE key_set_id = ?", (candidate.id,))
         with pytest.raises(KvdeskError, match="complete it first"):
-            kb.activate_key_set(candidate.id)
+            kb.key_sets.activate(candidate.id)
         assert kb._keys.active_key_set() == old
 
 
