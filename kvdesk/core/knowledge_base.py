@@ -131,7 +131,7 @@ class KnowledgeBase:
             limits=limits,
             progress=progress,
             cancel=cancel,
-            on_value=self._keys.value_changed,
+            on_values=self._keys.values_changed,
         )
 
     @contextmanager

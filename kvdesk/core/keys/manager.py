@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,33 +239,46 @@ class KeyManager:
             return len(stale)
 
     def lexical_doc(self, value_id: int) -> LexicalDoc:
-        found = self.vault.values.key_sources([value_id])
-        if not found:
+        docs = self.lexical_docs([value_id])
+        if not docs:
             raise KvdeskError(f"value {value_id} vanished while its keys were written")
-        src = found[0]
-        updated = _key_date(src.source_mtime, src.updated_at)
-        tags = TagStore(self.vault).accepted_tags([value_id])[value_id]
-        return LexicalDoc(
-            value_id=value_id,
-            version=src.version,
-            identifier=src.identifier,
-            external_id=src.external_id,
-            title=src.title,
-            text=src.text,
-            tags=tags,
-            media_type=src.media_type,
-            path=clean_text(src.source_path or ""),
-            updated=updated,
-            built=key_fingerprint(src.digest, src.identifier, src.updated_at, tags),
-        )
+        return docs[0]
+
+    def lexical_docs(self, value_ids: Sequence[int]) -> list[LexicalDoc]:
+        """What the lexical keys of ``value_ids`` hold now (two reads for the whole batch)."""
+        sources = self.vault.values.key_sources(value_ids)
+        tags = TagStore(self.vault).accepted_tags([src.value_id for src in sources])
+        return [
+            LexicalDoc(
+                value_id=src.value_id,
+                version=src.version,
+                identifier=src.identifier,
+                external_id=src.external_id,
+                title=src.title,
+                text=src.text,
+                tags=tags[src.value_id],
+                media_type=src.media_type,
+                path=clean_text(src.source_path or ""),
+                updated=_key_date(src.source_mtime, src.updated_at),
+                built=key_fingerprint(
+                    src.digest, src.identifier, src.updated_at, tags[src.value_id]
+                ),
+            )
+            for src in sources
+        ]
 
     def value_changed(self, value_id: int) -> None:
         """Called after a value commits: its lexical keys are written at once (searchable now)."""
+        self.values_changed([value_id])
+
+    def values_changed(self, value_ids: Sequence[int]) -> None:
+        """Called after values commit: their lexical keys are written at once (searchable now)."""
         with self._lock:
             if not self._lexical_writable:
                 self._open_lexical(writable=True)
-            self.lexical.add([self.lexical_doc(value_id)])
-            self._pending_lexical += 1
+            docs = self.lexical_docs(value_ids)
+            self.lexical.add(docs)
+            self._pending_lexical += len(docs)
             if self._pending_lexical >= LEXICAL_COMMIT_EVERY:
                 self.flush()
 

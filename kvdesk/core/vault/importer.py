@@ -23,7 +23,7 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ SNIFF_BYTES = 4096
 SKIPPED_AGAIN = "unchanged since last import"
 _NO_STAMP = (-1, -1)  # a skip decided by the name alone: remembered whatever the file's stamp
 
-ValueCallback = Callable[[int], None]
+ValueCallback = Callable[[Sequence[int]], None]  # committed values, to be keyed
 
 
 @dataclass
@@ -141,13 +141,13 @@ class Importer:
         limits: Limits | None = None,
         progress: ProgressSink = no_progress,
         cancel: CancelToken | None = None,
-        on_value: ValueCallback | None = None,
+        on_values: ValueCallback | None = None,
     ) -> None:
         self.vault = vault
         self.limits = limits or Limits()
         self.progress = progress
         self.cancel = cancel or CancelToken()
-        self.on_value = on_value
+        self.on_values = on_values
         self.report = ImportReport()
         self._own_paths, self._own_inodes = _vault_files(vault)
         self._roots: list[str] = []
@@ -337,8 +337,8 @@ class Importer:
             self._skips.pop(raw_path, None)
         bucket.append(entry)
         log.info("%s %s %s", _VERBS[bucket is self.report.imported], entry["id"], path)
-        if bucket is not self.report.duplicates and self.on_value is not None:
-            self.on_value(value_id)
+        if bucket is not self.report.duplicates and self.on_values is not None:
+            self.on_values([value_id])
 
     def _source_is_back(self, source: SourceRow, raw_path: bytes) -> None:
         """A restored source file clears its value's source-missing mark."""
@@ -420,8 +420,8 @@ class Importer:
                         stored.bucket.append(stored.entry)
                         verb = _VERBS[stored.bucket is self.report.imported]
                         log.info("%s %s %s", verb, stored.entry["id"], stored.entry["path"])
-                        if self.on_value is not None:
-                            self.on_value(stored.value_id)
+                    if self.on_values is not None and done:
+                        self.on_values([stored.value_id for stored in done])  # one batch
                     self.progress(
                         Progress("import", number, max(total, number), f"{file_path}:{number}")
                     )
