@@ -215,8 +215,12 @@ def test_pause_stops_between_batches_and_resume_completes(qtbot, tmp_path: Path)
         stopped_at = status.keyed_values
         assert stopped_at % 32 == 0 and stopped_at < status.total_values == 150
         assert session.dense_paused
-        qtbot.waitUntil(lambda: window.pause_button.text() == "Resume", timeout=5000)
-        assert window.pause_button.isVisible() and not window.progress.isVisible()
+        qtbot.waitUntil(
+            lambda: window.pause_button.text() == "Resume"
+            and window.pause_button.isVisible()
+            and not window.progress.isVisible(),
+            timeout=5000,
+        )
         qtbot.waitUntil(lambda: "(paused)" in window.keys_label.text(), timeout=5000)
         assert window.pause_action.text() == "&Resume meaning keys"
 
@@ -230,6 +234,6 @@ def test_pause_stops_between_batches_and_resume_completes(qtbot, tmp_path: Path)
         assert set(totals) <= {150 - stopped_at}  # only what was missing: nothing built twice
         assert session.kb.dense_status().ready
         qtbot.waitUntil(lambda: "meaning ✓" in window.keys_label.text(), timeout=10_000)
-        assert not window.pause_button.isVisible()
+        qtbot.waitUntil(lambda: not window.pause_button.isVisible(), timeout=5000)
     finally:
         close_window(window)
