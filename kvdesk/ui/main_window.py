@@ -360,6 +360,9 @@ class MainWindow(QMainWindow):
         self.session.error.connect(self._show_error)
         self.session.message.connect(self._status_message)
         self.session.densePaused.connect(self._on_dense_paused)
+        # Re-read the pause state once a task is marked done (not from its own finished signal,
+        # whose slots may run before the runner marks it).
+        self.session.runner.taskDone.connect(self._sync_pause_ui_after)
         self.session.pilotMarked.connect(self._on_pilot_marked)
         self.start_task = self.session.start()
         self.session.pilot.idle_s = self._pilot_idle_s
@@ -896,11 +899,19 @@ class MainWindow(QMainWindow):
             self.keys_label.setText(self.keys_label.text().removesuffix(" (paused)"))
         self._sync_pause_ui()
 
+    @Slot(object)
+    def _sync_pause_ui_after(self, _task: object) -> None:
+        self._sync_pause_ui()
+
     @Slot()
     def _sync_pause_ui(self) -> None:
         """The Pause/Resume button: shown while meaning keys are being built or are paused."""
         session = self.session
-        running = session.dense_task is not None and not session.dense_task.done
+        task = session.dense_task
+        try:
+            running = task is not None and not task.done
+        except RuntimeError:  # a finished task the runner has already deleted
+            running = False
         paused = session.dense_paused and not running
         self.pause_button.setVisible(running or paused)
         self.pause_button.setEnabled(running or paused)

@@ -8,7 +8,9 @@ overwrite newer ones).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -246,8 +248,10 @@ class Session(QObject):
         self.dense_task = task
         task.succeeded.connect(self._on_key_state)
         task.cancelled.connect(self._refresh_after_cancel)
-        task.paused.connect(self._on_dense_paused)
-        task.finished.connect(self._on_dense_finished)
+        # Bound to this task, not read from sender(): the runner deletes a finished task later,
+        # and a slot must never depend on a sender that may already be gone.
+        task.paused.connect(functools.partial(self._on_dense_paused, task))
+        task.finished.connect(functools.partial(self._on_dense_finished, task))
         if was_paused:
             self.densePaused.emit(False)
         return task
@@ -265,23 +269,19 @@ class Session(QObject):
         """Continue a paused build with the keys still missing (newest first)."""
         return self.build_dense()
 
-    @Slot()
-    def _on_dense_paused(self) -> None:
-        task = self.sender()
-        if isinstance(task, Task) and task is self.dense_task:
+    def _on_dense_paused(self, task: Task) -> None:
+        if task is self.dense_task:
             self.dense_paused = True
             self.message.emit("Meaning keys paused — what was built so far is kept")
             self.densePaused.emit(True)
             self.refresh_keys()
 
-    @Slot()
-    def _on_dense_finished(self) -> None:
-        task = self.sender()
-        if isinstance(task, Task):
+    def _on_dense_finished(self, task: Task) -> None:
+        if task is self.dense_task:
+            self.dense_task = None
+        with contextlib.suppress(RuntimeError):  # the Qt object may be gone already
             if task.rate is not None:
                 self._dense_rate = task.rate
-            if task is self.dense_task:
-                self.dense_task = None
 
     @Slot()
     def _refresh_after_cancel(self) -> None:

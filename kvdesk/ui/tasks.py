@@ -151,6 +151,9 @@ class TaskRunner(QObject):
     so nothing is destroyed on a worker thread. :meth:`shutdown` cancels and waits for all.
     """
 
+    #: A task has finished and is marked done (emitted on the GUI thread, after ``done``).
+    taskDone = Signal(object)
+
     def __init__(self, parent: QObject | None = None, readers: int = 2) -> None:
         super().__init__(parent)
         self._writer = QThreadPool(self)
@@ -187,6 +190,7 @@ class TaskRunner(QObject):
         if isinstance(task, Task):
             task.done = True
             self._live.pop(task, None)
+            self.taskDone.emit(task)
             task.deleteLater()
 
     @property
