@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any, TextIO
 
 from kvdesk.cli.common import AddCommand, Command, open_kb
@@ -69,7 +70,10 @@ def cmd_pilot_report(args: argparse.Namespace, out: TextIO) -> int:
 
     since = parse_since(args.since) if args.since else None
     with open_kb(args) as kb:
-        report = pilot_report(kb.pilot, since=since)
+        source, note = kb.team_pilot()
+        if note:
+            print(f"kvdesk: {note}", file=sys.stderr)
+        report = pilot_report(source, since=since)
     if args.csv:
         write_report_csv(report, args.csv)
     if args.json:

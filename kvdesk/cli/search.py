@@ -70,6 +70,10 @@ def protect_exclusions(argv: Sequence[str]) -> list[str]:
 def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
     args.query = " ".join(args.query).replace(_EXCLUSION, "-")
     with open_kb(args) as kb:
+        # On a team desk: the team's latest changes first, for at most two seconds.
+        notice = kb.catch_up_team(seconds=2.0)
+        if notice:
+            print(f"kvdesk: {notice}", file=sys.stderr)
         # Answer at once with the keys that are ready (the output says which are not); building
         # keys is the job of import, the app's background builder and `kvdesk keys build`.
         result = kb.search(args.query, k=args.k, mode=args.mode, details=True)
@@ -83,6 +87,8 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
             from kvdesk.core.pilot.log import record_cli_search
 
             session_id = record_cli_search(kb, result)  # None while the pilot log is off
+        if session_id is not None:
+            kb.deliver_pilot()
     if args.json:
         data = result.to_json(explain=args.explain)
         if args.pilot:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -22,6 +23,7 @@ from kvdesk.core.progress import CancelToken, ProgressSink, no_progress
 from kvdesk.core.search.retrieval import FusionParams, Retriever, SearchResult
 from kvdesk.core.settings import SettingStore
 from kvdesk.core.tags.manager import TagManager
+from kvdesk.core.team.desk import Desk, SyncReport, TeamOfflineError
 from kvdesk.core.vault.importer import Importer, ImportReport
 from kvdesk.core.vault.records import CheckReport
 from kvdesk.core.vault.values import ValueStore
@@ -50,6 +52,7 @@ class KnowledgeBase:
         self._vault = vault
         self._keys = KeyManager(vault, model=model, threads=threads)
         self._retriever = Retriever(vault, self._keys, fusion)
+        self._desk = Desk.of(vault)
 
     @classmethod
     def open(
@@ -85,9 +88,14 @@ class KnowledgeBase:
 
     @functools.cached_property
     def golden(self) -> GoldenStore:
+        if self._desk is not None:
+            team = self._desk.writes("change golden sets", "curator")
+            return GoldenStore(team, team.values, self.pilot)
         return GoldenStore(self._vault, self._vault.values, self.pilot)
 
     def close(self) -> None:
+        if self._desk is not None:
+            self._desk.close()
         self._keys.close()
         self._vault.close()
 
@@ -107,8 +115,12 @@ class KnowledgeBase:
         progress: ProgressSink = no_progress,
         cancel: CancelToken | None = None,
     ) -> ImportReport:
-        """Store values and write their lexical keys (searchable at once). Dense keys follow."""
+        """Store values and write their lexical keys (searchable at once). Dense keys follow.
+
+        On a team desk the values go to the server (an admin's right) and come back through
+        the desk's replica, as everyone else's do."""
         with self._disk_full_said_once(), self._writing():
+            self._before_team_import()
             return self._importer(limits, progress, cancel).import_paths(paths)
 
     def import_records(
@@ -120,12 +132,34 @@ class KnowledgeBase:
         cancel: CancelToken | None = None,
     ) -> ImportReport:
         with self._disk_full_said_once(), self._writing():
+            self._before_team_import()
             return self._importer(limits, progress, cancel).import_records(records_file)
+
+    def _before_team_import(self) -> None:
+        """On a desk: refuse early without the role, and catch up first (so a document the
+        team already holds is recognised, even one this desk uploaded before a crash)."""
+        if self._desk is not None:
+            self._desk.require("admin", "import documents")
+            self._desk.pull()
+            self._key_values(self._desk.take_pulled())
 
     def _importer(
         self, limits: Limits | None, progress: ProgressSink, cancel: CancelToken | None
     ) -> Importer:
         """An importer whose every committed value gets its lexical keys at once."""
+        if self._desk is not None:
+            desk = self._desk
+
+            def key_pulled(value_ids: Sequence[int]) -> None:
+                self._key_values(set(value_ids) | desk.take_pulled())
+
+            return Importer(
+                desk.writes("import documents", "admin"),
+                limits=limits,
+                progress=progress,
+                cancel=cancel,
+                on_values=key_pulled,
+            )
         return Importer(
             self._vault,
             limits=limits,
@@ -182,6 +216,11 @@ class KnowledgeBase:
 
     @functools.cached_property
     def tags(self) -> TagManager:
+        if self._desk is not None:
+            team = self._desk.writes("change tags", "curator")
+            return TagManager(
+                team, team.values, self.settings, keys=self._keys, on_change=self._tags_changed
+            )
         return TagManager(
             self._vault,
             self._vault.values,
@@ -196,10 +235,11 @@ class KnowledgeBase:
         Under the same writer protocol as an import, and the key index writer is handed back
         afterwards, so an idle app never keeps the command line from writing.
         """
+        if self._desk is not None:
+            value_ids = set(value_ids) | self._desk.take_pulled()
         try:
             with self._writing():
-                for value_id in value_ids:
-                    self._keys.value_changed(value_id)
+                self._key_values(value_ids)
         except VaultBusyError:
             # The change itself is stored; its keys catch up on the next open or write (they
             # record what they were built from). Not a failure of the change.
@@ -216,6 +256,75 @@ class KnowledgeBase:
 
     def all_tags(self) -> list[str]:
         return self.tags.names()
+
+    def _key_values(self, value_ids: Collection[int]) -> None:
+        """Lexical keys for values just written or pulled (those gone lose theirs)."""
+        if not value_ids:
+            return
+        present = self._vault.values.existing(value_ids)
+        if len(present) < len(set(value_ids)):
+            self._keys.sync_lexical()
+        else:
+            self._keys.values_changed(sorted(present))
+
+    # -- the team (a desk of a team vault on PostgreSQL) ------------------------------------------
+
+    @property
+    def team(self) -> Desk | None:
+        """The team this vault is a desk of (None: a vault on its own)."""
+        return self._desk
+
+    def join_team(self, conninfo: str, *, progress: ProgressSink = no_progress) -> SyncReport:
+        """Make this (new) vault a desk of the team at ``conninfo`` and copy the team vault."""
+        desk = Desk.join(self._vault, conninfo)
+        if self._desk is not None:
+            self._desk.close()
+        self._desk = desk
+        for name in ("tags", "golden"):  # rebuilt on the team's writes
+            self.__dict__.pop(name, None)
+        return self.sync_team()
+
+    def sync_team(self, *, push: bool = True) -> SyncReport:
+        """Deliver pilot sessions, apply the team's changes, and key what changed."""
+        if self._desk is None:
+            raise KvdeskError(f"{self._vault.path} is not a desk of a team (see 'team join')")
+        with self._writing():
+            report = self._desk.sync(push=push)
+            self._key_values(set(report.value_ids) | self._desk.take_pulled())
+        return report
+
+    def team_pilot(self) -> tuple[PilotLog, str]:
+        """The pilot log a report covers, and a note when it is not the whole team's: on a
+        curator's or admin's desk, every desk's sessions on the server; else this desk's."""
+        if self._desk is None:
+            return self.pilot, ""
+        try:
+            if self._desk.role() in ("curator", "admin"):
+                self._desk.push()
+                return PilotLog(self._desk.server), ""
+            return self.pilot, "your role (reader) sees this desk's sessions only"
+        except TeamOfflineError as exc:
+            return self.pilot, str(exc).split(":")[0] + "; this desk's sessions only"
+
+    def deliver_pilot(self) -> None:
+        """Deliver this desk's pilot sessions now if the server answers (else they wait)."""
+        if self._desk is not None:
+            with contextlib.suppress(TeamOfflineError):
+                self._desk.push()
+
+    def catch_up_team(self, seconds: float = 2.0) -> str:
+        """A bounded catch-up before a search ('': done or not a desk; else why not)."""
+        if self._desk is None:
+            return ""
+        try:
+            with self._writing():
+                self._desk.pull(deadline=time.monotonic() + seconds)
+                self._key_values(self._desk.take_pulled())
+        except TeamOfflineError as exc:
+            return str(exc).split(":")[0] + "; searching this desk's copy"
+        except VaultBusyError:
+            return ""
+        return ""
 
     # -- keys -----------------------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import functools
 import importlib
 
-from kvdesk.core.db import SchemaStep
+from kvdesk.core.db import ReplicatedTable, SchemaStep
 
 # Bump when a store adds a step (a test checks that this matches the steps).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _STORE_MODULES = (
     "kvdesk.core.vault.values",
@@ -22,6 +22,7 @@ _STORE_MODULES = (
     "kvdesk.core.settings",
     "kvdesk.core.pilot.store",
     "kvdesk.core.golden.store",
+    "kvdesk.core.team.store",
 )
 
 
@@ -36,3 +37,11 @@ def all_steps() -> tuple[SchemaStep, ...]:
 def steps_for(version: int, engine: str) -> tuple[SchemaStep, ...]:
     """The steps that take a database of ``engine`` from ``version - 1`` to ``version``."""
     return tuple(s for s in all_steps() if s.version == version and engine in s.engines)
+
+
+@functools.cache
+def replicated_tables() -> tuple[ReplicatedTable, ...]:
+    """The tables a desk copies from its team server, parents before children (the order in
+    which rows are written; deletes go in reverse)."""
+    modules = [importlib.import_module(name) for name in _STORE_MODULES]
+    return tuple(t for m in modules for t in getattr(m, "REPLICATED", ()))

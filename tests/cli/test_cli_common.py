@@ -65,8 +65,10 @@ _EXTRA: dict[tuple[str, ...], list[str]] = {
     ("tags", "suggest"): ["--untagged"],
 }
 _COMMANDS = sorted(_leaf_commands(build_parser()))
-_CREATES = {("import",), ("eval",), ("tags", "eval")}  # they write values: a new vault is right
-_OWN = {("doctor",), ("gui",)}  # doctor reports "vault_exists", the app creates its vault
+# They write values: a new vault is right (a desk joining a team starts from a new vault).
+_CREATES = {("import",), ("eval",), ("tags", "eval"), ("team", "join")}
+# doctor reports "vault_exists", the app creates its vault, team create needs none.
+_OWN = {("doctor",), ("gui",), ("team", "create")}
 
 
 def test_every_command_is_registered_with_what_it_does_to_its_vault() -> None:

@@ -17,6 +17,7 @@ from kvdesk.core.errors import KvdeskError, VaultBusyError
 from kvdesk.core.extract import Limits
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.progress import CancelToken, Progress
+from kvdesk.core.schema import SCHEMA_VERSION
 from kvdesk.core.vault.importer import Importer, import_paths, import_records
 from kvdesk.core.vault.vault import Vault
 
@@ -677,6 +678,6 @@ def test_a_schema_6_vault_gains_the_skip_memory(vault_path: Path, tmp_path: Path
     conn.close()
     (tmp_path / "tool.exe").write_bytes(b"MZ")
     with Vault.open(vault_path) as vault:
-        assert vault.conn.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert vault.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         import_paths(vault, [tmp_path / "tool.exe"])
         assert len(import_paths(vault, [tmp_path / "tool.exe"]).skipped_again) == 1

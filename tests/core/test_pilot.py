@@ -302,7 +302,10 @@ def test_export_and_clear(kb: KnowledgeBase, tmp_path: Path) -> None:
     table = read_csv(tmp_path / "report.csv")
     assert [(r["scope"], r["bucket"]) for r in table] == [
         ("overall", ""), ("week", "2025-W02"), ("week", "2025-W03"), ("team", "A"), ("team", "B"),
+        ("user", "ann"), ("user", "bob"),
     ]  # fmt: skip
+    # Every session is someone's: the users' sessions add up to all of them.
+    assert int(table[5]["sessions"]) + int(table[6]["sessions"]) == int(table[0]["sessions"])
     assert table[0]["success_rate"] == "0.625" and table[4]["mrr"] == ""
 
     assert log.clear() == 9

@@ -16,24 +16,11 @@ import pytest
 
 from kvdesk.core.db.postgres import PostgresDatabase, create_schema
 from kvdesk.core.vault.vault import Vault
-from tests.db.pgserver import PgServer, PgServerError
+from tests.db.pgserver import PgServer
 
 ENGINES = ("sqlite", "postgresql")
 TEAM_DATABASE = "kvdesk_team"
 _names = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    try:
-        server = PgServer.start()
-    except PgServerError as exc:
-        failure = str(exc)
-    else:
-        yield server
-        server.stop()
-        return
-    pytest.fail(f"PostgreSQL test server: {failure}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

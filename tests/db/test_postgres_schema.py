@@ -62,7 +62,8 @@ def test_every_team_table_is_created(pg_bare: PostgresDatabase) -> None:
 
 def test_keys_stay_local_to_a_desk(pg_db: PostgresDatabase) -> None:
     local_only = _declared("sqlite", "TABLE") - _declared("postgresql", "TABLE")
-    assert local_only == {"key_set", "passage", "keyed"}
+    # Keys, and the desk's queue of pilot sessions for the server.
+    assert local_only == {"key_set", "passage", "keyed", "pilot_outbox"}
     assert not local_only & _relations(pg_db, "BASE TABLE")
 
 

@@ -98,6 +98,19 @@ class SchemaStep:
         return split_sql(dialect.ddl(self.ddl))
 
 
+@dataclass(frozen=True)
+class ReplicatedTable:
+    """A table that desks of a team copy from the server (declared by the table's owner).
+
+    ``key`` names the primary key columns with their PostgreSQL types (how a changed row is
+    found again); ``detail`` names columns recorded with each change (who set what, when).
+    """
+
+    name: str
+    key: tuple[tuple[str, str], ...]
+    detail: tuple[str, ...] = ()
+
+
 def split_sql(script: str) -> Sequence[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
@@ -122,15 +135,29 @@ class ThreadConnections(Generic[C]):
         conn: C | None = getattr(self._local, "conn", None)
         return conn
 
-    def get(self, connect: Callable[[], C]) -> C:
-        """This thread's connection, made by ``connect`` on first use."""
+    def get(self, connect: Callable[[], C], *, usable: Callable[[C], bool] | None = None) -> C:
+        """This thread's connection, made by ``connect`` on first use (and again when
+        ``usable`` says the old one is not: a server that restarted)."""
         conn = self.current()
+        if conn is not None and usable is not None and not usable(conn):
+            self.drop(conn)
+            conn = None
         if conn is None:
             conn = connect()
             with self._lock:
                 self._all.append(conn)
             self._local.conn = conn
         return conn
+
+    def drop(self, conn: C) -> None:
+        """Forget (and close) this thread's connection ``conn``; the next use opens another."""
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        if self.current() is conn:
+            self._local.conn = None
+        with contextlib.suppress(Exception):
+            conn.close()
 
     def close_all(self, errors: type[BaseException]) -> None:
         """Close every thread's connection, ignoring ``errors`` from any one of them."""

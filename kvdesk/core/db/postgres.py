@@ -168,8 +168,9 @@ class PostgresDatabase:
     first use, in autocommit mode; :meth:`transaction` groups writes.
     """
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, *, connect_timeout: int = 10) -> None:
         self._psycopg = _psycopg()
+        self.connect_timeout = connect_timeout
         self.conninfo = conninfo
         self._local = threading.local()
         self._connections: ThreadConnections[PgConnection] = ThreadConnections()
@@ -184,11 +185,29 @@ class PostgresDatabase:
         """This thread's connection."""
         if self._closed:
             raise KvdeskError("the database is closed")
-        return self._connections.get(self._connect)
+        return self._connections.get(self._connect, usable=self._usable)
+
+    def _usable(self, conn: PgConnection) -> bool:
+        # A broken connection (the server restarted, the network dropped) is replaced by a
+        # new one, except inside a transaction, whose failure the caller must see.
+        if getattr(self._local, "tx_depth", 0):
+            return True
+        return not (conn.raw.closed or conn.raw.broken)
+
+    def reset(self) -> None:
+        """Drop this thread's connection (after a failure): the next use reconnects."""
+        conn = self._connections.current()
+        if conn is not None:
+            self._connections.drop(conn)
 
     def _connect(self) -> PgConnection:
         try:
-            raw = self._psycopg.connect(self.conninfo, autocommit=True, row_factory=_row_factory)
+            raw = self._psycopg.connect(
+                self.conninfo,
+                autocommit=True,
+                row_factory=_row_factory,
+                connect_timeout=self.connect_timeout,
+            )
         except self._psycopg.Error as exc:
             raise KvdeskError(f"cannot connect to PostgreSQL: {exc}") from exc
         bool_dumper, numeric_loader = _adapters()
@@ -248,6 +267,8 @@ def create_schema(db: PostgresDatabase, *, target: int = SCHEMA_VERSION) -> tupl
             for step in steps_for(number, POSTGRESQL.name):
                 for statement in step.statements(POSTGRESQL):
                     tx.execute(statement)
+                if step.backfill is not None:
+                    step.backfill(tx)
             applied.append(number)
         if applied:
             tx.execute(

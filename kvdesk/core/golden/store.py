@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kvdesk.core.db import Database, SchemaStep
+from kvdesk.core.db import Database, ReplicatedTable, SchemaStep
 from kvdesk.core.errors import KvdeskError, NotFoundError
 from kvdesk.core.golden.evaluation import load_collection
 from kvdesk.core.vault.records import now_iso
@@ -51,6 +51,13 @@ SCHEMA: tuple[SchemaStep, ...] = (
         );
         """,
     ),
+)
+
+# What desks of a team copy from the server, parents first.
+REPLICATED: tuple[ReplicatedTable, ...] = (
+    ReplicatedTable("golden_set", (("id", "bigint"),)),
+    ReplicatedTable("golden_query", (("id", "bigint"),)),
+    ReplicatedTable("golden_judgement", (("query_id", "bigint"), ("value_id", "bigint"))),
 )
 
 

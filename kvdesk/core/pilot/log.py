@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kvdesk.core.db import Database
 from kvdesk.core.errors import KvdeskError, NotFoundError
 from kvdesk.core.files import CsvRows, write_file_safely
 from kvdesk.core.pilot.records import (
@@ -89,12 +90,13 @@ class PilotLog:
 
     def __init__(
         self,
-        vault: Vault,
+        vault: Vault | Database,
         *,
         clock: Clock | None = None,
         key_set: KeySetProvider | None = None,
     ) -> None:
-        self.vault = vault
+        # A vault (a desk's own log), or a team server's database (read for team reports).
+        self.db = vault
         self.clock: Clock = clock or utc_now
         self.store = PilotStore(vault)
         self.setting_store = SettingStore(vault)
@@ -102,7 +104,14 @@ class PilotLog:
 
     def with_clock(self, clock: Clock) -> PilotLog:
         """The same log, writing the times ``clock`` gives (a view's opening time, tests)."""
-        return PilotLog(self.vault, clock=clock, key_set=self._key_set)
+        return PilotLog(self.db, clock=clock, key_set=self._key_set)
+
+    @property
+    def vault(self) -> Vault:
+        """The vault this log belongs to (not a team server's: that one is read, not kept)."""
+        if not isinstance(self.db, Vault):
+            raise TypeError("a team server's pilot log has no vault")
+        return self.db
 
     def _now(self) -> str:
         return to_iso(self.clock())
@@ -135,7 +144,7 @@ class PilotLog:
         if stale_minutes is not None and stale_minutes < 1:
             raise KvdeskError("stale_minutes must be at least 1")
         put = self.setting_store.set
-        with self.vault.transaction():
+        with self.db.transaction():
             if enabled is not None:
                 put(_ENABLED, "1" if enabled else "0")
             if user is not None:

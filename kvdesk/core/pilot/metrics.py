@@ -28,9 +28,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from kvdesk.core.db import Database
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.files import CsvRows
 from kvdesk.core.pilot.log import PilotLog
@@ -108,6 +109,7 @@ class PilotReport:
     per_team: dict[str, Metrics]  # team label ("" = none), ascending
     since: str | None
     computed_at: str
+    per_user: dict[str, Metrics] = field(default_factory=dict)  # user label, ascending
 
     def to_json(self) -> dict[str, Any]:
         out = self.overall.to_json()
@@ -115,6 +117,7 @@ class PilotReport:
         out["computed_at"] = self.computed_at
         out["per_week"] = {k: m.to_json(with_failed=False) for k, m in self.per_week.items()}
         out["per_team"] = {k: m.to_json(with_failed=False) for k, m in self.per_team.items()}
+        out["per_user"] = {k: m.to_json(with_failed=False) for k, m in self.per_user.items()}
         return out
 
 
@@ -241,7 +244,7 @@ def parse_since(text: str) -> dt.datetime:
 
 
 def pilot_report(
-    source: PilotLog | Vault,
+    source: PilotLog | Vault | Database,
     *,
     since: dt.datetime | None = None,
     team: str | None = None,
@@ -263,8 +266,10 @@ def pilot_report(
         teams.setdefault(s.team, []).append(s)
     scoped = window if team is None else teams.get(team, [])
     weeks: dict[str, list[PilotSession]] = {}
+    users: dict[str, list[PilotSession]] = {}
     for s in scoped:
         weeks.setdefault(iso_week(s.started_at), []).append(s)
+        users.setdefault(s.user, []).append(s)
 
     def metrics(group: list[PilotSession]) -> Metrics:
         return compute_metrics(group, now=now, stale_minutes=stale, top=top)
@@ -275,6 +280,7 @@ def pilot_report(
         per_team={k: metrics(teams[k]) for k in sorted(teams)},
         since=None if since is None else since.isoformat(),
         computed_at=now.isoformat(timespec="seconds"),
+        per_user={k: metrics(users[k]) for k in sorted(users)},
     )
 
 
@@ -290,6 +296,7 @@ def write_report_csv(report: PilotReport, path: str | os.PathLike[str]) -> None:
     rows: list[tuple[str, str, Metrics]] = [("overall", "", report.overall)]
     rows += [("week", k, m) for k, m in report.per_week.items()]
     rows += [("team", k, m) for k, m in report.per_team.items()]
+    rows += [("user", k, m) for k, m in report.per_user.items()]
     writer = CsvRows()
     writer.writerow(["scope", "bucket", *REPORT_COLUMNS])
     for scope, bucket, m in rows:

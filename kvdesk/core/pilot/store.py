@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from kvdesk.core.db import Database, SchemaStep
+from kvdesk.core.db import Connection, Database, SchemaStep
 from kvdesk.core.pilot.records import (
     Outcome,
     PilotHit,
@@ -74,7 +74,60 @@ SCHEMA: tuple[SchemaStep, ...] = (
         ALTER TABLE pilot_query ADD COLUMN tag_match INTEGER;
         """,
     ),
+    SchemaStep(
+        8,
+        "pilot",
+        # A desk's sessions not yet delivered to its team server; ``changes`` counts writes,
+        # so a delivery forgets only what it read (triggers fill it once the desk joins).
+        """
+        CREATE TABLE IF NOT EXISTS pilot_outbox (
+            session_id INTEGER PRIMARY KEY,
+            changes INTEGER NOT NULL DEFAULT 1
+        );
+        """,
+        engines=frozenset({"sqlite"}),
+    ),
+    SchemaStep(
+        8,
+        "pilot",
+        # On the team server: where a delivered session came from (one session however often
+        # it is delivered), and row-level security (each user writes only their own sessions).
+        "ALTER TABLE pilot_session ADD COLUMN IF NOT EXISTS origin TEXT UNIQUE;",
+        engines=frozenset({"postgresql"}),
+        backfill=lambda conn: _team_policies(conn),
+    ),
 )
+
+
+def _team_policies(conn: Connection) -> None:
+    from kvdesk.core.team.store import role_names
+
+    database = conn.execute("SELECT current_database()").fetchone()[0]
+    curator = role_names(database)["curator"].replace("'", "''")
+    everyone = f"pg_has_role(current_user, '{curator}', 'MEMBER')"
+    visible = (
+        "EXISTS (SELECT 1 FROM pilot_session s WHERE s.id = session_id"
+        ' AND (s."user" = current_user OR ' + everyone + "))"
+    )
+    own = (
+        "EXISTS (SELECT 1 FROM pilot_session s WHERE s.id = session_id"
+        ' AND s."user" = current_user)'
+    )
+    via_query = "EXISTS (SELECT 1 FROM pilot_query q WHERE q.id = query_id)"
+    policies = {
+        "pilot_session": (f'"user" = current_user OR {everyone}', '"user" = current_user'),
+        "pilot_query": (visible, own),
+        "pilot_open": (visible, own),
+        "pilot_hit": (via_query, via_query),
+    }
+    for table, (read, write) in policies.items():
+        conn.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+        for name in ("kvdesk_read", "kvdesk_write"):
+            conn.execute(f"DROP POLICY IF EXISTS {name} ON {table}")
+        conn.execute(f"CREATE POLICY kvdesk_read ON {table} FOR SELECT USING ({read})")
+        conn.execute(
+            f"CREATE POLICY kvdesk_write ON {table} FOR ALL USING ({write}) WITH CHECK ({write})"
+        )
 
 
 class PilotStore:
@@ -289,3 +342,86 @@ class PilotStore:
             )
             for r in rows
         ]
+
+    # delivery to a team server (a desk's sessions, recorded locally first)
+
+    def track_for_team(self) -> None:
+        """From now on every local pilot write marks its session for delivery; sessions
+        recorded before are marked too."""
+        with self._db.transaction() as tx:
+            for table, session in (
+                ("pilot_session", "NEW.id"),
+                ("pilot_query", "NEW.session_id"),
+                ("pilot_open", "NEW.session_id"),
+            ):
+                for op in ("INSERT", "UPDATE"):
+                    tx.execute(
+                        f"CREATE TRIGGER IF NOT EXISTS outbox_{table}_{op.lower()}"
+                        f" AFTER {op} ON {table} BEGIN"
+                        f" INSERT INTO pilot_outbox(session_id) VALUES ({session})"
+                        " ON CONFLICT(session_id) DO UPDATE SET changes = changes + 1; END"
+                    )
+            tx.execute(
+                "INSERT INTO pilot_outbox(session_id) SELECT id FROM pilot_session WHERE true"
+                " ON CONFLICT(session_id) DO NOTHING"
+            )
+
+    def undelivered(self, limit: int = 100) -> list[tuple[int, int]]:
+        """(session id, change count) of sessions not yet delivered, oldest first."""
+        rows = self._db.conn.execute(
+            "SELECT session_id, changes FROM pilot_outbox ORDER BY session_id LIMIT ?", (limit,)
+        ).fetchall()
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    def undelivered_count(self) -> int:
+        return int(self._db.conn.execute("SELECT count(*) FROM pilot_outbox").fetchone()[0])
+
+    def mark_delivered(self, sessions: Iterable[tuple[int, int]]) -> None:
+        """Forget delivered sessions, unless they changed again since they were read."""
+        with self._db.transaction() as tx:
+            for session_id, changes in sessions:
+                tx.execute(
+                    "DELETE FROM pilot_outbox WHERE session_id = ? AND changes = ?",
+                    (session_id, changes),
+                )
+
+    def deliver(self, tx: Any, session: PilotSession, origin: str, team: str) -> None:
+        """Write ``session`` as it now stands on the server (``tx``: the server's transaction),
+        replacing what an earlier delivery of the same ``origin`` wrote: delivering twice
+        leaves one session. The user is the server login (row-level security checks it)."""
+        session_id = int(
+            tx.execute(
+                'INSERT INTO pilot_session(origin, "user", team, started_at, ended_at, outcome,'
+                " found_value_id, found_at) VALUES (?, current_user, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(origin) DO UPDATE SET team = excluded.team,"
+                " ended_at = excluded.ended_at, outcome = excluded.outcome,"
+                " found_value_id = excluded.found_value_id, found_at = excluded.found_at"
+                " RETURNING id",
+                (origin, team, session.started_at, session.ended_at,
+                 None if session.outcome is None else str(session.outcome),
+                 session.found_value_id, session.found_at),
+            ).fetchone()[0]
+        )  # fmt: skip
+        tx.execute("DELETE FROM pilot_query WHERE session_id = ?", (session_id,))
+        tx.execute("DELETE FROM pilot_open WHERE session_id = ?", (session_id,))
+        for q in session.queries:
+            query_id = tx.execute(
+                "INSERT INTO pilot_query(session_id, seq, query, mode, at, hit_count,"
+                " confident, lexical_match, tag_match, key_set_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) RETURNING id",
+                (session_id, q.seq, q.query, q.mode, q.at, q.hit_count, int(q.confident),
+                 None if q.lexical_match is None else int(q.lexical_match),
+                 None if q.tag_match is None else int(q.tag_match)),
+            ).fetchone()[0]  # fmt: skip
+            # Key set ids are the desk's own: not stored on the server.
+            for hit in q.hits:
+                tx.execute(
+                    "INSERT INTO pilot_hit(query_id, rank, value_id, score) VALUES (?, ?, ?, ?)",
+                    (query_id, hit.rank, hit.value_id, hit.score),
+                )
+        for o in session.opens:
+            tx.execute(
+                "INSERT INTO pilot_open(session_id, value_id, rank, opened_at, seconds)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (session_id, o.value_id, o.rank, o.opened_at, o.seconds),
+            )

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kvdesk.core.db import Connection, Database, SchemaStep
+from kvdesk.core.db import Connection, Database, ReplicatedTable, SchemaStep
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.vault.records import now_iso
 
@@ -66,6 +66,13 @@ SCHEMA: tuple[SchemaStep, ...] = (
         """,
         backfill=lambda conn: _backfill_digests(conn),
     ),
+)
+
+# What desks of a team copy from the server; a tag's state is recorded with each change.
+REPLICATED: tuple[ReplicatedTable, ...] = (
+    ReplicatedTable("tag", (("id", "bigint"),)),
+    ReplicatedTable("value_tag", (("value_id", "bigint"), ("tag_id", "bigint")), ("state",)),
+    ReplicatedTable("tag_rule", (("id", "bigint"),)),
 )
 
 _BATCH = 500  # ids per ``IN (...)`` list

@@ -24,10 +24,12 @@ import re
 import sqlite3
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from kvdesk.core.db import Dialect
 from kvdesk.core.errors import Cancelled, ExtractionError, KvdeskError
 from kvdesk.core.extract import (
     Extractor,
@@ -41,10 +43,25 @@ from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
 from kvdesk.core.tags.store import TagState, TagStore
 from kvdesk.core.vault.records import ValueContent, path_to_db, sha256_hex
-from kvdesk.core.vault.values import IDENTIFIER_PREFIX, SourceRow
+from kvdesk.core.vault.values import IDENTIFIER_PREFIX, SourceRow, ValueStore
 from kvdesk.core.vault.vault import Vault
 
 log = logging.getLogger("kvdesk.import")
+
+
+def _record_errors() -> tuple[type[Exception], ...]:
+    """What storing one record may raise that fails that record alone (either engine)."""
+    errors: list[type[Exception]] = [sqlite3.IntegrityError, sqlite3.DataError, ValueError]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - a desk alone needs no PostgreSQL driver
+        pass
+    else:
+        errors += [psycopg.IntegrityError, psycopg.DataError]
+    return tuple(errors)
+
+
+_RECORD_ERRORS = _record_errors()
 
 RECORD_MEDIA_TYPE = "application/x-kvdesk-record+json"
 MAX_FOLDER_DEPTH = 64
@@ -131,12 +148,29 @@ _SPECIAL_KINDS = (
 )
 
 
+class ImportTarget(Protocol):
+    """Where an import writes: a vault, or a desk's team writes (server first, then replica)."""
+
+    path: Path
+    values: ValueStore
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @property
+    def conn(self) -> Any: ...
+
+    def writing(self) -> AbstractContextManager[None]: ...
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+
 class Importer:
     """Imports into one vault; holds the vault's writer lock while it runs."""
 
     def __init__(
         self,
-        vault: Vault,
+        vault: ImportTarget,
         *,
         limits: Limits | None = None,
         progress: ProgressSink = no_progress,
@@ -515,7 +549,7 @@ class Importer:
         except KvdeskError as exc:
             self._fail(where, str(exc))
             return None
-        except (sqlite3.IntegrityError, sqlite3.DataError, ValueError) as exc:
+        except _RECORD_ERRORS as exc:
             # This record only (its savepoint rolled back); the batch goes on.
             self._fail(where, f"line {number} cannot be stored: {exc}")
             return None
@@ -677,7 +711,7 @@ def _absolute(path: str) -> str:
     return os.path.normpath(os.path.abspath(path))
 
 
-def _vault_files(vault: Vault) -> tuple[frozenset[str], frozenset[tuple[int, int]]]:
+def _vault_files(vault: ImportTarget) -> tuple[frozenset[str], frozenset[tuple[int, int]]]:
     """Paths (and device/inode pairs of those that exist) that make up the vault itself."""
     main = _absolute(os.fspath(vault.path))
     names = {main, *(main + suffix for suffix in _VAULT_SIDECARS)}

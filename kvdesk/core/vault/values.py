@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kvdesk.core.db import Connection, Database, SchemaStep
+from kvdesk.core.db import Connection, Database, ReplicatedTable, SchemaStep
 from kvdesk.core.errors import KvdeskError, NotFoundError
 from kvdesk.core.vault.records import (
     KeySource,
@@ -206,6 +206,15 @@ SCHEMA: tuple[SchemaStep, ...] = (
         "ALTER TABLE value ADD COLUMN digest TEXT;",
         backfill=_backfill_row_digests,
     ),
+)
+
+# What desks of a team copy from the server (see kvdesk.core.team), parents first.
+REPLICATED: tuple[ReplicatedTable, ...] = (
+    ReplicatedTable("blob", (("id", "bigint"),)),
+    ReplicatedTable("value", (("id", "bigint"),)),
+    ReplicatedTable("version", (("value_id", "bigint"), ("version", "bigint"))),
+    ReplicatedTable("source", (("path", "bytea"),)),
+    ReplicatedTable("skipped_source", (("path", "bytea"),)),
 )
 
 
@@ -442,6 +451,18 @@ class ValueStore:
             sql += " LIMIT ? OFFSET ?"
             params = (limit, offset)
         return [self._record(r) for r in self._db.conn.execute(sql, params)]
+
+    def existing(self, value_ids: Collection[int]) -> set[int]:
+        """Which of ``value_ids`` the vault holds."""
+        wanted = sorted(set(value_ids))
+        found: set[int] = set()
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            rows = self._db.conn.execute(
+                f"SELECT id FROM value WHERE id IN ({', '.join('?' * len(part))})", part
+            ).fetchall()
+            found.update(int(r[0]) for r in rows)
+        return found
 
     def count(self) -> int:
         return int(self._db.conn.execute("SELECT count(*) FROM value").fetchone()[0])

@@ -1,0 +1,540 @@
+"""A desk: a local vault that replicates a team vault on PostgreSQL and keys it locally.
+
+What a desk holds:
+
+- a replica of the server's replicated tables (values, tags, rules, golden sets), with the
+  server's own ids, so an id means the same document on every desk and on the server;
+- its own keys (never sent anywhere) and its own pilot sessions, which it delivers to the
+  server (the pilot store's outbox: recorded locally first, so they survive being offline);
+- in its settings: the server's connection string *without* a password (libpq finds that in
+  PGPASSWORD, ``~/.pgpass`` or a service file), the last change number applied, and when it
+  last reached the server.
+
+Writes that belong to the team never touch the replica directly: they run in a server
+transaction (:class:`TeamWrites`), and once that commits the desk pulls, so the writer sees
+its own change at once and every other desk sees it at its next sync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kvdesk.core.db import POSTGRESQL, Connection, Dialect, ReplicatedTable
+from kvdesk.core.db.postgres import PostgresDatabase, create_schema, schema_version
+from kvdesk.core.errors import KvdeskError
+from kvdesk.core.pilot.store import PilotStore
+from kvdesk.core.schema import SCHEMA_VERSION, replicated_tables
+from kvdesk.core.settings import SettingStore
+from kvdesk.core.tags.store import TagStore
+from kvdesk.core.team.store import ROLES, ChangeLog, grant, server_role, table_columns
+from kvdesk.core.vault.values import ValueStore
+from kvdesk.core.vault.vault import Vault
+
+SERVER = "team.server"
+LAST_SEQ = "team.last_seq"
+SYNCED_AT = "team.synced_at"
+OFFLINE_SINCE = "team.offline_since"
+
+PULL_BATCH = 5000  # changes per local transaction
+PUSH_BATCH = 100  # pilot sessions per server transaction
+CONNECT_TIMEOUT = 5  # seconds: an offline server is said quickly
+
+
+class TeamError(KvdeskError):
+    """Something about the team vault (not joined, wrong server, schema missing)."""
+
+
+class TeamOfflineError(TeamError):
+    """The team server cannot be reached; the desk's replica still answers reads."""
+
+
+class TeamRoleError(TeamError):
+    """The server refused a change this user's role does not allow."""
+
+
+def without_password(conninfo: str) -> str:
+    """The connection string with any password removed (what a desk stores and shows)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(conninfo)
+    except Exception as exc:  # noqa: BLE001 - psycopg's ProgrammingError, said plainly
+        raise TeamError(f"not a PostgreSQL connection string or URL: {exc}") from None
+    params.pop("password", None)
+    return make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+@dataclass(frozen=True)
+class TeamCreated:
+    server: str  # without a password
+    schema_version: int
+    applied: tuple[int, ...]  # versions applied now (none: it was up to date)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "schema_version": self.schema_version,
+            "applied": list(self.applied),
+        }
+
+
+def create_team(conninfo: str) -> TeamCreated:
+    """Create or upgrade the team schema in an existing database (idempotent)."""
+    import psycopg
+
+    server = without_password(conninfo)
+    with PostgresDatabase(conninfo, connect_timeout=CONNECT_TIMEOUT) as db:
+        try:
+            applied = create_schema(db)
+        except KvdeskError:
+            raise
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise TeamError(
+                "cannot create the team schema: this user lacks the rights (the database's"
+                f" owner, with CREATEROLE, runs team create): {_first_line(exc)}"
+            ) from None
+        except psycopg.Error as exc:
+            raise TeamError(f"cannot create the team schema: {_first_line(exc)}") from None
+    return TeamCreated(server, SCHEMA_VERSION, applied)
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    pulled: int  # changes applied
+    pushed: int  # pilot sessions delivered
+    last_seq: int
+    lag_seconds: float  # how old the oldest change applied was (0: nothing to apply)
+    value_ids: frozenset[int] = field(default=frozenset(), repr=False)  # keys must follow
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pulled": self.pulled,
+            "pushed": self.pushed,
+            "last_seq": self.last_seq,
+            "lag_seconds": round(self.lag_seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class TeamStatus:
+    server: str
+    user: str
+    role: str
+    online: bool
+    last_seq: int
+    pending: int
+    synced_at: str = ""
+    offline_since: str = ""
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "user": self.user,
+            "role": self.role,
+            "online": self.online,
+            "last_seq": self.last_seq,
+            "pending": self.pending,
+        }
+
+
+class Desk:
+    """The team side of one vault. :meth:`of` finds it (None: a vault on its own)."""
+
+    def __init__(self, vault: Vault, conninfo: str) -> None:
+        self.vault = vault
+        self.settings = SettingStore(vault)
+        self.conninfo = conninfo
+        self.server = PostgresDatabase(conninfo, connect_timeout=CONNECT_TIMEOUT)
+        self._role: str | None = None
+        self._user: str | None = None
+        self._lock = threading.RLock()  # one pull or push at a time
+        self._pulled: set[int] = set()
+
+    @classmethod
+    def of(cls, vault: Vault) -> Desk | None:
+        conninfo = SettingStore(vault).get(SERVER)
+        return cls(vault, conninfo) if conninfo else None
+
+    @classmethod
+    def join(cls, vault: Vault, conninfo: str) -> Desk:
+        """Make ``vault`` a desk of the team at ``conninfo`` and copy the team vault into it."""
+        stored = without_password(conninfo)
+        settings = SettingStore(vault)
+        current = settings.get(SERVER)
+        if current and current != stored:
+            raise TeamError(f"this vault is already a desk of another team ({current})")
+        if not current and vault.values.count():
+            raise TeamError(
+                f"{vault.path} already holds documents: a desk starts from a new vault"
+                " (choose another --vault path)"
+            )
+        desk = cls(vault, conninfo)
+        with desk._online("join the team"):
+            version = schema_version(desk.server)
+            if version == 0:
+                raise TeamError(
+                    "this database has no team vault yet: an administrator runs"
+                    " 'kvdesk team create URL' first"
+                )
+            if version != SCHEMA_VERSION:
+                raise TeamError(
+                    f"the team vault is at schema {version}, this kvdesk speaks {SCHEMA_VERSION}:"
+                    " " + ("upgrade kvdesk" if version > SCHEMA_VERSION else
+                           "an administrator runs 'kvdesk team create URL' to upgrade it")
+                )  # fmt: skip
+            desk.role()
+        settings.set(SERVER, stored)
+        PilotStore(vault).track_for_team()
+        desk.conninfo = conninfo  # this process keeps any password it was given
+        return desk
+
+    def close(self) -> None:
+        self.server.close()
+
+    # -- the server --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _online(self, action: str) -> Iterator[None]:
+        """Server errors in the desk's words: offline, or a role that may not do ``action``."""
+        import psycopg
+
+        try:
+            yield
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise TeamRoleError(f"your role ({self._role or 'none'}) cannot {action}") from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.server.reset()
+            self._went_offline()
+            raise TeamOfflineError(
+                f"the team server is offline ({_first_line(exc)}): {action} needs it."
+                " Search, show and export work from this desk's copy"
+            ) from None
+        except KvdeskError as exc:
+            if "cannot connect to PostgreSQL" not in str(exc):
+                raise
+            self.server.reset()
+            self._went_offline()
+            raise TeamOfflineError(
+                f"the team server is offline: {action} needs it. Search, show and export"
+                f" work from this desk's copy ({_first_line(exc)})"
+            ) from None
+
+    def _went_offline(self) -> None:
+        with contextlib.suppress(KvdeskError):
+            if not self.settings.get(OFFLINE_SINCE):
+                self.settings.set(OFFLINE_SINCE, _now())
+
+    def _reached(self) -> None:
+        with contextlib.suppress(KvdeskError):
+            self.settings.set(SYNCED_AT, _now())
+            if self.settings.get(OFFLINE_SINCE):
+                self.settings.delete(OFFLINE_SINCE)
+
+    def role(self) -> str:
+        """This login's role on the team ('' for none), asked once per desk object."""
+        if self._role is None:
+            with self._online("read the team vault"):
+                self._role = server_role(self.server)
+                self._user = str(self.server.conn.execute("SELECT current_user").fetchone()[0])
+        return self._role
+
+    def user(self) -> str:
+        self.role()
+        return self._user or ""
+
+    def require(self, role: str, action: str) -> None:
+        """Refuse ``action`` before it starts unless this user holds at least ``role`` (the
+        server enforces it regardless: this is for a clear message, and for nothing to start)."""
+        mine = self.role()
+        if ROLES.index(role) > (ROLES.index(mine) if mine in ROLES else -1):
+            raise TeamRoleError(f"your role ({mine or 'none'}) cannot {action}")
+
+    def grant(self, user: str, role: str) -> None:
+        if role not in ROLES:
+            raise TeamError(f"unknown role {role!r}: choose reader, curator or admin")
+        self.require("admin", "grant roles")
+        import psycopg
+
+        with self._online("grant roles"):
+            try:
+                grant(self.server, user, role)
+            except psycopg.errors.UndefinedObject as exc:
+                raise TeamError(_first_line(exc)) from None
+
+    def writes(self, action: str, role: str) -> TeamWrites:
+        """The vault as team writes see it: reads local, transactions on the server (refused
+        at once, with a clear message, for a user without ``role``)."""
+        return TeamWrites(self, action, role)
+
+    # -- sync ----------------------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        text = self.settings.get(LAST_SEQ, "0")
+        return int(text) if text.isdigit() else 0
+
+    def take_pulled(self) -> set[int]:
+        """Values pulled since last asked (their keys must follow), forgotten once taken."""
+        with self._lock:
+            pulled, self._pulled = self._pulled, set()
+        return pulled
+
+    def sync(self, *, push: bool = True) -> SyncReport:
+        """Deliver pending pilot sessions, then apply every change the server has."""
+        with self._lock:
+            pushed = self.push() if push else 0
+            before = self.last_seq
+            with self._online("sync"):
+                lag = ChangeLog(self.server).oldest_after(before)
+            applied, value_ids = self.pull()
+            self._reached()
+            return SyncReport(
+                applied, pushed, self.last_seq, lag or 0.0 if applied else 0.0,
+                frozenset(value_ids),
+            )  # fmt: skip
+
+    def pull(self, *, deadline: float | None = None) -> tuple[int, set[int]]:
+        """Apply the server's changes after :attr:`last_seq`, a batch per local transaction;
+        returns (changes applied, values touched). Stops early at ``deadline`` (monotonic)."""
+        tables = {t.name: t for t in replicated_tables()}
+        log = ChangeLog(self.server)
+        total = 0
+        touched: set[int] = set()
+        with self._lock:
+            while deadline is None or time.monotonic() < deadline:
+                last = self.last_seq
+                with self._online("sync"):
+                    changes = log.since(last, PULL_BATCH)
+                    if not changes:
+                        break
+                    wanted: dict[str, dict[str, dict[str, Any]]] = {}
+                    for change in changes:
+                        if change.table in tables:
+                            key = json.dumps(change.key, sort_keys=True)
+                            wanted.setdefault(change.table, {})[key] = change.key
+                    fetched = {
+                        name: _fetch(self.server, tables[name], list(keys.values()))
+                        for name, keys in wanted.items()
+                    }
+                touched |= self._apply(tables, wanted, fetched, changes[-1].seq)
+                total += len(changes)
+            self._pulled |= touched
+        if total:
+            self._reached()
+        return total, touched
+
+    def _apply(
+        self,
+        tables: dict[str, ReplicatedTable],
+        wanted: dict[str, dict[str, dict[str, Any]]],
+        fetched: dict[str, dict[str, Any]],
+        last_seq: int,
+    ) -> set[int]:
+        """Write one batch into the replica and move :attr:`last_seq`, in one transaction."""
+        touched: set[int] = set()
+        order = list(tables)
+        with self.vault.transaction() as tx:
+            tx.execute("PRAGMA defer_foreign_keys = ON")
+            for name in reversed(order):  # deletes, children first
+                gone = [k for s, k in wanted.get(name, {}).items() if s not in fetched[name]]
+                if gone:
+                    _delete(tx, tables[name], gone)
+                    touched |= _value_ids(name, gone)
+            for name in order:  # upserts, parents first
+                rows = list(fetched.get(name, {}).values())
+                if rows:
+                    _upsert(self.vault, tx, tables[name], rows)
+                    touched |= _value_ids(name, rows)
+            self.settings.set(LAST_SEQ, str(last_seq))  # in the same transaction
+        return touched
+
+    def push(self) -> int:
+        """Deliver this desk's undelivered pilot sessions (each exactly once: a session
+        delivered again replaces itself). Returns how many were delivered."""
+        local = PilotStore(self.vault)
+        remote = PilotStore(self.server)
+        origin = self.settings.vault_id()
+        delivered = 0
+        with self._lock:
+            while batch := local.undelivered(PUSH_BATCH):
+                sessions = local.sessions(ids=[sid for sid, _ in batch])
+                with self._online("record pilot sessions"):
+                    # A document found, then deleted from the team, is recorded as none.
+                    found = {s.found_value_id for s in sessions} - {None}
+                    kept = ValueStore(self.server).existing(found)  # type: ignore[arg-type]
+                sessions = [
+                    s if s.found_value_id in kept or s.found_value_id is None
+                    else dataclasses.replace(s, found_value_id=None)
+                    for s in sessions
+                ]  # fmt: skip
+                with self._online("record pilot sessions"), self.server.transaction() as tx:
+                    for session in sessions:
+                        remote.deliver(tx, session, f"{origin}:{session.id}", session.team)
+                local.mark_delivered(batch)
+                delivered += len(sessions)
+                if local.undelivered(PUSH_BATCH) == batch:
+                    break  # (cannot happen: a delivered batch is forgotten) never spin
+        return delivered
+
+    def pending(self) -> int:
+        return PilotStore(self.vault).undelivered_count()
+
+    def status(self) -> TeamStatus:
+        """Where the desk stands; asks the server (briefly) whether it is reachable."""
+        server = without_password(self.conninfo)
+        try:
+            role = self.role()
+            with self._online("read the team vault"):
+                self.server.conn.execute("SELECT 1")
+            self._reached()
+            online, reason = True, ""
+        except TeamOfflineError as exc:
+            online, reason, role = False, str(exc), self._role or ""
+        return TeamStatus(
+            server=server,
+            user=self._user or "",
+            role=role,
+            online=online,
+            last_seq=self.last_seq,
+            pending=self.pending(),
+            synced_at=self.settings.get(SYNCED_AT),
+            offline_since=self.settings.get(OFFLINE_SINCE),
+            reason=reason,
+        )
+
+
+class TeamWrites:
+    """The vault as a team write sees it: reads from the desk's replica, transactions on the
+    server (refused with a clear message offline or without the role), each committed one
+    followed by a pull. Stores built on it (values, tags, golden sets) work unchanged."""
+
+    def __init__(self, desk: Desk, action: str, role: str) -> None:
+        self.desk = desk
+        self.action = action
+        self.role = role
+        self.vault = desk.vault
+        self.path: Path = desk.vault.path
+        self._local = threading.local()
+        self.values = ValueStore(self, tags_of=TagStore(self).tags_of)
+
+    @property
+    def dialect(self) -> Dialect:
+        return POSTGRESQL if self._depth else self.vault.dialect
+
+    @property
+    def _depth(self) -> int:
+        return int(getattr(self._local, "depth", 0))
+
+    @property
+    def conn(self) -> Any:
+        return self.desk.server.conn if self._depth else self.vault.conn
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        return self.vault.writing()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        depth = self._depth
+        self._local.depth = depth + 1
+        try:
+            if depth:
+                with self.desk.server.transaction() as tx:
+                    yield tx
+                return
+            self.desk.require(self.role, self.action)
+            with self.desk._online(self.action), self.desk.server.transaction() as tx:
+                yield tx
+        finally:
+            self._local.depth = depth
+        # Committed on the server: bring it into the replica (the writer reads its own write).
+        with contextlib.suppress(TeamOfflineError):
+            self.desk.pull()
+
+
+def _fetch(
+    server: PostgresDatabase, table: ReplicatedTable, keys: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """The current server rows of ``keys`` (absent: deleted), by their key's JSON."""
+    names = [col for col, _ in table.key]
+    columns = ", ".join(f"{col} {kind}" for col, kind in table.key)
+    rows = server.conn.execute(
+        f"SELECT t.* FROM {table.name} t"
+        f" JOIN jsonb_to_recordset(?::jsonb) AS k({columns}) USING ({', '.join(names)})",
+        (json.dumps(list(keys)),),
+    ).fetchall()
+    out: dict[str, Any] = {}
+    for row in rows:
+        key = {col: _json_key(row[col]) for col in names}
+        out[json.dumps(key, sort_keys=True)] = row
+    return out
+
+
+def _json_key(value: Any) -> Any:
+    # How jsonb_build_object writes a key column: bytea as \x-prefixed hex.
+    if isinstance(value, bytes | memoryview):
+        return "\\x" + bytes(value).hex()
+    return value
+
+
+_COLUMNS: dict[tuple[str, str], Sequence[str]] = {}
+
+
+def _upsert(vault: Vault, tx: Connection, table: ReplicatedTable, rows: Sequence[Any]) -> None:
+    cache_key = (str(vault.path), table.name)
+    local = _COLUMNS.get(cache_key)
+    if local is None:
+        local = _COLUMNS[cache_key] = table_columns(vault, table.name)
+    names = [c for c in rows[0].keys() if c in local]
+    key = [col for col, _ in table.key]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in key)
+    sql = (
+        f"INSERT INTO {table.name}({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        f" ON CONFLICT({', '.join(key)}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
+    )
+    tx.executemany(sql, [tuple(_local_value(row[c]) for c in names) for row in rows])
+
+
+def _local_value(value: Any) -> Any:
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
+
+
+def _delete(tx: Connection, table: ReplicatedTable, keys: Sequence[dict[str, Any]]) -> None:
+    names = [col for col, _ in table.key]
+    where = " AND ".join(f"{col} = ?" for col in names)
+    params = [tuple(_from_json_key(k[col], kind) for col, kind in table.key) for k in keys]
+    tx.executemany(f"DELETE FROM {table.name} WHERE {where}", params)
+
+
+def _from_json_key(value: Any, kind: str) -> Any:
+    if kind == "bytea" and isinstance(value, str) and value.startswith("\\x"):
+        return bytes.fromhex(value[2:])
+    return value
+
+
+def _value_ids(table: str, rows: Sequence[Any]) -> set[int]:
+    """The values a replicated row belongs to (their keys follow it)."""
+    column = {"value": "id", "version": "value_id", "value_tag": "value_id"}.get(table)
+    if column is None:
+        return set()
+    return {int(row[column]) for row in rows}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
