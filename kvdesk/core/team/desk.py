@@ -69,7 +69,9 @@ def without_password(conninfo: str) -> str:
         params = conninfo_to_dict(conninfo)
     except Exception as exc:  # noqa: BLE001 - psycopg's ProgrammingError, said plainly
         raise TeamError(f"not a PostgreSQL connection string or URL: {exc}") from None
-    params.pop("password", None)
+    if "password" not in params:
+        return conninfo
+    params.pop("password")
     return make_conninfo(**{k: str(v) for k, v in params.items()})
 
 
@@ -179,8 +181,19 @@ class Desk:
                 " (choose another --vault path)"
             )
         desk = cls(vault, conninfo)
-        with desk._online("join the team"):
-            version = schema_version(desk.server)
+        try:
+            desk._check_server()
+        except BaseException:
+            desk.close()
+            raise
+        settings.set(SERVER, stored)
+        PilotStore(vault).track_for_team()
+        return desk
+
+    def _check_server(self) -> None:
+        """The server holds a team vault this kvdesk speaks, and says who we are."""
+        with self._online("join the team"):
+            version = schema_version(self.server)
             if version == 0:
                 raise TeamError(
                     "this database has no team vault yet: an administrator runs"
@@ -192,11 +205,7 @@ class Desk:
                     " " + ("upgrade kvdesk" if version > SCHEMA_VERSION else
                            "an administrator runs 'kvdesk team create URL' to upgrade it")
                 )  # fmt: skip
-            desk.role()
-        settings.set(SERVER, stored)
-        PilotStore(vault).track_for_team()
-        desk.conninfo = conninfo  # this process keeps any password it was given
-        return desk
+            self.role()
 
     def close(self) -> None:
         self.server.close()
