@@ -139,7 +139,11 @@ class PgServer:
         settings = dict(SETTINGS, unix_socket_directories=f"'{self.root}'", port=str(PORT))
         with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("".join(f"{k} = {v}\n" for k, v in settings.items()))
-        with open(self.log, "wb") as log:
+        self._launch()
+
+    def _launch(self) -> None:
+        """Start the postmaster on :attr:`data` and wait until it accepts connections."""
+        with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [str(self.bindir / "postgres"), "-D", str(self.data)],
                 user=self.user,
@@ -160,13 +164,39 @@ class PgServer:
                 )
             time.sleep(0.05)
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def halt(self) -> None:
+        """Stop the server as an administrator would (fast shutdown: open transactions roll
+        back, clients are disconnected), keeping its data; :meth:`resume` starts it again."""
+        if not self.running:
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGQUIT)
+            self.process.wait(timeout=30)
+            raise PgServerError("the PostgreSQL test server did not stop within 60 s") from None
+
+    def resume(self) -> None:
+        """Start a halted server again on the same data folder; waits until it is ready."""
+        if self.running:
+            return
+        self._launch()
+
     def _ready(self) -> bool:
-        """The postmaster.pid file's last line says "ready" once connections are accepted."""
+        """The postmaster.pid file's last line says "ready" once connections are accepted
+        (its first line names this process: not a file left by an earlier one)."""
         try:
             lines = (self.data / "postmaster.pid").read_text().splitlines()
         except OSError:
             return False
-        return len(lines) >= 8 and lines[7].strip() == "ready"
+        pid = str(self.process.pid) if self.process is not None else ""
+        return len(lines) >= 8 and lines[0].strip() == pid and lines[7].strip() == "ready"
 
     def _stage_copy(self) -> Path:
         install = self.bindir.parent

@@ -97,7 +97,8 @@ def test_sync_and_status_json_keep_the_contract(team: Team, tmp_path: Path) -> N
                                           "pending"]  # fmt: skip
     assert status["online"] is True and status["role"] == "curator" and status["pending"] == 0
     assert "password" not in status["server"]
-    code, out = run("--vault", str(desk), "search", "VPN certificate", "--mode", "lexical", "--json")
+    code, out = run("--vault", str(desk), "search", "VPN certificate", "--mode", "lexical",
+                    "--json")  # fmt: skip
     assert code == 0 and json.loads(out)["hits"][0]["title"] == "Vpn"
 
 
