@@ -37,6 +37,10 @@ def cmd_pilot_switch(args: argparse.Namespace, out: TextIO) -> int:
             user=getattr(args, "user", None),
             team=getattr(args, "team", None),
         )
+        if args.pilot_command != "status":
+            note = kb.share_pilot_settings()  # on a team desk: for every desk
+            if note:
+                print(f"kvdesk: {note}", file=sys.stderr)
         sessions = kb.pilot.count()
     if getattr(args, "json", False):
         _json({**settings.to_json(), "sessions": int(sessions)}, out)

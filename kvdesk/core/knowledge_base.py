@@ -306,6 +306,18 @@ class KnowledgeBase:
         except TeamOfflineError as exc:
             return self.pilot, str(exc).split(":")[0] + "; this desk's sessions only"
 
+    def share_pilot_settings(self) -> str:
+        """On a curator's desk: the pilot settings become every desk's (at their next sync).
+        Returns a note for anyone else ('' when shared, or not a desk)."""
+        if self._desk is None:
+            return ""
+        try:
+            if self._desk.share_settings():
+                return ""
+            return "your role (reader) sets the pilot log for this desk only, until the next sync"
+        except TeamOfflineError as exc:
+            return str(exc).split(":")[0] + "; set for this desk only"
+
     def deliver_pilot(self) -> None:
         """Deliver this desk's pilot sessions now if the server answers (else they wait)."""
         if self._desk is not None:

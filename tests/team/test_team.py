@@ -233,3 +233,17 @@ def test_commands_on_a_vault_that_is_not_a_desk_say_so(tmp_path: Path) -> None:
         assert code == 1
     with KnowledgeBase.open(vault) as kb, pytest.raises(KvdeskError, match="not a desk"):
         kb.sync_team()
+
+
+def test_a_curator_switches_the_pilot_log_on_for_every_desk(team: Team) -> None:
+    reader = team.desk("reader", "rex")
+    code, _ = run("--vault", str(team.root / "reader.kvdb"), "pilot", "on")
+    assert code == 0 and reader.pilot.enabled  # on this desk only: a reader cannot share it
+    team.desk("curator", "cal")
+    curator_vault = str(team.root / "curator.kvdb")
+    assert run("--vault", curator_vault, "pilot", "off")[0] == 0
+    reader.sync_team()
+    assert not reader.pilot.enabled  # the team's setting wins at the next sync
+    assert run("--vault", curator_vault, "pilot", "on")[0] == 0
+    late = team.desk("late", "rex")
+    assert late.pilot.enabled  # a desk joining later starts with the team's settings

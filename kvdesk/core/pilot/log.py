@@ -71,6 +71,8 @@ KeySetProvider = Callable[[], int | None]  # the active dense key set's id, if a
 OUTCOMES = tuple(str(o) for o in Outcome)
 DEFAULT_STALE_MINUTES = 30
 _ENABLED, _USER, _TEAM, _STALE = "pilot.enabled", "pilot.user", "pilot.team", "pilot.stale_minutes"
+# The settings a team shares (a curator sets them for every desk); user and team are a desk's.
+TEAM_SETTINGS = (_ENABLED, _STALE)
 
 
 class PilotDisabled(KvdeskError):

@@ -31,6 +31,7 @@ from typing import Any
 from kvdesk.core.db import POSTGRESQL, Connection, Dialect, ReplicatedTable
 from kvdesk.core.db.postgres import PostgresDatabase, create_schema, schema_version
 from kvdesk.core.errors import KvdeskError
+from kvdesk.core.pilot.log import TEAM_SETTINGS
 from kvdesk.core.pilot.store import PilotStore
 from kvdesk.core.schema import SCHEMA_VERSION, replicated_tables
 from kvdesk.core.settings import SettingStore
@@ -306,6 +307,7 @@ class Desk:
             with self._online("sync"):
                 lag = ChangeLog(self.server).oldest_after(before)
             applied, value_ids = self.pull()
+            self._pull_settings()
             self._reached()
             return SyncReport(
                 applied, pushed, self.last_seq, lag or 0.0 if applied else 0.0,
@@ -366,6 +368,26 @@ class Desk:
                     touched |= _value_ids(name, rows)
             self.settings.set(LAST_SEQ, str(last_seq))  # in the same transaction
         return touched
+
+    def _pull_settings(self) -> None:
+        """The team's pilot settings (on, idle minutes), as a curator last shared them."""
+        server = SettingStore(self.server)
+        with self._online("sync"):
+            shared = {key: server.get(key) for key in TEAM_SETTINGS}
+        for key, value in shared.items():
+            if value and self.settings.get(key) != value:
+                self.settings.set(key, value)
+
+    def share_settings(self) -> bool:
+        """Make this desk's pilot settings the team's (curators and admins); False for a
+        reader, whose settings stay on this desk until the team's next sync."""
+        if self.role() not in ("curator", "admin"):
+            return False
+        server = SettingStore(self.server)
+        with self._online("share the pilot settings"), self.server.transaction():
+            for key in TEAM_SETTINGS:
+                server.set(key, self.settings.get(key))
+        return True
 
     def push(self) -> int:
         """Deliver this desk's undelivered pilot sessions (each exactly once: a session

@@ -28,8 +28,9 @@ CHANGE_LOCK = 0x6B766331  # "kvc1"
 NOTIFY_CHANNEL = "kvdesk_changes"
 
 _PILOT_TABLES = ("pilot_session", "pilot_query", "pilot_hit", "pilot_open")
+# Curators also write the team's pilot settings (in setting).
 _CURATED_TABLES = ("tag", "value_tag", "tag_rule", "golden_set", "golden_query",
-                   "golden_judgement")  # fmt: skip
+                   "golden_judgement", "setting")  # fmt: skip
 
 
 def role_names(database: str) -> dict[str, str]:
