@@ -8,8 +8,7 @@ Where the two engines' Python values differ, the adapter makes PostgreSQL's look
 
 :func:`create_schema` creates or migrates the team tables: every schema step whose engines
 include ``postgresql``, version by version, in one transaction, with the version kept in the
-one-row table ``kvdesk_schema``. psycopg is optional (``pip install 'kvdesk[team]'``):
-it is imported when a database is opened.
+one-row table ``kvdesk_schema``. psycopg is imported when a database is opened.
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ def _psycopg() -> Any:
     try:
         import psycopg
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise KvdeskError("PostgreSQL support needs psycopg 3: pip install 'kvdesk[team]'") from exc
+        raise KvdeskError("PostgreSQL support needs psycopg 3: pip install 'psycopg[binary]'") from exc
     return psycopg
 
 
