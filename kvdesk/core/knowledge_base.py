@@ -185,14 +185,14 @@ class KnowledgeBase:
             ) from None
 
     @contextmanager
-    def _writing(self) -> Iterator[None]:
+    def _writing(self, *, timeout: float | None = None) -> Iterator[None]:
         """The vault's writer lock first, then the key index's writer, released together.
 
         The vault lock is what a second writer waits on; the key index writer is only ever
         taken inside it, and handed back afterwards so the next writer is not refused by it.
         """
-        with self._vault.writing():
-            deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        with self._vault.writing(timeout=timeout):
+            deadline = time.monotonic() + (WRITER_WAIT_SECONDS if timeout is None else timeout)
             while True:
                 try:
                     self._keys.open_writer()
@@ -329,7 +329,8 @@ class KnowledgeBase:
         if self._desk is None:
             return ""
         try:
-            with self._writing():
+            # Only if no one else is writing (the app syncs itself): never wait behind a writer.
+            with self._writing(timeout=0.5):
                 self._desk.pull(deadline=time.monotonic() + seconds)
                 self._key_values(self._desk.take_pulled())
         except TeamOfflineError as exc:

@@ -153,19 +153,27 @@ class Vault:
     # -- writing ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold the single-writer lock (across threads and processes) for a write session."""
-        with self._thread_write_lock:
-            depth = getattr(self._local, "write_depth", 0)
-            if depth == 0:
-                self._acquire_file_lock()
-            self._local.write_depth = depth + 1
-            try:
-                yield
-            finally:
-                self._local.write_depth = depth
+    def writing(self, *, timeout: float | None = None) -> Iterator[None]:
+        """Hold the single-writer lock (across threads and processes) for a write session;
+        with ``timeout``, give up (VaultBusyError) after that many seconds, whatever the
+        patience set by :meth:`wait_for_writers` (an optional write, like a catch-up)."""
+        if timeout is not None and not self._thread_write_lock.acquire(timeout=timeout):
+            raise VaultBusyError(f"vault is busy: another writer holds {self.path}")
+        try:
+            with self._thread_write_lock:
+                depth = getattr(self._local, "write_depth", 0)
                 if depth == 0:
-                    self._file_lock.release()
+                    self._acquire_file_lock(timeout)
+                self._local.write_depth = depth + 1
+                try:
+                    yield
+                finally:
+                    self._local.write_depth = depth
+                    if depth == 0:
+                        self._file_lock.release()
+        finally:
+            if timeout is not None:
+                self._thread_write_lock.release()
 
     def wait_for_writers(
         self, patience: float, on_wait: Callable[[str], None] | None = None
@@ -175,12 +183,12 @@ class Vault:
         self._patience = max(patience, WRITER_WAIT_SECONDS)
         self._on_wait = on_wait
 
-    def _acquire_file_lock(self) -> None:
+    def _acquire_file_lock(self, timeout: float | None = None) -> None:
         try:
-            self._file_lock.acquire(timeout=WRITER_WAIT_SECONDS)
+            self._file_lock.acquire(timeout=WRITER_WAIT_SECONDS if timeout is None else timeout)
             return
         except filelock.Timeout:
-            if self._patience > WRITER_WAIT_SECONDS:
+            if timeout is None and self._patience > WRITER_WAIT_SECONDS:
                 if self._on_wait is not None:
                     self._on_wait(
                         f"waiting for another kvdesk process (the app, or another import) to"
