@@ -324,7 +324,10 @@ class Desk:
         with self._lock:
             while deadline is None or time.monotonic() < deadline:
                 last = self.last_seq
-                with self._online("sync"):
+                # One snapshot for the changes and the rows behind them: the batch is the
+                # team vault as it was at one moment (no child without its parent).
+                with self._online("sync"), self.server.transaction() as snapshot:
+                    snapshot.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     changes = log.since(last, PULL_BATCH)
                     if not changes:
                         break
