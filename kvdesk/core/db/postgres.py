@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import select
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,9 @@ def _psycopg() -> Any:
     try:
         import psycopg
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise KvdeskError("PostgreSQL support needs psycopg 3: pip install 'psycopg[binary]'") from exc
+        raise KvdeskError(
+            "PostgreSQL support needs psycopg 3: pip install 'psycopg[binary]'"
+        ) from exc
     return psycopg
 
 
@@ -191,7 +194,21 @@ class PostgresDatabase:
         # new one, except inside a transaction, whose failure the caller must see.
         if getattr(self._local, "tx_depth", 0):
             return True
-        return not (conn.raw.closed or conn.raw.broken)
+        raw = conn.raw
+        if raw.closed or raw.broken:
+            return False
+        # psycopg learns that the server ended an idle session (a restart, an idle timeout)
+        # only when it is next used. kvdesk never LISTENs, so an idle connection with bytes
+        # waiting holds the server's goodbye: replace it instead of failing once.
+        from psycopg import pq
+
+        if raw.info.transaction_status == pq.TransactionStatus.IDLE:
+            try:
+                waiting, _, _ = select.select([raw.fileno()], [], [], 0)
+            except (OSError, ValueError):
+                return False
+            return not waiting
+        return True
 
     def reset(self) -> None:
         """Drop this thread's connection (after a failure): the next use reconnects."""
@@ -206,6 +223,11 @@ class PostgresDatabase:
                 autocommit=True,
                 row_factory=_row_factory,
                 connect_timeout=self.connect_timeout,
+                # A link that drops silently is noticed within about a minute.
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
             )
         except self._psycopg.Error as exc:
             raise KvdeskError(f"cannot connect to PostgreSQL: {exc}") from exc

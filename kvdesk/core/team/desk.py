@@ -314,7 +314,9 @@ class Desk:
                 frozenset(value_ids),
             )  # fmt: skip
 
-    def pull(self, *, deadline: float | None = None) -> tuple[int, set[int]]:
+    def pull(
+        self, *, deadline: float | None = None, action: str = "sync"
+    ) -> tuple[int, set[int]]:
         """Apply the server's changes after :attr:`last_seq`, a batch per local transaction;
         returns (changes applied, values touched). Stops early at ``deadline`` (monotonic)."""
         tables = {t.name: t for t in replicated_tables()}
@@ -326,7 +328,7 @@ class Desk:
                 last = self.last_seq
                 # One snapshot for the changes and the rows behind them: the batch is the
                 # team vault as it was at one moment (no child without its parent).
-                with self._online("sync"), self.server.transaction() as snapshot:
+                with self._online(action), self.server.transaction() as snapshot:
                     snapshot.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     changes = log.since(last, PULL_BATCH)
                     if not changes:

@@ -112,6 +112,13 @@ def _log_trigger(conn: Connection, table: ReplicatedTable, path: str) -> None:
         if table.detail
         else "NULL"
     )
+    new_key = ", ".join(f"'{col}', n.{col}" for col, _ in table.key)
+    new_detail = (
+        "jsonb_build_object(" + ", ".join(f"'{col}', n.{col}" for col in table.detail) + ")"
+        if table.detail
+        else "NULL"
+    )
+    using = ", ".join(col for col, _ in table.key)
     function = f"kvdesk_log_{table.name}"
     conn.execute(
         f"""
@@ -123,6 +130,14 @@ def _log_trigger(conn: Connection, table: ReplicatedTable, path: str) -> None:
                 INSERT INTO change_log(tbl, pk, op, detail, actor)
                 SELECT '{table.name}', jsonb_build_object({key}), 'D', {detail}, session_user
                 FROM old_rows;
+            ELSIF TG_OP = 'UPDATE' THEN
+                -- Sealing a row (its digest, computed after it is written) is not a change
+                -- of its own: the change that wrote the row already brings it to the desks.
+                INSERT INTO change_log(tbl, pk, op, detail, actor)
+                SELECT '{table.name}', jsonb_build_object({new_key}), 'U', {new_detail},
+                       session_user
+                FROM new_rows n JOIN old_rows o USING ({using})
+                WHERE to_jsonb(n) - 'digest' IS DISTINCT FROM to_jsonb(o) - 'digest';
             ELSE
                 INSERT INTO change_log(tbl, pk, op, detail, actor)
                 SELECT '{table.name}', jsonb_build_object({key}), left(TG_OP, 1), {detail},
@@ -135,14 +150,16 @@ def _log_trigger(conn: Connection, table: ReplicatedTable, path: str) -> None:
         $log$
         """
     )
-    for op, transition in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+    for op, transitions in (
+        ("INSERT", "NEW TABLE AS new_rows"),
+        ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        ("DELETE", "OLD TABLE AS old_rows"),
+    ):
         name = f"kvdesk_log_{op.lower()}"
-        rows = "new_rows" if transition == "NEW" else "old_rows"
         conn.execute(f"DROP TRIGGER IF EXISTS {name} ON {table.name}")
         conn.execute(
             f"CREATE TRIGGER {name} AFTER {op} ON {table.name}"
-            f" REFERENCING {transition} TABLE AS {rows}"
-            f" FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+            f" REFERENCING {transitions} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
         )
 
 
