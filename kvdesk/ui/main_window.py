@@ -50,7 +50,7 @@ from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.pilot.recorder import COMMIT_SECONDS, IDLE_SECONDS
 from kvdesk.core.progress import Progress
 from kvdesk.core.search.query import has_cjk, parse_query
-from kvdesk.core.search.retrieval import Hit
+from kvdesk.core.search.retrieval import Hit, SearchResult
 from kvdesk.core.vault.importer import ImportReport
 from kvdesk.ui.dialogs import FirstRunDialog, ImportReportDialog, SettingsDialog
 from kvdesk.ui.explain import ExplanationPanel
@@ -61,6 +61,7 @@ from kvdesk.ui.results import HitDelegate, HitRole, ResultsModel
 from kvdesk.ui.review_queue import ReviewQueue
 from kvdesk.ui.session import KeyState, SearchOutcome, Session
 from kvdesk.ui.tasks import Task, eta_text
+from kvdesk.ui.team import TeamState, TeamStatusLabel, TeamSync
 from kvdesk.ui.ui_state import (
     load_history,
     remember_vault,
@@ -140,6 +141,10 @@ class MainWindow(QMainWindow):
         self.pilot_dashboard: PilotDashboard | None = None
         self._auto_select = False
         self._pilot_idle_s: float = PILOT_IDLE_S
+        self.team_sync: TeamSync | None = None
+        self._quiet_seq = 0  # the search re-run because the team changed something
+        self._results_stale = False  # the team changed something; re-run the search on screen
+        self._dense_wanted = False  # the team's documents arrived: build their meaning keys
 
         self._build_widgets()
         self._build_menus()
@@ -261,6 +266,9 @@ class MainWindow(QMainWindow):
         for w in (self.progress_label, self.progress, self.cancel_button, self.pause_button):
             w.setVisible(False)
             bar.addPermanentWidget(w)
+        self.team_label = TeamStatusLabel()
+        self.team_label.setVisible(False)  # only on a desk of a team vault
+        bar.addPermanentWidget(self.team_label)
         bar.addPermanentWidget(self.keys_label)
         bar.addPermanentWidget(self.provider_label)
 
@@ -363,13 +371,36 @@ class MainWindow(QMainWindow):
         # Re-read the pause state once a task is marked done (not from its own finished signal,
         # whose slots may run before the runner marks it).
         self.session.runner.taskDone.connect(self._sync_pause_ui_after)
+        self.session.runner.taskDone.connect(self._on_tracked_done)
         self.session.pilotMarked.connect(self._on_pilot_marked)
+        self.session.denseYielded.connect(self._resume_dense)
         self.start_task = self.session.start()
+        self._attach_team()
         self.session.pilot.idle_s = self._pilot_idle_s
         self._sync_pilot_ui()
         self._refresh_tag_lists()
         self._update_title()
         self._show_idle_hint()
+
+    def _attach_team(self) -> None:
+        """On a desk of a team vault: sync in the background and show how it stands."""
+        self._results_stale = self._dense_wanted = False
+        self._quiet_seq = 0  # a new session numbers its searches from 1 again
+        if self.session.kb.team is None:
+            self.team_sync = None
+            self.team_label.set_state(None)
+            return
+        sync = TeamSync(self.session, self.session)
+        sync.stateChanged.connect(self._on_team_state)
+        sync.pulled.connect(self._on_team_pulled)
+        self.team_sync = sync
+        self.team_label.set_state(sync.state)
+        sync.start()  # queued behind the task that opens the vault
+
+    def _detach_team(self) -> None:
+        if self.team_sync is not None:
+            self.team_sync.stop()
+            self.team_sync = None
 
     def _update_title(self) -> None:
         self.setWindowTitle(f"kvdesk — {self.session.path.name}")
@@ -382,6 +413,7 @@ class MainWindow(QMainWindow):
             self._show_error(f"Could not open {path}: {exc}")
             return
         self._close_tool_tabs()
+        self._detach_team()
         self.session.close()
         self.session.deleteLater()
         self.model.set_hits([], {})
@@ -479,9 +511,35 @@ class MainWindow(QMainWindow):
             return
         if outcome.query != self.compose_query():
             return  # the box changed since: a newer search is on its way
+        if outcome.seq == self._quiet_seq:
+            self._show_refreshed(outcome)
+            return
         self.last_outcome = outcome
         result = outcome.result
         self.model.set_hits(result.hits, outcome.dates)
+        self._show_result_summary(result)
+        if self.session.pilot_on:
+            # Held until the user commits to it; a newer search (the next keystroke) replaces
+            # it, so typing "vpn setup" records one query, not v, vp, vpn…
+            if self.session.pilot.shown(outcome.query, result):
+                self._pilot_timer.start()
+            else:
+                self._pilot_timer.stop()  # committed at once (Enter was pressed on it)
+            self._sync_pilot_ui()
+        if result.hits:
+            self._auto_select = True
+            try:
+                self.select_rows([0])
+            finally:
+                self._auto_select = False
+        else:
+            self.viewer.clear()
+            self.explain.show_hits([])
+        self.resultsShown.emit(outcome)
+        if self._results_stale:
+            self.refresh_results()
+
+    def _show_result_summary(self, result: SearchResult) -> None:
         n = len(result.hits)
         spaces = ", ".join(s for s, ok in result.ready.items() if ok)
         self.results_count.setText(
@@ -498,15 +556,48 @@ class MainWindow(QMainWindow):
             self.banner.setVisible(False)
         if result.provider and result.provider != "none":
             self._set_provider(result.provider)
-        if self.session.pilot_on:
-            # Held until the user commits to it; a newer search (the next keystroke) replaces
-            # it, so typing "vpn setup" records one query, not v, vp, vpn…
-            if self.session.pilot.shown(outcome.query, result):
-                self._pilot_timer.start()
-            else:
-                self._pilot_timer.stop()  # committed at once (Enter was pressed on it)
-            self._sync_pilot_ui()
-        if result.hits:
+
+    def refresh_results(self) -> Task | None:
+        """Run the search on screen again because the team changed documents or tags: the
+        same query, so it is not a new one for the pilot log, and the selection stays."""
+        self._results_stale = False
+        query = self.compose_query()
+        if not query:
+            self._show_idle_hint()
+            return None
+        if self.session.searching:
+            self._results_stale = True  # once the user's own search is shown
+            return None
+        task = self.session.search(query, mode=str(self.mode_combo.currentData()))
+        self._quiet_seq = self.session.latest_search
+        return task
+
+    def _show_refreshed(self, outcome: SearchOutcome) -> None:
+        """A re-run search on screen: the documents selected before stay selected (and the
+        viewer stays where it was); only a selection that is gone moves to the first hit."""
+        selected = [hit.value_id for _, hit in self.selected_hits()]
+        current = self.model.hit(self.results_view.currentIndex().row())
+        result = outcome.result
+        self.last_outcome = outcome
+        self.model.set_hits(result.hits, outcome.dates)
+        self._show_result_summary(result)
+        rows = [i for i, h in enumerate(result.hits) if h.value_id in selected]
+        if rows:
+            sel = self.results_view.selectionModel()
+            sel.blockSignals(True)
+            for row in rows:
+                sel.select(self.model.index(row), QItemSelectionModel.SelectionFlag.Select)
+            current_id = current.value_id if current is not None else None
+            now = next((i for i in rows if result.hits[i].value_id == current_id), rows[0])
+            sel.setCurrentIndex(self.model.index(now), QItemSelectionModel.SelectionFlag.NoUpdate)
+            sel.blockSignals(False)
+            self.results_view.viewport().update()
+            self.explain.show_hits(self.selected_hits())
+            record = self.viewer.record
+            shown = next((h for h in result.hits if record and h.value_id == record.id), None)
+            if shown is not None and tuple(shown.tags) != tuple(self.viewer.tag_editor.tags()):
+                self.viewer.set_tags(tuple(shown.tags))
+        elif result.hits:
             self._auto_select = True
             try:
                 self.select_rows([0])
@@ -818,6 +909,40 @@ class MainWindow(QMainWindow):
         self.viewer.tag_editor.set_completions(tags)
         self.filter_bar.set_tags(tags)
 
+    # -- team -----------------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_team_state(self, state: object) -> None:
+        if isinstance(state, TeamState):
+            self.team_label.set_state(state)
+        if self._results_stale:
+            self.refresh_results()  # the user's own search was running when changes arrived
+
+    @Slot(object)
+    def _on_team_pulled(self, state: object) -> None:
+        """The team's changes are in this desk's copy: show them where the user looks (the
+        results on screen, the document's tags, the tag lists), and key them."""
+        if not isinstance(state, TeamState):
+            return
+        self._refresh_tag_lists()
+        record = self.viewer.record
+        if record is not None and record.id in state.value_ids:
+            try:
+                self.viewer.set_tags(tuple(self.session.kb.values.get(record.id).tags))
+            except KvdeskError:
+                pass  # gone from the team: the refreshed results say so
+        if self.review_queue is not None:
+            self.review_queue.note_outside_change("The team changed documents or tags")
+        self.refresh_results()
+        self._dense_wanted = self.auto_dense
+        self.session.refresh_keys()  # counts; and meaning keys follow (_on_keys_changed)
+
+    @Slot()
+    def _resume_dense(self) -> None:
+        """The meaning-key build stopped for a team sync: go on (after the sync)."""
+        if not self.session.closed:
+            self.build_dense()
+
     # -- import ---------------------------------------------------------------------------------
 
     def import_paths(self, paths: list[str] | list[Path]) -> Task:
@@ -877,6 +1002,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def build_dense(self) -> Task:
+        self._dense_wanted = False
         task = self.session.build_dense()
         self._track(task, "Dense keys")
         self.last_dense_task = task
@@ -997,7 +1123,6 @@ class MainWindow(QMainWindow):
         task.setProperty("label", label)
         self._progress_tasks.append(task)
         task.progressed.connect(self._on_progress)
-        task.finished.connect(self._on_tracked_finished)
         if self._shown_task is None:
             self._show_task(task, None)
 
@@ -1035,9 +1160,13 @@ class MainWindow(QMainWindow):
         if isinstance(task, Task) and isinstance(progress, Progress) and not task.done:
             self._show_task(task, progress)
 
-    @Slot()
-    def _on_tracked_finished(self) -> None:
-        task = self.sender()
+    @Slot(object)
+    def _on_tracked_done(self, task: object) -> None:
+        """A tracked task ended: show the next one. From the runner's taskDone (emitted before
+        it deletes the task), not the task's own finished, whose queued call can be dropped
+        once the task is gone, which left a deleted task in the list."""
+        if not any(t is task for t in self._progress_tasks):
+            return
         self._progress_tasks = [t for t in self._progress_tasks if t is not task]
         if task is self._shown_task or self._shown_task not in self._progress_tasks:
             self._show_task(self._progress_tasks[0] if self._progress_tasks else None, None)
@@ -1077,10 +1206,11 @@ class MainWindow(QMainWindow):
             self.auto_dense
             and state.values
             and not state.dense_ready
-            and self.last_dense_task is None
+            and (self.last_dense_task is None or self._dense_wanted)
             and not self.session.dense_paused
+            and not self.session.dense_running
         ):
-            self.build_dense()  # resume an interrupted build
+            self.build_dense()  # resume an interrupted build, or key the team's new documents
 
     def _set_provider(self, provider: str) -> None:
         kind = (
@@ -1105,6 +1235,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _maybe_offer_samples(self) -> None:
+        if self.session.kb.team is not None:
+            return  # an empty desk waits for its team's documents; samples would go to the team
         try:
             empty = self.session.count() == 0
         except KvdeskError:
@@ -1268,6 +1400,7 @@ class MainWindow(QMainWindow):
         self.save_state()
         self._debounce.stop()
         self._pilot_timer.stop()
+        self._detach_team()
         self.session.close()  # the pending pilot query is dropped
         self.viewer.cleanup()
         super().closeEvent(event)

@@ -296,12 +296,15 @@ class HitDelegate(QStyledItemDelegate):
         painter.restore()
 
 
-_LINE_HEIGHTS: dict[str, float] = {}
+_LINE_HEIGHTS: dict[tuple[str, tuple[str, ...]], float] = {}
 
 
 def text_line_height(font: QFont) -> int:
-    """One laid-out line of mixed Latin and Japanese text (a CJK fallback font can be taller)."""
-    key = font.key()
+    """One laid-out line of mixed Latin and Japanese text (a CJK fallback font can be taller).
+
+    Cached by the font's key *and* its fallback families: the key names the first family
+    only, so a height measured before the app font got its CJK fallback was reused after."""
+    key = (font.key(), tuple(font.families()))
     if key not in _LINE_HEIGHTS:
         doc = QTextDocument()
         doc.setDefaultFont(font)

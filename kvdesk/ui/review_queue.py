@@ -350,6 +350,12 @@ class ReviewQueue(QWidget):
         self.summary.setText("Suggestions failed")
         self.message.emit(message)
 
+    def note_outside_change(self, what: str) -> None:
+        """Someone else changed the vault (a team desk synced): say so; the list is kept, so
+        a review in progress is not lost, and Refresh shows the new state."""
+        if self.summary.text() and "Refresh" not in self.summary.text():
+            self.summary.setText(f"{self.summary.text()} · {what} — Refresh to update")
+
     # -- display --------------------------------------------------------------------------------
 
     @property
@@ -623,6 +629,7 @@ class ReviewQueue(QWidget):
         if action in self.undo_stack:
             self.undo_stack.remove(action)
         self.undo_button.setEnabled(bool(self.undo_stack))
+        self.summary.setText(f"Not saved: {message}")  # where the user is looking, too
         self.message.emit(f"Could not save the tag decision: {message}")
 
     @Slot()

@@ -28,6 +28,7 @@ from kvdesk.core.progress import CancelToken, Progress
 from kvdesk.core.search.retrieval import SearchResult
 from kvdesk.core.vault.importer import ImportReport
 from kvdesk.ui.tasks import Task, TaskRunner
+from kvdesk.ui.team import sync_once
 
 Sink = Callable[[Progress], None]
 
@@ -72,6 +73,8 @@ class Session(QObject):
         pilotMarked(object): a pilot session got its verdict (the PilotSession).
         pilotSettingsChanged(object): the pilot settings were saved (PilotSettings).
         densePaused(bool): the meaning-key build was paused (True) or resumed/started (False).
+        denseYielded(): the meaning-key build stopped to let a team sync run first (see
+            :meth:`yield_dense`); the window starts it again, and it goes on where it was.
     """
 
     searched = Signal(object)
@@ -84,11 +87,13 @@ class Session(QObject):
     pilotMarked = Signal(object)
     pilotSettingsChanged = Signal(object)
     densePaused = Signal(bool)
+    denseYielded = Signal()
 
     def __init__(self, kb: KnowledgeBase, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.kb = kb
         self.runner = TaskRunner(self)
+        self.runner.taskDone.connect(self._on_task_done)
         self._search_seq = 0
         self._search_token: CancelToken | None = None
         self._search_tasks: dict[Task, int] = {}
@@ -98,6 +103,8 @@ class Session(QObject):
         self.dense_task: Task | None = None
         self.dense_paused = False
         self._dense_rate: float | None = None  # carried over a pause, so the ETA shows at once
+        self._dense_yielding: set[Task] = set()  # paused for a team sync, not by the user
+        self._imports: set[Task] = set()
         try:  # one settings row, read on the GUI thread like the other cheap reads below
             pilot_on = kb.pilot.enabled
         except KvdeskError:
@@ -191,7 +198,6 @@ class Session(QObject):
         self._search_tasks[task] = seq
         task.succeeded.connect(self._on_search_done)
         task.failed.connect(self._on_search_failed)
-        task.finished.connect(self._on_search_finished)
         return task
 
     @property
@@ -211,11 +217,13 @@ class Session(QObject):
         if isinstance(task, Task) and self._search_tasks.get(task) == self._search_seq:
             self.searchFailed.emit(message)
 
-    @Slot()
-    def _on_search_finished(self) -> None:
-        task = self.sender()
+    @Slot(object)
+    def _on_task_done(self, task: object) -> None:
+        """Forget a finished search or import. From the runner, not the task's own finished
+        signal: a queued call from a task can be dropped once the runner has deleted it."""
         if isinstance(task, Task):
             self._search_tasks.pop(task, None)
+            self._imports.discard(task)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -225,13 +233,28 @@ class Session(QObject):
         def run(report: Sink, cancel: CancelToken) -> ImportReport:
             return self.kb.import_paths(items, progress=report, cancel=cancel)
 
-        return self.runner.write("import", run)
+        return self._import_task("import", run)
 
     def import_records(self, records_file: str | os.PathLike[str]) -> Task:
         def run(report: Sink, cancel: CancelToken) -> ImportReport:
             return self.kb.import_records(records_file, progress=report, cancel=cancel)
 
-        return self.runner.write("import records", run)
+        return self._import_task("import records", run)
+
+    def _import_task(self, name: str, run: Callable[[Sink, CancelToken], Any]) -> Task:
+        task = self.runner.write(name, run)
+        self._imports.add(task)
+        return task
+
+    @property
+    def importing(self) -> bool:
+        """An import is queued or running (a team sync waits: the import catches up itself)."""
+        return bool(self._imports)
+
+    def sync_team(self) -> Task:
+        """One team sync on the writer thread; succeeds with a TeamState (offline included)."""
+        kb = self.kb
+        return self.runner.write("team sync", lambda report, cancel: sync_once(kb))
 
     def build_dense(self) -> Task:
         """Compute missing dense keys, newest documents first (resumable, cancellable, and
@@ -256,12 +279,32 @@ class Session(QObject):
             self.densePaused.emit(False)
         return task
 
+    @property
+    def dense_running(self) -> bool:
+        """A meaning-key build is queued or running (and holds the writer thread)."""
+        task = self.dense_task
+        return task is not None and not task.done
+
     def pause_dense(self) -> bool:
         """Pause the meaning-key build after its current batch (each batch is committed, so
         nothing is lost; the writer thread is free meanwhile). False when none is running."""
         task = self.dense_task
+        if task is not None and task in self._dense_yielding:
+            self._dense_yielding.discard(task)  # stopping for a sync anyway: stay paused now
+            return True
         if task is None or task.done or task.pause_requested:
             return False
+        task.pause()
+        return True
+
+    def yield_dense(self) -> bool:
+        """Let a write queued behind the meaning-key build (a team sync) run first: the build
+        stops after its current batch, and :attr:`denseYielded` asks for it to start again
+        (the writer runs tasks in order, so after that write). Not a pause the user sees."""
+        task = self.dense_task
+        if task is None or task.done or task.pause_requested:
+            return False
+        self._dense_yielding.add(task)
         task.pause()
         return True
 
@@ -270,6 +313,14 @@ class Session(QObject):
         return self.build_dense()
 
     def _on_dense_paused(self, task: Task) -> None:
+        if task in self._dense_yielding:
+            self._dense_yielding.discard(task)
+            if task is self.dense_task and not self.closed:
+                self.dense_task = None
+                if task.rate is not None:
+                    self._dense_rate = task.rate
+                self.denseYielded.emit()
+            return
         if task is self.dense_task:
             self.dense_paused = True
             self.message.emit("Meaning keys paused — what was built so far is kept")
@@ -277,6 +328,7 @@ class Session(QObject):
             self.refresh_keys()
 
     def _on_dense_finished(self, task: Task) -> None:
+        self._dense_yielding.discard(task)  # it ended before it could stop for the sync
         if task is self.dense_task:
             self.dense_task = None
         with contextlib.suppress(RuntimeError):  # the Qt object may be gone already
@@ -342,6 +394,11 @@ class Session(QObject):
             self.pilotRecorded.emit(str(what), int(session_id))
 
     # -- reads on the GUI thread (single SQLite rows: cheap, no tantivy) -------------------------
+
+    @property
+    def searching(self) -> bool:
+        """A search is queued or running."""
+        return bool(self._search_tasks)
 
     def all_tags(self) -> list[str]:
         return self.kb.all_tags()

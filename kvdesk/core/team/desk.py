@@ -44,10 +44,11 @@ SERVER = "team.server"
 LAST_SEQ = "team.last_seq"
 SYNCED_AT = "team.synced_at"
 OFFLINE_SINCE = "team.offline_since"
+ROLE, USER = "team.role", "team.user"  # as the server last said (shown while offline)
 
 PULL_BATCH = 5000  # changes per local transaction
 PUSH_BATCH = 100  # pilot sessions per server transaction
-CONNECT_TIMEOUT = 5  # seconds: an offline server is said quickly
+CONNECT_TIMEOUT = 3  # seconds: an offline server is said quickly (libpq's least is 2)
 
 
 class TeamError(KvdeskError):
@@ -251,16 +252,46 @@ class Desk:
                 self.settings.delete(OFFLINE_SINCE)
 
     def role(self) -> str:
-        """This login's role on the team ('' for none), asked once per desk object."""
+        """This login's role on the team ('' for none), asked once per desk object (and again
+        at each sync: an admin may have changed it)."""
         if self._role is None:
-            with self._online("read the team vault"):
-                self._role = server_role(self.server)
-                self._user = str(self.server.conn.execute("SELECT current_user").fetchone()[0])
-        return self._role
+            self.refresh_role()
+        return self._role or ""
 
     def user(self) -> str:
         self.role()
         return self._user or ""
+
+    def refresh_role(self) -> str:
+        """Ask the server who we are and what we may do; remembered for offline display."""
+        with self._online("read the team vault"):
+            role = server_role(self.server)
+            user = str(self.server.conn.execute("SELECT current_user").fetchone()[0])
+        self._role, self._user = role, user
+        if (self.settings.get(ROLE), self.settings.get(USER)) != (role, user):
+            self.settings.set(ROLE, role)
+            self.settings.set(USER, user)
+        return role
+
+    def known_role(self) -> str:
+        """The role the server last said (no server asked: for display while offline)."""
+        return self._role if self._role is not None else self.settings.get(ROLE)
+
+    def known_user(self) -> str:
+        return self._user if self._user is not None else self.settings.get(USER)
+
+    def changes_waiting(self) -> bool:
+        """Whether the server has changes this desk has not applied (one cheap query)."""
+        with self._online("sync"):
+            return ChangeLog(self.server).last_seq_after(self.last_seq)
+
+    def touch(self) -> SyncReport:
+        """A sync with nothing to move: role and shared settings refreshed, contact noted."""
+        with self._lock:
+            self.refresh_role()
+            self._pull_settings()
+            self._reached()
+            return SyncReport(0, 0, self.last_seq, 0.0)
 
     def require(self, role: str, action: str) -> None:
         """Refuse ``action`` before it starts unless this user holds at least ``role`` (the
@@ -303,6 +334,7 @@ class Desk:
         """Deliver pending pilot sessions, then apply every change the server has."""
         with self._lock:
             pushed = self.push() if push else 0
+            self.refresh_role()
             before = self.last_seq
             with self._online("sync"):
                 lag = ChangeLog(self.server).oldest_after(before)

@@ -219,6 +219,13 @@ class ChangeLog:
         row = self._db.conn.execute("SELECT coalesce(max(seq), 0) FROM change_log").fetchone()
         return int(row[0])
 
+    def last_seq_after(self, seq: int) -> bool:
+        """Whether any change is numbered after ``seq``."""
+        row = self._db.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM change_log WHERE seq > ?)", (seq,)
+        ).fetchone()
+        return bool(row[0])
+
     def since(self, seq: int, limit: int) -> list[Change]:
         rows = self._db.conn.execute(
             "SELECT seq, tbl, pk, op, actor, at::text AS at, detail FROM change_log"
