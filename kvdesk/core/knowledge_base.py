@@ -208,6 +208,9 @@ class KnowledgeBase:
                     time.sleep(0.1)
             try:
                 yield
+            except BaseException:
+                self._keys.unsure()  # a value may be stored without its keys
+                raise
             finally:
                 self._keys.flush()
                 self._keys.close()  # releases the key index writer; searches reopen it to read

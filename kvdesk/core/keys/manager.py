@@ -97,6 +97,7 @@ class KeyManager:
         self._matrix: VectorMatrix | None = None
         self._matrix_key_set: int | None = None
         self._lock = threading.RLock()
+        self._caught_up_at: tuple[int, int] | None = None  # see open_writer
         self._folder = KeyFolder(self.directory, vault.path.name, SettingStore(vault).vault_id)
 
     # -- lexical --------------------------------------------------------------------------------
@@ -194,11 +195,32 @@ class KeyManager:
         }
 
     def open_writer(self) -> None:
-        """Take the lexical index's writer (one process at a time) and catch up with the vault."""
+        """Take the lexical index's writer (one process at a time) and catch up with the vault.
+
+        The full catch-up reads every value's fingerprint (about 10 µs a value): it runs when
+        this process first writes, and again only when another connection has committed to
+        the vault since (SQLite's ``data_version``) or a write here failed half-way. Writes
+        made here key their values themselves."""
         with self._lock:
             if not self._lexical_writable:
                 self._open_lexical(writable=True)
+            stamp = self._vault_stamp()
+            if stamp is not None and stamp == self._caught_up_at:
+                return
             self.sync_lexical()
+            self._caught_up_at = self._vault_stamp()
+
+    def _vault_stamp(self) -> tuple[int, int] | None:
+        """This thread and what its connection has seen of other connections' commits."""
+        try:
+            version = int(self.vault.conn.execute("PRAGMA data_version").fetchone()[0])
+        except Exception:  # noqa: BLE001 - no stamp: catch up in full
+            return None
+        return threading.get_ident(), version
+
+    def unsure(self) -> None:
+        """A write failed between a value and its keys: catch up in full at the next writer."""
+        self._caught_up_at = None
 
     def sync_lexical(self, progress: ProgressSink = no_progress) -> int:
         """Re-index values whose lexical keys are missing or stale; drop keys of gone values.
