@@ -32,6 +32,9 @@ from typing import Any
 
 from kvdesk.core.errors import KvdeskError, VaultBusyError, VaultFormatError
 from kvdesk.core.keys.japanese import japanese_words
+from kvdesk.core.search.identifiers import Identifier
+from kvdesk.core.search.identifiers import decode as decode_identifiers
+from kvdesk.core.search.identifiers import encode as encode_identifiers
 from kvdesk.core.search.query import CJK_CHAR_CLASS, ParsedQuery, has_cjk
 from kvdesk.core.search.stopwords import is_function_word
 
@@ -71,6 +74,8 @@ _FIELDS = (
     "updated",
     "ja_words",
     "built",  # a fingerprint of what the document was built from (see KeyManager)
+    "ids",  # identifier keys, canonical (kvdesk.core.search.identifiers)
+    "ids_raw",  # the same identifiers as the document writes them (to verify and show)
 )
 _EN = "kv_en"  # simple + remove_long(40) + lowercase + ascii_fold + english stemmer
 _PLAIN = "kv_plain"  # simple + remove_long(40) + lowercase + ascii_fold (tags, paths)
@@ -138,6 +143,7 @@ class LexicalDoc:
     path: str
     updated: datetime.datetime
     built: int = 0  # fingerprint of the value state and tags these keys were built from
+    identifiers: tuple[Identifier, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,7 +269,7 @@ class LexicalIndex:
 
     #: Bump when the schema or analyzers change: the next writable open starts an empty index
     #: in a new subfolder and the caller reindexes from the vault.
-    SCHEMA_VERSION: int = 4
+    SCHEMA_VERSION: int = 5
 
     #: Field boosts (BM25 per field, summed). Title relative to body, SciFact test nDCG@10:
     #: 2.0 → 0.622, 1.0 → 0.665, 0.7 → 0.682, 0.5 → 0.691, 0.3 → 0.685 (one combined field:
@@ -386,6 +392,10 @@ class LexicalIndex:
                 sb.add_text_field(name, stored=True, tokenizer_name=_PLAIN, index_option="freq")
             elif name == "updated":
                 sb.add_date_field(name, stored=True, indexed=True, fast=True)
+            elif name == "ids":
+                sb.add_text_field(name, tokenizer_name="raw", index_option="basic")
+            elif name == "ids_raw":
+                sb.add_text_field(name, stored=True, tokenizer_name="raw", index_option="basic")
             elif name == "ja_words":
                 # Already analysed (lowercased base forms joined by spaces).
                 sb.add_text_field(name, tokenizer_name="whitespace", index_option="freq")
@@ -432,6 +442,10 @@ class LexicalIndex:
                         doc.add_text("tag_exact", path)
                 if d.path:
                     doc.add_text("path", d.path)
+                for ident in d.identifiers:
+                    doc.add_text("ids", ident.canonical)
+                if d.identifiers:
+                    doc.add_text("ids_raw", encode_identifiers(d.identifiers))
                 doc.add_text("media_type", d.media_type.lower())
                 doc.add_date("updated", _utc(d.updated))
                 # A delete only hits documents added before it, so delete-then-add is an upsert.
@@ -496,6 +510,25 @@ class LexicalIndex:
         ids = searcher.fast_field_values("value_id", addrs)
         values = searcher.fast_field_values(field_name, addrs)
         return {int(i): int(v) for i, v in zip(ids, values, strict=True) if i is not None}
+
+    def identifier_holders(
+        self, canonicals: Collection[str], limit: int = 50
+    ) -> dict[int, tuple[Identifier, ...]]:
+        """Values holding an identifier of one of ``canonicals``, with every identifier each
+        holds as stored (for verification); at most ``limit`` values."""
+        queries = [self._term("ids", c) for c in dict.fromkeys(canonicals)]
+        if not queries:
+            return {}
+        searcher = self._searcher()
+        hits = searcher.search(self._any_of(queries), limit, count=False).hits
+        out: dict[int, tuple[Identifier, ...]] = {}
+        for _, addr in hits:
+            doc = searcher.doc(addr)
+            value_id = doc.get_first("value_id")
+            stored = doc.get_first("ids_raw") or ""
+            if value_id is not None:
+                out[int(value_id)] = decode_identifiers(str(stored))
+        return out
 
     def excluded_ids(self, words: Iterable[str]) -> set[int]:
         """Every value that a ``-word`` / ``-"phrase"`` exclusion of ``words`` drops (no cap)."""

@@ -43,9 +43,11 @@ from kvdesk.core.keys.store import KeySet, KeySetState, KeyStore
 from kvdesk.core.keys.vectors import VectorMatrix
 from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
+from kvdesk.core.search.identifiers import Identifier, canonical
+from kvdesk.core.search.identifiers import extract as extract_identifiers
 from kvdesk.core.settings import SettingStore
 from kvdesk.core.tags.store import TagStore
-from kvdesk.core.vault.records import clean_text
+from kvdesk.core.vault.records import KeySource, clean_text
 from kvdesk.core.vault.vault import Vault
 
 log = logging.getLogger("kvdesk.keys")
@@ -285,6 +287,7 @@ class KeyManager:
                 built=key_fingerprint(
                     src.digest, src.identifier, src.updated_at, tags[src.value_id]
                 ),
+                identifiers=_identifiers(src),
             )
             for src in sources
         ]
@@ -616,6 +619,16 @@ class KeyManager:
                 self._lexical.close()
                 self._lexical = None
             self._lexical_writable = False
+
+
+def _identifiers(src: KeySource) -> tuple[Identifier, ...]:
+    """The value's own names (its ``DOC-`` id, its records ``_id``), then those in its text."""
+    own = [Identifier(src.identifier, canonical(src.identifier), "kvdesk")]
+    if src.external_id:
+        own.append(Identifier(src.external_id, canonical(src.external_id), "external"))
+    found = extract_identifiers(src.title + "\n" + src.text)
+    seen = {i.canonical for i in own}
+    return (*own, *(i for i in found if i.canonical not in seen))
 
 
 def _key_date(source_mtime: float | None, updated_at: str) -> dt.datetime:

@@ -40,6 +40,7 @@ from kvdesk.core.keys.japanese import japanese_words
 from kvdesk.core.keys.lexical import LexicalHit, cjk_grams, media_types_for
 from kvdesk.core.keys.manager import KeyManager, KeySet
 from kvdesk.core.keys.vectors import DenseHit
+from kvdesk.core.search.identifiers import IdentifierMatch, query_identifiers, verify
 from kvdesk.core.search.query import ParsedQuery, clean_query, has_cjk, parse_query
 from kvdesk.core.search.stopwords import is_function_word
 from kvdesk.core.tags.store import TagStore
@@ -55,6 +56,9 @@ class FusionParams:
     lexical_weight: float = 0.4
     dense_weight: float = 0.6
     tag_weight: float = 0.3
+    # A verified identifier (an invoice number the query names) outranks any amount of words
+    # and meaning: set, not tuned.
+    identifier_weight: float = 2.0
     candidates: int = 100
     cjk_lexical_weight: float = 0.75  # English-only default model: CJK queries lean on bigrams
     temperature: float = 0.05  # softmax temperature of the weights, in fused-score units
@@ -97,15 +101,24 @@ class TagExplanation:
 
 
 @dataclass(frozen=True)
+class IdentifierExplanation:
+    score: float
+    matches: tuple[IdentifierMatch, ...]
+
+
+@dataclass(frozen=True)
 class Explanation:
     """Per key space contributions; they add up to the hit's score."""
 
     lexical: LexicalExplanation | None = None
     dense: DenseExplanation | None = None
     tags: TagExplanation | None = None
+    identifiers: IdentifierExplanation | None = None
 
     def contributions(self) -> dict[str, float]:
         parts: dict[str, float] = {}
+        if self.identifiers is not None:
+            parts["identifiers"] = self.identifiers.score
         if self.lexical is not None:
             parts["lexical"] = self.lexical.score
         if self.dense is not None:
@@ -147,6 +160,15 @@ class Explanation:
             if details:
                 tag["tags"] = list(self.tags.tags)
             out["tags"] = tag
+        if self.identifiers is not None:
+            ids: dict[str, Any] = {"score": round(self.identifiers.score, 6)}
+            if details:
+                ids["matches"] = [
+                    {"query": m.query, "stored": m.stored, "kind": m.kind,
+                     "corrections": m.corrections, "said": m.describe()}
+                    for m in self.identifiers.matches
+                ]  # fmt: skip
+            out["identifiers"] = ids
         return out
 
 
@@ -176,8 +198,16 @@ class SearchResult:
     hits: tuple[Hit, ...]
     elapsed_ms: float
     parsed: ParsedQuery | None = field(default=None, compare=False)
+    # Identifiers the query names that no document holds (said, never guessed).
+    absent_identifiers: tuple[str, ...] = ()
 
     def to_json(self, explain: bool = False) -> dict[str, Any]:
+        out = self._json(explain)
+        if self.absent_identifiers:
+            out["absent_identifiers"] = list(self.absent_identifiers)
+        return out
+
+    def _json(self, explain: bool) -> dict[str, Any]:
         return {
             "query": self.query,
             "mode": self.mode,
@@ -217,6 +247,7 @@ class _Candidate:
     cosine: float | None = None
     passage_index: int = 0
     tags: tuple[str, ...] = ()
+    identifiers: tuple[IdentifierMatch, ...] = ()
 
 
 @dataclass
@@ -232,6 +263,9 @@ class Gathered:
     provider: str = "none"
     dense_used: bool = False
     tag_matches: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    identifiers_named: tuple[str, ...] = ()  # identifiers the query names
+    identifiers_absent: tuple[str, ...] = ()  # ... that no document holds
+    only_identifiers: bool = False  # the query is nothing but identifiers
 
 
 class Retriever:
@@ -267,6 +301,10 @@ class Retriever:
         if parsed.terms or parsed.phrases:
             # A candidate that no key contributed to is not a hit (filters alone score 0).
             pool = [r for r in pool if r.score > 0]
+        if gathered.only_identifiers and gathered.identifiers_named:
+            # A query that is only identifiers is answered by identifiers only: a document
+            # that merely shares some digits does not claim to hold the number.
+            pool = [r for r in pool if r.explanation.identifiers is not None]
         ranked = pool[:k]
         if details and ranked:
             ranked = self._explain_lexical(parsed, gathered, ranked)
@@ -283,6 +321,7 @@ class Retriever:
             hits=tuple(hits),
             elapsed_ms=(time.perf_counter() - started) * 1000,
             parsed=parsed,
+            absent_identifiers=gathered.identifiers_absent,
         )
 
     def _explain_lexical(
@@ -370,6 +409,8 @@ class Retriever:
                                 c.passage_index = int(np.argmax(sims))
                                 c.cosine = float(sims[c.passage_index])
 
+        if use_lex:
+            self._gather_identifiers(g)
         if mode == "hybrid":
             g.tag_matches = self._tag_matches(parsed)
             allowed = self._allowed(parsed)  # filters and -exclusions hold for tag keys too
@@ -381,6 +422,29 @@ class Retriever:
                 g.candidates[vid] = _Candidate(vid)
         return g
 
+    def _gather_identifiers(self, g: Gathered) -> None:
+        """Candidates holding an identifier the query names, each match verified against
+        the identifier as the document stores it (canonical forms only find candidates)."""
+        named = query_identifiers(g.parsed.text)
+        if not named:
+            return
+        g.identifiers_named = tuple(i.raw for i in named)
+        rest = g.parsed.text
+        for ident in named:
+            rest = rest.replace(ident.raw, " ")
+        g.only_identifiers = not re.search(r"\w", rest)
+        holders = self.keys.lexical.identifier_holders([i.canonical for i in named])
+        allowed = self._allowed(g.parsed)
+        held: set[str] = set()
+        for value_id, stored in holders.items():
+            if allowed is not None and value_id not in allowed:
+                continue
+            matches = tuple(m for i in named if (m := verify(i, stored)) is not None)
+            if matches:
+                g.candidates.setdefault(value_id, _Candidate(value_id)).identifiers = matches
+                held.update(m.query for m in matches)
+        g.identifiers_absent = tuple(i.raw for i in named if i.raw not in held)
+
     def fuse(self, g: Gathered, p: FusionParams) -> list[_Ranked]:
         """One score per value: the weighted sum of each key space's normalised evidence."""
         lexical_weight, dense_weight = p.lexical_weight, p.dense_weight
@@ -388,10 +452,19 @@ class Retriever:
             lexical_weight, dense_weight = p.cjk_lexical_weight, 1.0 - p.cjk_lexical_weight
         max_bm25 = max((c.lexical.score for c in g.candidates.values() if c.lexical), default=0.0)
         lex_scale = lexical_weight / max_bm25 if max_bm25 > 0 else 0.0
+        # In lexical mode scores are raw BM25: an identifier still outranks every word.
+        id_unit = max_bm25 if g.mode == "lexical" and max_bm25 > 0 else 1.0
         ranked: list[_Ranked] = []
         for c in g.candidates.values():
+            found = (
+                IdentifierExplanation(
+                    p.identifier_weight * id_unit * len(c.identifiers), c.identifiers
+                )
+                if c.identifiers
+                else None
+            )
             if g.mode == "lexical":
-                exp = Explanation(lexical=_lexical_exp(c.lexical, 1.0))
+                exp = Explanation(lexical=_lexical_exp(c.lexical, 1.0), identifiers=found)
             elif g.mode == "dense":
                 exp = Explanation(dense=_dense_exp(c, c.cosine or 0.0))
             else:
@@ -401,6 +474,7 @@ class Retriever:
                     lexical=_lexical_exp(c.lexical, lex_scale),
                     dense=_dense_exp(c, dense_weight * cosine) if g.dense_used else None,
                     tags=TagExplanation(tag_score, c.tags) if g.tag_matches else None,
+                    identifiers=found,
                 )
             score = sum(exp.contributions().values())
             snippet = c.lexical.snippet_html if c.lexical is not None else ""

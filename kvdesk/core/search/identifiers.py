@@ -1,0 +1,158 @@
+"""Identifier keys: invoice and order numbers, IBANs, e-mail addresses, phone numbers, dates
+and ``DOC-`` ids, found in every document's text as an exact-match key space.
+
+A scan reads ``INV-2024-0117`` as ``INV-2O24-0117`` often enough that exact matching alone
+fails, and loose matching alone claims documents that do not hold the number. So matching
+goes through a *canonical* form (upper case, no separators, O→0, I/L→1, S→5, B→8, Z→2), and
+every candidate is then **verified** against the identifier as stored in the document: the
+explanation shows the stored form and how many characters were corrected. A number that no
+document holds is reported as absent, never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rapidfuzz.distance import Levenshtein
+
+# Letters a scan (or a hurried typist) confuses with digits, mapped to the digit.
+_CONFUSABLE = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "S": "5",
+                             "B": "8", "Z": "2", "G": "6"})  # fmt: skip
+_SEPARATORS = re.compile(r"[\s\-_./:#]+")
+
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", re.UNICODE)
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_DATE = re.compile(
+    r"\b(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{4}年\d{1,2}月\d{1,2}日)"
+)
+_PHONE = re.compile(r"(?<![\w+\-/.])\+?\d[\d ()\-]{7,}\d\b")
+# Codes: letters and digits mixed, with optional separators (INV-2024-0117, PO 44817,
+# DOC-12, AB12CD), or a long run of digits (an order number). OCR may have put a letter for
+# a digit, so a "digit" here is a digit or a confusable letter after the first digit.
+_CODE = re.compile(
+    r"(?<![\w@])(?:[A-Za-z]{1,6}[-_/.#]?\d[0-9A-Za-z]*(?:[-_/.][0-9A-Za-z]+)*"
+    r"|[A-Z]{1,6} \d[0-9A-Z]*(?:[-_/.][0-9A-Z]+)*"
+    r"|\d[0-9A-Za-z]*(?:[-_/.][0-9A-Za-z]+)+|\d{5,})(?![\w@])"
+)
+
+
+_KVDESK_ID = re.compile(r"DOC-\d+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """An identifier as written in a document (``raw``), its matching form and its kind."""
+
+    raw: str
+    canonical: str
+    kind: str  # email, iban, date, phone, code
+
+
+@dataclass(frozen=True)
+class IdentifierMatch:
+    """A query identifier verified against the identifier a document holds."""
+
+    query: str  # as the user typed it
+    stored: str  # as the document holds it (on a scan: as OCR read it)
+    kind: str
+    corrections: int  # characters that differ (0: exact, separators and case aside)
+
+    def describe(self) -> str:
+        if self.corrections == 0:
+            return f"{self.stored} (exact)"
+        noun = "character" if self.corrections == 1 else "characters"
+        return (
+            f"{self.query}: read in the document as {self.stored},"
+            f" {self.corrections} {noun} corrected"
+        )
+
+
+def canonical(text: str) -> str:
+    """The form identifiers are matched by: upper case, no separators, confusables unified."""
+    return _SEPARATORS.sub("", text.upper()).translate(_CONFUSABLE)
+
+
+def _digits(text: str) -> int:
+    return sum(ch.isdigit() for ch in text)
+
+
+_DIGIT_RUN = re.compile(r"\d{3,}")
+
+
+def _looks_like_a_number(raw: str) -> bool:
+    """Four digits or more, three of them in a row (INV-2024-0117, rs647161); not a fraction
+    ("1/2000") nor a name with digits in it ("H3K79me2")."""
+    if _digits(raw) < 4 or not _DIGIT_RUN.search(raw):
+        return False
+    if not any(ch.isalpha() for ch in raw):
+        return all(len(part) >= 2 for part in _SEPARATORS.split(raw) if part)
+    return True
+
+
+def extract(text: str, *, limit: int = 500) -> tuple[Identifier, ...]:
+    """Identifiers in ``text`` (first ``limit``, each canonical form once)."""
+    found: dict[str, Identifier] = {}
+
+    def keep(raw: str, kind: str) -> None:
+        raw = raw.strip(" .-_/")
+        key = canonical(raw) if kind != "email" else raw.lower()
+        if (len(key) < 4 and kind != "code") or key in found or len(found) >= limit:
+            return
+        found[key] = Identifier(raw, key, kind)
+
+    taken: list[tuple[int, int]] = []
+
+    def free(m: re.Match[str]) -> bool:
+        return all(m.end() <= a or m.start() >= b for a, b in taken)
+
+    for pattern, kind in ((_EMAIL, "email"), (_IBAN, "iban"), (_DATE, "date"), (_PHONE, "phone")):
+        for m in pattern.finditer(text):
+            if free(m) and (kind != "phone" or _digits(m.group()) >= 8):
+                keep(m.group(), kind)
+                taken.append(m.span())
+    for m in _CODE.finditer(text):
+        raw = m.group()
+        if not free(m):
+            continue
+        # Numbers people look up have four digits or more (INV-2024-0117, PO 44817); fewer
+        # is a word ("mp3", "p53", "IL-10", "COVID-19"), except kvdesk's own DOC- ids.
+        if not _KVDESK_ID.fullmatch(raw) and not _looks_like_a_number(raw):
+            continue
+        keep(raw, "code")
+    return tuple(found.values())
+
+
+def query_identifiers(query: str) -> tuple[Identifier, ...]:
+    """The identifiers a query names (the same rules as for documents)."""
+    return extract(query, limit=20)
+
+
+def verify(query: Identifier, held: Iterable[Identifier]) -> IdentifierMatch | None:
+    """The stored identifier ``query`` names, if one of ``held`` has its canonical form; the
+    closest one when several do."""
+    best: IdentifierMatch | None = None
+    typed = _SEPARATORS.sub("", query.raw.upper())
+    for ident in held:
+        if ident.canonical != query.canonical:
+            continue
+        stored = _SEPARATORS.sub("", ident.raw.upper())
+        corrections = Levenshtein.distance(typed, stored)
+        if best is None or corrections < best.corrections:
+            best = IdentifierMatch(query.raw, ident.raw, ident.kind, corrections)
+    return best
+
+
+def encode(identifiers: Iterable[Identifier]) -> str:
+    """The stored form of a document's identifiers (one per line: kind, raw)."""
+    return "\n".join(f"{i.kind}\t{i.raw}" for i in identifiers)
+
+
+def decode(stored: str) -> tuple[Identifier, ...]:
+    out = []
+    for line in stored.splitlines():
+        kind, _, raw = line.partition("\t")
+        if raw:
+            out.append(Identifier(raw, canonical(raw) if kind != "email" else raw.lower(), kind))
+    return tuple(out)
