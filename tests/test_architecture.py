@@ -72,8 +72,12 @@ TABLE_OWNERS = {
     "kvdesk/core/tags/store.py": ("tag", "value_tag", "tag_rule"),
     "kvdesk/core/keys/store.py": ("key_set", "passage", "keyed"),
     "kvdesk/core/settings.py": ("setting",),
-    "kvdesk/core/pilot/store.py": ("pilot_session", "pilot_query", "pilot_hit", "pilot_open"),
     "kvdesk/core/golden/store.py": ("golden_set", "golden_query", "golden_judgement"),
+    "kvdesk/core/scans/store.py": ("ocr_page", "ocr_state"),
+    "kvdesk/core/team/store.py": ("change_log",),
+    "kvdesk/core/pilot/store.py": (
+        "pilot_session", "pilot_query", "pilot_hit", "pilot_open", "pilot_outbox",
+    ),
 }
 _SQL_VERB = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP)\b")
 _TABLE_REF = re.compile(

@@ -60,8 +60,10 @@ def cmd_import(args: argparse.Namespace, out: TextIO) -> int:
                 )
             else:
                 report = kb.import_paths(args.paths, limits=limits, progress=sink, cancel=cancel)
+            if not args.no_ocr and not report.cancelled:
+                kb.read_scans(progress=sink, cancel=cancel)  # their text feeds every key
             if not args.no_dense and not report.cancelled:
-                kb.build_dense_keys(progress=sink, cancel=cancel)
+                kb.build_dense_keys(progress=sink, cancel=cancel, scans=False)
         except KeyboardInterrupt:
             raise Cancelled(
                 "import interrupted; what was stored is safe,"
@@ -339,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log each document on stderr as it is stored, and list every skipped file"
         " (also those skipped, unchanged, by the last import)",
+    )
+    p.add_argument(
+        "--no-ocr",
+        action="store_true",
+        help="do not read scans and photos now (they are found by name until `kvdesk keys build`"
+        " or the app reads them)",
     )
     p.add_argument(
         "--no-dense",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -19,7 +20,9 @@ from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
 from kvdesk.core.keys.sets import KeySets
 from kvdesk.core.paths import default_vault_path
 from kvdesk.core.pilot.log import PilotLog
-from kvdesk.core.progress import CancelToken, ProgressSink, no_progress
+from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
+from kvdesk.core.scans.reader import ScanReader
+from kvdesk.core.scans.store import ScanStore
 from kvdesk.core.search.retrieval import FusionParams, Retriever, SearchResult
 from kvdesk.core.settings import SettingStore
 from kvdesk.core.tags.manager import TagManager
@@ -53,6 +56,8 @@ class KnowledgeBase:
         self._keys = KeyManager(vault, model=model, threads=threads)
         self._retriever = Retriever(vault, self._keys, fusion)
         self._desk = Desk.of(vault)
+        self._writes = 0  # writes through _writing, for caches of what the vault holds
+        self._scans_waiting_at: tuple[tuple[int, int], int] | None = None
 
     @classmethod
     def open(
@@ -212,6 +217,7 @@ class KnowledgeBase:
                 self._keys.unsure()  # a value may be stored without its keys
                 raise
             finally:
+                self._writes += 1
                 self._keys.flush()
                 self._keys.close()  # releases the key index writer; searches reopen it to read
 
@@ -352,13 +358,56 @@ class KnowledgeBase:
         return KeySets(self._keys)
 
     def dense_status(self) -> DenseStatus:
-        return self.key_sets.status()
+        """The active key set's progress; a scan not read yet counts as not keyed (its text,
+        and so its meaning keys, come with OCR), so whoever completes keys reads it first."""
+        status = self.key_sets.status()
+        waiting = self._scans_waiting()
+        if waiting:
+            keyed = min(status.keyed_values, max(0, status.total_values - waiting))
+            status = dataclasses.replace(status, keyed_values=keyed)
+        return status
 
     def build_dense_keys(
+        self,
+        *,
+        progress: ProgressSink = no_progress,
+        cancel: CancelToken | None = None,
+        scans: bool = True,
+    ) -> int:
+        """Complete the keys that follow an import, in stages: scans and photos are read (OCR)
+        first, since their text feeds the other keys, then the dense keys of the active key
+        set are computed (resumable, cancellable). ``scans=False`` leaves OCR for later."""
+        if scans:
+            self.read_scans(progress=progress, cancel=cancel)
+        return self.key_sets.build(progress=progress, cancel=cancel)
+
+    @functools.cached_property
+    def _scans(self) -> ScanReader:
+        return ScanReader(self._vault)
+
+    def scans_pending(self) -> int:
+        """Scans and photos not read yet (a search says so: their words are not keys yet)."""
+        return len(self._scans.pending())
+
+    def read_scans(
         self, *, progress: ProgressSink = no_progress, cancel: CancelToken | None = None
     ) -> int:
-        """Compute missing dense keys of the active key set (resumable, cancellable)."""
-        return self.key_sets.build(progress=progress, cancel=cancel)
+        """OCR every scan and photo not read yet; their text becomes lexical and dense keys.
+
+        Each page is read without holding the vault's writer (seconds a page); each value's
+        result is then written, and keyed, under it. Resumes where it stopped."""
+        token = cancel or CancelToken()
+        pending = self._scans.pending()
+        for done, value_id in enumerate(pending, start=1):
+            token.raise_if_cancelled()
+            result = self._scans.read(value_id, cancel=token)
+            with self._writing():
+                self._scans.save(result)
+                if not result.error:
+                    self._keys.forget_dense([value_id])
+                    self._keys.values_changed([value_id])
+            progress(Progress("reading scans", done, len(pending)))
+        return len(pending)
 
     def rekey(
         self,
@@ -376,7 +425,26 @@ class KnowledgeBase:
     def search(
         self, query: str, *, k: int = 10, mode: str = "hybrid", details: bool = True
     ) -> SearchResult:
-        return self._retriever.search(query, k=k, mode=mode, details=details)
+        result = self._retriever.search(query, k=k, mode=mode, details=details)
+        if self._scans_waiting():
+            # Say it: the words of some scans and photos are not keys yet.
+            result = dataclasses.replace(result, ready={**result.ready, "scans": False})
+        return result
+
+    def _scans_waiting(self) -> int:
+        """Scans not read yet, counted once per write (searches run per keystroke)."""
+        stamp = self._vault_stamp()
+        cached = self._scans_waiting_at
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, self.scans_pending())
+            self._scans_waiting_at = cached
+        return cached[1]
+
+    def _vault_stamp(self) -> tuple[int, int]:
+        """Changes when anyone commits to the vault (SQLite's data_version on this thread's
+        connection, and this process's own write count)."""
+        version = int(self._vault.conn.execute("PRAGMA data_version").fetchone()[0])
+        return version, self._writes
 
     # -- for the command line: what it used to reach through vault/keys/retriever for ---------
 
@@ -386,8 +454,13 @@ class KnowledgeBase:
         return self._vault.values
 
     def check(self) -> CheckReport:
-        """Verify the vault: SQLite integrity and the sha256 of every stored byte string."""
-        return self._vault.check()
+        """Verify the vault: SQLite integrity, the sha256 of every stored byte string, and
+        the digest of every page OCR read."""
+        report = self._vault.check()
+        scans = ScanStore(self._vault).check()
+        if not scans:
+            return report
+        return dataclasses.replace(report, ok=False, problems=(*report.problems, *scans))
 
     def rank_ids(
         self, query: str, *, mode: str = "hybrid", k: int = 100

@@ -13,7 +13,7 @@ import importlib
 from kvdesk.core.db import ReplicatedTable, SchemaStep
 
 # Bump when a store adds a step (a test checks that this matches the steps).
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _STORE_MODULES = (
     "kvdesk.core.vault.values",
@@ -22,6 +22,7 @@ _STORE_MODULES = (
     "kvdesk.core.settings",
     "kvdesk.core.pilot.store",
     "kvdesk.core.golden.store",
+    "kvdesk.core.scans.store",
     "kvdesk.core.team.store",
 )
 

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from kvdesk.core.keys.store import KeySet, KeySetState, KeyStore
 from kvdesk.core.keys.vectors import VectorMatrix
 from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
+from kvdesk.core.scans.store import ScanStore
 from kvdesk.core.search.identifiers import Identifier, canonical
 from kvdesk.core.search.identifiers import extract as extract_identifiers
 from kvdesk.core.settings import SettingStore
@@ -191,9 +192,12 @@ class KeyManager:
         """``value id`` → fingerprint of what its lexical keys must be built from now."""
         states = self.vault.values.key_states()
         tags = TagStore(self.vault).accepted_tags(states)
+        scans = ScanStore(self.vault).digests()
         return {
-            value_id: key_fingerprint(digest, ident, updated, tags[value_id])
-            for value_id, (digest, ident, updated) in states.items()
+            value_id: key_fingerprint(
+                _with_scan(digest, scans.get(value_id), version), ident, updated, tags[value_id]
+            )
+            for value_id, (digest, ident, updated, version) in states.items()
         }
 
     def open_writer(self) -> None:
@@ -262,6 +266,24 @@ class KeyManager:
             self._record_identity()
             return len(stale)
 
+    def key_sources(self, value_ids: Sequence[int]) -> list[KeySource]:
+        """What keys are built from: each value's text, and what OCR read from its pages
+        (a scan's text is a key source: the value itself is never rewritten)."""
+        sources = self.vault.values.key_sources(value_ids)
+        scans = ScanStore(self.vault).texts([s.value_id for s in sources])
+        out = []
+        for src in sources:
+            scan = scans.get(src.value_id)
+            if scan is not None and scan[0] == src.version and scan[1].strip():
+                text = f"{src.text}\n\n{scan[1]}" if src.text.strip() else scan[1]
+                src = replace(src, text=text, digest=_with_scan(src.digest, scan[::2], src.version))
+            out.append(src)
+        return out
+
+    def forget_dense(self, value_ids: Sequence[int]) -> None:
+        """Values whose text grew (a scan was read): their meaning keys are built again."""
+        self._store.forget(value_ids)
+
     def lexical_doc(self, value_id: int) -> LexicalDoc:
         docs = self.lexical_docs([value_id])
         if not docs:
@@ -270,7 +292,7 @@ class KeyManager:
 
     def lexical_docs(self, value_ids: Sequence[int]) -> list[LexicalDoc]:
         """What the lexical keys of ``value_ids`` hold now (two reads for the whole batch)."""
-        sources = self.vault.values.key_sources(value_ids)
+        sources = self.key_sources(value_ids)
         tags = TagStore(self.vault).accepted_tags([src.value_id for src in sources])
         return [
             LexicalDoc(
@@ -457,7 +479,7 @@ class KeyManager:
         for start in range(0, total, batch_values):
             cancel.raise_if_cancelled()
             batch = missing[start : start + batch_values]
-            sources = self.vault.values.key_sources(batch)
+            sources = self.key_sources(batch)
             per_value = []
             texts: list[str] = []
             for src in sources:
@@ -619,6 +641,15 @@ class KeyManager:
                 self._lexical.close()
                 self._lexical = None
             self._lexical_writable = False
+
+
+def _with_scan(
+    digest: str | None, scan: tuple[int, str] | None, version: int | None
+) -> str | None:
+    """The version's digest, extended by its OCR's digest when OCR has read it."""
+    if scan is None or scan[0] != version or not scan[1]:
+        return digest
+    return f"{digest}+ocr:{scan[1]}"
 
 
 def _identifiers(src: KeySource) -> tuple[Identifier, ...]:

@@ -133,6 +133,11 @@ class KeyStore:
             tx.execute("DELETE FROM key_set WHERE id = ?", (key_set_id,))
         return int(passages)
 
+    def forget(self, value_ids: Sequence[int]) -> None:
+        """Mark values unkeyed in every key set (their text grew: a scan was read)."""
+        with self._db.transaction() as tx:
+            tx.executemany("DELETE FROM keyed WHERE value_id = ?", [(v,) for v in value_ids])
+
     def keyed_versions(self, key_set_id: int) -> dict[int, int]:
         """``value id`` → the version its keys in ``key_set_id`` were built from."""
         return {

@@ -452,6 +452,22 @@ class ValueStore:
             params = (limit, offset)
         return [self._record(r) for r in self._db.conn.execute(sql, params)]
 
+    def versions_of_types(self, media_types: Collection[str]) -> dict[int, int]:
+        """``value id`` → current version of the values of ``media_types`` (scans to read)."""
+        types = sorted(media_types)
+        rows = self._db.conn.execute(
+            "SELECT id, current_version FROM value"
+            f" WHERE media_type IN ({', '.join('?' * len(types))})",
+            types,
+        )
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    def current_version(self, value_id: int) -> int | None:
+        row = self._db.conn.execute(
+            "SELECT current_version FROM value WHERE id = ?", (value_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def existing(self, value_ids: Collection[int]) -> set[int]:
         """Which of ``value_ids`` the vault holds."""
         wanted = sorted(set(value_ids))
@@ -523,12 +539,13 @@ class ValueStore:
             for i, n in self._db.conn.execute("SELECT id, length(text) FROM value_current")
         }
 
-    def key_states(self) -> dict[int, tuple[str | None, str, str]]:
-        """``value id`` → (version digest, identifier, updated_at): what keys are built from."""
+    def key_states(self) -> dict[int, tuple[str | None, str, str, int]]:
+        """``value id`` → (version digest, identifier, updated_at, version): what keys are
+        built from."""
         return {
-            int(r[0]): (r[1], str(r[2]), str(r[3]))
+            int(r[0]): (r[1], str(r[2]), str(r[3]), int(r[4]))
             for r in self._db.conn.execute(
-                "SELECT id, digest, identifier, updated_at FROM value_current"
+                "SELECT id, digest, identifier, updated_at, current_version FROM value_current"
             )
         }
 
