@@ -22,7 +22,7 @@ from kvdesk.core.paths import default_vault_path
 from kvdesk.core.pilot.log import PilotLog
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
 from kvdesk.core.scans.reader import ScanReader
-from kvdesk.core.scans.store import ScanStore
+from kvdesk.core.scans.store import ScanStore, StoredPage
 from kvdesk.core.search.retrieval import FusionParams, Retriever, SearchResult
 from kvdesk.core.settings import SettingStore
 from kvdesk.core.tags.manager import TagManager
@@ -388,6 +388,11 @@ class KnowledgeBase:
     def scans_pending(self) -> int:
         """Scans and photos not read yet (a search says so: their words are not keys yet)."""
         return len(self._scans.pending())
+
+    def scan_pages(self, value_id: int) -> list[StoredPage]:
+        """What OCR read from a scan or photo, page by page, with word boxes (empty: not a
+        scan, or not read yet)."""
+        return ScanStore(self._vault).pages(value_id)
 
     def read_scans(
         self, *, progress: ProgressSink = no_progress, cancel: CancelToken | None = None
