@@ -261,6 +261,9 @@ def test_media_type_for_checks_suffix_and_magic() -> None:
         ".png",
         ".jpg",
         ".jpeg",
+        ".tif",
+        ".tiff",
+        ".webp",
     }
     assert media_type_for("a/b/Report.PDF", pdf[:4096]) == "application/pdf"
     assert media_type_for("notes.txt", b"hello") == "text/plain"

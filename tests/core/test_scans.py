@@ -69,3 +69,27 @@ def test_check_finds_a_damaged_ocr_page(tmp_path: Path) -> None:
             tx.execute("UPDATE ocr_page SET text = 'forged'")
         report = kb.check()
         assert not report.ok and any("OCR page 1" in p for p in report.problems)
+
+
+def test_tiff_and_webp_scans_and_a_photo_s_camera_are_keys(tmp_path: Path) -> None:
+    first = Image.open(_scan(tmp_path / "p1.png", ["Delivery note for the warehouse"]))
+    second = Image.open(_scan(tmp_path / "p2.png", ["Signature of the driver"]))
+    first.save(tmp_path / "note.tif", save_all=True, append_images=[second])
+    Image.open(_scan(tmp_path / "p3.png", ["Whiteboard plan for spring"])).save(
+        tmp_path / "board.webp"
+    )
+    photo = Image.new("RGB", (320, 200), (200, 180, 160))
+    exif = Image.Exif()
+    exif[271], exif[272], exif[306] = "Canon", "EOS 80D", "2023:07:14 10:22:01"
+    photo.save(tmp_path / "site.jpg", exif=exif)
+    for name in ("p1.png", "p2.png", "p3.png"):
+        (tmp_path / name).unlink()
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
+        report = kb.import_paths([tmp_path])
+        assert not report.failed and len(report.imported) == 3
+        assert kb.search("canon 2023-07-14", mode="lexical").hits[0].title.startswith("site")
+        kb.read_scans()
+        assert kb.search("driver signature", mode="lexical").hits[0].title.startswith("note")
+        tiff = kb.search("driver signature", mode="lexical").hits[0].value_id
+        assert [p.page for p in kb.scan_pages(tiff)] == [1, 2]  # every page of the TIFF
+        assert kb.search("whiteboard", mode="lexical").hits[0].title.startswith("board")

@@ -288,14 +288,22 @@ _EXIF_SUB_TAGS = {36867: "DateTimeOriginal", 42036: "LensModel"}
 def extract_image(data: bytes, filename: str, limits: Limits, deadline: Deadline) -> Result:
     from PIL import Image, UnidentifiedImageError
 
-    expected = "PNG" if data.startswith(PNG_MAGIC) else "JPEG"
+    if data.startswith(PNG_MAGIC):
+        expected = "PNG"
+    elif data.startswith((b"II*\x00", b"MM\x00*")):
+        expected = "TIFF"
+    elif data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        expected = "WEBP"
+    else:
+        expected = "JPEG"
     Image.MAX_IMAGE_PIXELS = _MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data), formats=[expected]) as probe:
-                probe.verify()  # PNG: chunk CRCs; cheap structural check
+            if expected in ("PNG", "JPEG"):
+                with Image.open(io.BytesIO(data), formats=[expected]) as probe:
+                    probe.verify()  # PNG: chunk CRCs; cheap structural check
             with Image.open(io.BytesIO(data), formats=[expected]) as img:
                 meta: dict[str, object] = {
                     "width": img.width,
@@ -312,6 +320,11 @@ def extract_image(data: bytes, filename: str, limits: Limits, deadline: Deadline
                 if expected == "JPEG":
                     img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
                 img.load()  # decodes: truncated or corrupt pixel data fails here
+                if isinstance(frames, int) and frames > 1:
+                    # A multi-page TIFF: every page must decode (OCR reads them all).
+                    for index in range(1, min(frames, 10_000)):
+                        img.seek(index)
+                        img.load()
         except (Image.DecompressionBombWarning, Image.DecompressionBombError):
             raise ExtractionError(
                 f"image is too large (over {_MAX_IMAGE_PIXELS // 1_000_000} million pixels; "

@@ -387,4 +387,6 @@ _HANDLERS: dict[str, _Handler] = {
     DOCX_TYPE: extract_docx,
     "image/png": extract_image,
     "image/jpeg": extract_image,
+    "image/tiff": extract_image,
+    "image/webp": extract_image,
 }

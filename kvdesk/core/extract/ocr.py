@@ -379,6 +379,7 @@ class _Line:
     confidence: float
     words: tuple[OcrWord, ...]
     starts: tuple[int, ...]  # where each word starts in ``text``
+    quad: tuple[tuple[float, float], ...]  # the detected (perhaps tilted) box, page pixels
 
 
 @dataclass(frozen=True)
@@ -392,17 +393,21 @@ class _ToPage:
     seen_w: int = 0
     seen_h: int = 0
 
-    def box(self, points: Any) -> tuple[int, int, int, int]:
-        """The axis-aligned box around a quadrilateral."""
-        xs = [float(p[0]) for p in points]
-        ys = [float(p[1]) for p in points]
+    def points(self, points: Any) -> tuple[tuple[float, float], ...]:
+        """A quadrilateral's corners in page pixels."""
+        corners = [(float(p[0]), float(p[1])) for p in points]
         if self.turned:
-            xs = [self.seen_w - x for x in xs]
-            ys = [self.seen_h - y for y in ys]
-        x0 = min(max(0, math.floor(min(xs) / self.scale)), self.width)
-        y0 = min(max(0, math.floor(min(ys) / self.scale)), self.height)
-        x1 = min(max(x0, math.ceil(max(xs) / self.scale)), self.width)
-        y1 = min(max(y0, math.ceil(max(ys) / self.scale)), self.height)
+            corners = [(self.seen_w - x, self.seen_h - y) for x, y in corners]
+        return tuple((x / self.scale, y / self.scale) for x, y in corners)
+
+    def box(self, points: Any) -> tuple[int, int, int, int]:
+        """The axis-aligned box around a quadrilateral, in page pixels."""
+        corners = self.points(points)
+        xs, ys = [x for x, _ in corners], [y for _, y in corners]
+        x0 = min(max(0, math.floor(min(xs))), self.width)
+        y0 = min(max(0, math.floor(min(ys))), self.height)
+        x1 = min(max(x0, math.ceil(max(xs))), self.width)
+        y1 = min(max(y0, math.ceil(max(ys))), self.height)
         return x0, y0, x1, y1
 
 
@@ -469,7 +474,7 @@ def _read_lines(result: Any, to_page: _ToPage) -> list[_Line]:
                 for w, (a, b) in zip(words, spans, strict=True)
             )
             starts = tuple(a for a, _ in spans)
-        lines.append(_Line(fixed, box, float(score), words, starts))
+        lines.append(_Line(fixed, box, float(score), words, starts, to_page.points(points)))
     return lines
 
 
@@ -647,12 +652,58 @@ def _join(left: str, right: str) -> str:
     return f"{left} {right}"
 
 
+class _Frame:
+    """The upright, straightened page the reading order is found on.
+
+    Boxes stay in the image's pixels; ordering happens after turning an upside-down page and
+    undoing its tilt, or the tilted boxes of a scan's close lines overlap (6.7 pt text tilted
+    1.5 degrees lost a third of a page's lines before).
+    """
+
+    def __init__(self, lines: list[_Line], width: int, height: int, turned: bool) -> None:
+        self.width, self.height, self.turned = width, height, turned
+        self.cos, self.sin = 1.0, 0.0
+        angles: list[float] = []
+        for line in lines:
+            corners = [self._upright(x, y) for x, y in line.quad]
+            if len(corners) != 4:
+                continue
+            edges = [(corners[1], corners[0]), (corners[2], corners[1])]
+            (bx, by), (ax, ay) = max(edges, key=lambda e: math.dist(*e))
+            shortest = min(math.dist(*e) for e in edges)
+            if math.dist((ax, ay), (bx, by)) >= 3 * max(shortest, 1.0):  # a long line of text
+                angle = math.atan2(by - ay, bx - ax)
+                angles.append((angle + math.pi / 2) % math.pi - math.pi / 2)
+        if angles:
+            angles.sort()
+            tilt = angles[len(angles) // 2]
+            if abs(tilt) < math.radians(20):
+                self.cos, self.sin = math.cos(tilt), math.sin(tilt)
+
+    def _upright(self, x: float, y: float) -> tuple[float, float]:
+        return (self.width - x, self.height - y) if self.turned else (x, y)
+
+    def point(self, x: float, y: float) -> tuple[float, float]:
+        u, v = self._upright(x, y)
+        return u * self.cos + v * self.sin, v * self.cos - u * self.sin
+
+    def box(self, corners: Sequence[tuple[float, float]]) -> tuple[int, int, int, int]:
+        points = [self.point(x, y) for x, y in corners]
+        xs, ys = [x for x, _ in points], [y for _, y in points]
+        return math.floor(min(xs)), math.floor(min(ys)), math.ceil(max(xs)), math.ceil(max(ys))
+
+    def span(self, box: tuple[int, int, int, int]) -> tuple[float, float]:
+        """A word's left and right along the straightened line."""
+        middle, _ = self.point((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        half = (box[2] - box[0]) / 2
+        return middle - half, middle + half
+
+
 def _assemble(
     lines: list[_Line], number: int, width: int, height: int, engine: str, turned: bool
 ) -> OcrPage:
-    boxes = [line.box for line in lines]
-    if turned:  # read in the order of the upright page; boxes stay in the image's pixels
-        boxes = [(width - x1, height - y1, width - x0, height - y0) for x0, y0, x1, y1 in boxes]
+    frame = _Frame(lines, width, height, turned)
+    boxes = [frame.box(line.quad) for line in lines]
     texts: list[str] = []
     words: list[OcrWord] = []
     for members in _reading_order(boxes):
@@ -661,9 +712,7 @@ def _assemble(
             line = lines[i]
             # Detection sometimes returns two boxes that overlap on a word ("next" and
             # "t page" for "next page"): words whose middle was already passed are dropped.
-            spans = [
-                (width - w.box[2], width - w.box[0]) if turned else w.box[::2] for w in line.words
-            ]
+            spans = [frame.span(w.box) for w in line.words]
             keep = 0
             while keep < len(spans) and (spans[keep][0] + spans[keep][1]) / 2 < right:
                 keep += 1

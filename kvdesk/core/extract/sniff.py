@@ -29,6 +29,9 @@ _SUFFIX_TYPES: dict[str, str] = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".webp": "image/webp",
 }
 
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_SUFFIX_TYPES)
@@ -57,6 +60,7 @@ _ELF_MAGIC = b"\x7fELF"
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*")
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy .doc, or an encrypted OOXML file
 
@@ -70,6 +74,8 @@ _KIND = {
     DOCX_TYPE: "Word document",
     "image/png": "PNG image",
     "image/jpeg": "JPEG image",
+    "image/tiff": "TIFF image",
+    "image/webp": "WebP image",
     "text/x-rst": "reStructuredText file",
     TROFF_TYPE: "man page",
     GZIP_TYPE: "gzip-compressed file",
@@ -147,6 +153,10 @@ def _sniff_binary(head: bytes) -> str | None:
         return "image/png"
     if head.startswith(_JPEG_MAGIC):
         return "image/jpeg"
+    if head.startswith(_TIFF_MAGICS):
+        return "image/tiff"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image/webp"
     if b"%PDF-" in head[:1024]:  # the spec tolerates junk before the header
         return "application/pdf"
     if head.startswith(_ZIP_MAGIC):
@@ -195,7 +205,7 @@ def _gzip_inner_type(filename: str, head: bytes) -> str | None:
 def _type_by_content(filename: str, head: bytes) -> str | None:
     sniffed = _sniff_binary(head)
     # A zip is not necessarily a .docx, and a README may quote "%PDF-" on its first page.
-    if sniffed in ("image/png", "image/jpeg") or head.startswith(b"%PDF-"):
+    if (sniffed or "").startswith("image/") or head.startswith(b"%PDF-"):
         return sniffed
     if not looks_like_text(head):
         return None

@@ -13,6 +13,7 @@ is enforced in one file rather than spread over several.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -301,7 +302,7 @@ class KeyManager:
                 identifier=src.identifier,
                 external_id=src.external_id,
                 title=src.title,
-                text=src.text,
+                text=_with_image_words(src),
                 tags=tags[src.value_id],
                 media_type=src.media_type,
                 path=clean_text(src.source_path or ""),
@@ -641,6 +642,26 @@ class KeyManager:
                 self._lexical.close()
                 self._lexical = None
             self._lexical_writable = False
+
+
+_EXIF_WORDS = ("Make", "Model", "LensModel", "DateTimeOriginal", "DateTime", "Software")
+
+
+def _with_image_words(src: KeySource) -> str:
+    """A photo's camera, lens and date (EXIF) are lexical keys too: "canon 2023" finds it."""
+    if not src.media_type.startswith("image/"):
+        return src.text
+    try:
+        exif = json.loads(src.metadata).get("exif") or {}
+    except (ValueError, AttributeError):
+        return src.text
+    words = [str(exif[k]) for k in _EXIF_WORDS if exif.get(k)]
+    for key in ("DateTimeOriginal", "DateTime"):  # "2023:07:14 10:22:01" → also 2023-07-14
+        stamp = str(exif.get(key) or "")
+        if len(stamp) >= 10 and stamp[4] == ":" and stamp[7] == ":":
+            words.append(stamp[:10].replace(":", "-"))
+            break
+    return "\n".join([src.text, *words]) if words else src.text
 
 
 def _with_scan(

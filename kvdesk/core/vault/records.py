@@ -117,6 +117,7 @@ class KeySource:
     source_mtime: float | None
     text: str
     digest: str | None = None
+    metadata: str = "{}"  # the version's metadata (JSON): an image's EXIF, a PDF's author
 
 
 @dataclass(frozen=True)

@@ -618,7 +618,8 @@ class ValueStore:
             batch = list(value_ids[start : start + 500])
             rows = self._db.conn.execute(
                 "SELECT id, current_version, identifier, external_id, title, media_type,"
-                " source_path, updated_at, source_mtime, text, digest FROM value_current"
+                " source_path, updated_at, source_mtime, text, digest, metadata"
+                " FROM value_current"
                 f" WHERE id IN ({','.join('?' * len(batch))}) ORDER BY id",
                 batch,
             ).fetchall()
@@ -635,6 +636,7 @@ class ValueStore:
                     source_mtime=r[8],
                     text=r[9],
                     digest=r[10],
+                    metadata=r[11] or "{}",
                 )
                 for r in rows
             )
