@@ -85,6 +85,12 @@ def _print_import_report(report: ImportReport, args: argparse.Namespace, out: Te
         return
     for item in report.failed:
         out.write(f"failed   {terminal_safe(item['path'])}: {terminal_safe(item['error'])}\n")
+    for item in report.near_duplicates:
+        out.write(
+            f"similar  {terminal_safe(item['path'])}: imported as {item['id']}, looks like"
+            f" {item['looks_like']['id']} (a rescan? perceptual hashes"
+            f" {item['looks_like']['distance']} bits apart)\n"
+        )
     for item in report.skipped if args.verbose else report.skipped_new():
         out.write(f"skipped  {terminal_safe(item['path'])}: {terminal_safe(item['reason'])}\n")
     out.write(report.summary() + "\n")

@@ -93,3 +93,18 @@ def test_tiff_and_webp_scans_and_a_photo_s_camera_are_keys(tmp_path: Path) -> No
         tiff = kb.search("driver signature", mode="lexical").hits[0].value_id
         assert [p.page for p in kb.scan_pages(tiff)] == [1, 2]  # every page of the TIFF
         assert kb.search("whiteboard", mode="lexical").hits[0].title.startswith("board")
+
+
+def test_a_page_scanned_twice_is_reported_as_a_near_duplicate(tmp_path: Path) -> None:
+    first = _scan(tmp_path / "a.png", ["Contract of lease", "Signed in Osaka"])
+    again = Image.open(first).convert("RGB").rotate(0.6, fillcolor="white")
+    again.save(tmp_path / "b.jpg", quality=70)
+    _scan(tmp_path / "c.png", ["Completely different", "text on this one", "and more lines"])
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
+        kb.import_paths([tmp_path / "a.png"])
+        report = kb.import_paths([tmp_path / "b.jpg", tmp_path / "c.png"])
+        assert len(report.imported) == 2  # both kept: they are different files
+        (similar,) = report.near_duplicates
+        assert similar["path"].endswith("b.jpg") and similar["looks_like"]["id"] == "DOC-1"
+        assert report.to_json()["imported"][0]["looks_like"]["id"] == "DOC-1"
+        assert "1 like an image already stored" in report.summary()

@@ -320,6 +320,7 @@ def extract_image(data: bytes, filename: str, limits: Limits, deadline: Deadline
                 if expected == "JPEG":
                     img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
                 img.load()  # decodes: truncated or corrupt pixel data fails here
+                meta["phash"] = _perceptual_hash(img)
                 if isinstance(frames, int) and frames > 1:
                     # A multi-page TIFF: every page must decode (OCR reads them all).
                     for index in range(1, min(frames, 10_000)):
@@ -335,6 +336,16 @@ def extract_image(data: bytes, filename: str, limits: Limits, deadline: Deadline
         except (OSError, SyntaxError, ValueError) as exc:
             raise ExtractionError(f"damaged or truncated {expected} image ({exc})") from None
     return "", "", meta
+
+
+def _perceptual_hash(img: Any) -> str:
+    """64-bit DCT hash of the first page: a page scanned twice differs in a few bits."""
+    import imagehash
+
+    try:
+        return str(imagehash.phash(img.convert("L")))
+    except Exception:  # noqa: BLE001 - a hash is a nicety; never lose the image for it
+        return ""
 
 
 def _exif(img: Any) -> dict[str, str]:

@@ -66,6 +66,7 @@ _RECORD_ERRORS = _record_errors()
 RECORD_MEDIA_TYPE = "application/x-kvdesk-record+json"
 MAX_FOLDER_DEPTH = 64
 RECORDS_PER_COMMIT = 256
+NEAR_DUPLICATE_BITS = 8  # of a 64-bit perceptual hash: a rescan, not another page
 # Files beside the vault that belong to it: never imported, even when a folder holds the vault.
 _VAULT_SIDECARS = ("-wal", "-shm", "-journal", ".lock")
 SNIFF_BYTES = 4096
@@ -83,6 +84,8 @@ class ImportReport:
     updated: list[dict[str, Any]] = field(default_factory=list)
     unchanged: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
+    # Images imported that look like one already stored (the same page scanned twice).
+    near_duplicates: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     cancelled: bool = False
@@ -113,6 +116,8 @@ class ImportReport:
             f"{len(self.skipped)} skipped{self._skipped_again_note()}",
             f"{len(self.failed)} failed",
         ]
+        if self.near_duplicates:
+            parts.insert(4, f"{len(self.near_duplicates)} like an image already stored")
         return ", ".join(parts) + (" (cancelled)" if self.cancelled else "")
 
     def _skipped_again_note(self) -> str:
@@ -186,6 +191,7 @@ class Importer:
         self._own_paths, self._own_inodes = _vault_files(vault)
         self._roots: list[str] = []
         self._skips: dict[bytes, tuple[int, int, str]] = {}  # to remember for the next import
+        self._image_hashes: dict[int, str] | None = None  # loaded at the first image
 
     # -- files and folders -------------------------------------------------------------------
 
@@ -367,12 +373,38 @@ class Importer:
                     value_id, ident = values.create_value(tx, content)
                     entry = {"path": path, "id": ident}
                     bucket = self.report.imported
+                    self._near_duplicate(entry, value_id, content.metadata)
             values.record_source(tx, raw_path, value_id, info.st_size, info.st_mtime_ns, sha)
             self._skips.pop(raw_path, None)
         bucket.append(entry)
         log.info("%s %s %s", _VERBS[bucket is self.report.imported], entry["id"], path)
         if bucket is not self.report.duplicates and self.on_values is not None:
             self.on_values([value_id])
+
+    def _near_duplicate(
+        self, entry: dict[str, Any], value_id: int, metadata: dict[str, Any]
+    ) -> None:
+        """Mark an imported image that looks like one already stored (a perceptual hash
+        within ``NEAR_DUPLICATE_BITS`` of 64): both are kept, they are different files. The
+        entry says ``"looks_like": {"id", "distance"}``; the report's keys stay as they were."""
+        phash = metadata.get("phash")
+        if not isinstance(phash, str) or not phash:
+            return
+        if self._image_hashes is None:
+            self._image_hashes = self.vault.values.image_hashes()
+        mine = int(phash, 16)
+        best: tuple[int, int] | None = None
+        for other, other_hash in self._image_hashes.items():
+            if other == value_id:
+                continue
+            distance = (mine ^ int(other_hash, 16)).bit_count()
+            if distance <= NEAR_DUPLICATE_BITS and (best is None or distance < best[1]):
+                best = (other, distance)
+        self._image_hashes[value_id] = phash
+        if best is not None:
+            like = self.vault.values.identifier(best[0])
+            entry["looks_like"] = {"id": like, "distance": best[1]}
+            self.report.near_duplicates.append(entry)
 
     def _source_is_back(self, source: SourceRow, raw_path: bytes) -> None:
         """A restored source file clears its value's source-missing mark."""

@@ -452,6 +452,17 @@ class ValueStore:
             params = (limit, offset)
         return [self._record(r) for r in self._db.conn.execute(sql, params)]
 
+    def image_hashes(self) -> dict[int, str]:
+        """``value id`` → perceptual hash of every image value's current version."""
+        out: dict[int, str] = {}
+        for value_id, metadata in self._db.conn.execute(
+            "SELECT id, metadata FROM value_current WHERE media_type LIKE 'image/%'"
+        ):
+            found = _metadata(metadata).get("phash")
+            if isinstance(found, str) and found:
+                out[int(value_id)] = found
+        return out
+
     def versions_of_types(self, media_types: Collection[str]) -> dict[int, int]:
         """``value id`` → current version of the values of ``media_types`` (scans to read)."""
         types = sorted(media_types)
