@@ -276,6 +276,15 @@ def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 out.write(f"dense keys: {status.keyed_values}/{status.total_values} values keyed\n")
             return 0
+        if action == "rescan":
+            ids = [kb.values.resolve(ref) for ref in args.ids] or None
+            forgotten = kb.rescan(ids)
+            complete_dense(kb, args.quiet)  # reads them again, then their keys follow
+            if args.json:
+                print_json({"rescanned": forgotten, "failed": kb.scan_failures()}, out)
+            else:
+                out.write(f"{forgotten} scans and photos read again\n")
+            return 0
         if action == "activate":
             key_set = kb.key_sets.activate(args.key_set_id)
             data = _key_set_json(kb, key_set)
@@ -366,6 +375,13 @@ def register(add: AddCommand) -> None:
     add_sub("list", "the dense key sets: model, state, passages, completeness")
     q = add_sub("build", "compute the dense keys still missing (with progress; resumable)")
     q.add_argument("--threads", type=int, default=None)
+    q.add_argument("-q", "--quiet", action="store_true")
+    q = add_sub(
+        "rescan",
+        "read scans and photos again (OCR; all, or the IDs given): their original bytes are"
+        " never touched",
+    )
+    q.add_argument("ids", nargs="*", metavar="ID")
     q.add_argument("-q", "--quiet", action="store_true")
     q = add_sub("activate", "switch search to a complete key set (no rebuild), atomically")
     q.add_argument("key_set_id", metavar="KEYSET_ID", type=int)

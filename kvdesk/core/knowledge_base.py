@@ -389,6 +389,17 @@ class KnowledgeBase:
         """Scans and photos not read yet (a search says so: their words are not keys yet)."""
         return len(self._scans.pending())
 
+    def rescan(self, value_ids: Sequence[int] | None = None) -> int:
+        """Forget what OCR read (all scans, or ``value_ids``) so it is read again, e.g. with
+        another engine; returns how many. Original bytes are never touched."""
+        with self._writing():
+            return ScanStore(self._vault).forget(value_ids)
+
+    def scan_failures(self) -> dict[str, str]:
+        """Scans OCR could not read: identifier → why."""
+        failures = ScanStore(self._vault).failures()
+        return {self._vault.values.identifier(v): why for v, why in failures.items()}
+
     def scan_pages(self, value_id: int) -> list[StoredPage]:
         """What OCR read from a scan or photo, page by page, with word boxes (empty: not a
         scan, or not read yet)."""

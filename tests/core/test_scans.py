@@ -108,3 +108,19 @@ def test_a_page_scanned_twice_is_reported_as_a_near_duplicate(tmp_path: Path) ->
         assert similar["path"].endswith("b.jpg") and similar["looks_like"]["id"] == "DOC-1"
         assert report.to_json()["imported"][0]["looks_like"]["id"] == "DOC-1"
         assert "1 like an image already stored" in report.summary()
+
+
+def test_rescan_reads_a_scan_again_without_touching_its_bytes(tmp_path: Path) -> None:
+    from tests.cli.runner import run
+
+    path = _scan(tmp_path / "memo.png", ["Memo about parking permits"])
+    vault = tmp_path / "v.kvdb"
+    assert run("--vault", str(vault), "import", str(path), "--no-dense", "-q")[0] == 0
+    with KnowledgeBase.open(vault) as kb:
+        assert kb.scans_pending() == 0  # the CLI import read it before it exited
+        before = kb.values.original_bytes(1)
+    code, out = run("--vault", str(vault), "keys", "rescan", "DOC-1", "--json")
+    assert code == 0 and '"rescanned": 1' in out
+    with KnowledgeBase.open(vault) as kb:
+        assert kb.scans_pending() == 0 and kb.values.original_bytes(1) == before
+        assert kb.search("parking permits", mode="lexical").hits

@@ -127,6 +127,22 @@ class ScanStore:
             (value_id, version, engine, state, pages, error, digest, at),
         )
 
+    def forget(self, value_ids: Sequence[int] | None = None) -> int:
+        """Forget OCR results (all, or of ``value_ids``): they are read again."""
+        with self._db.transaction() as tx:
+            if value_ids is None:
+                count = int(tx.execute("SELECT count(*) FROM ocr_state").fetchone()[0])
+                tx.execute("DELETE FROM ocr_page")
+                tx.execute("DELETE FROM ocr_state")
+                return count
+            count = 0
+            for value_id in value_ids:
+                count += tx.execute(
+                    "DELETE FROM ocr_state WHERE value_id = ?", (value_id,)
+                ).rowcount
+                tx.execute("DELETE FROM ocr_page WHERE value_id = ?", (value_id,))
+            return count
+
     # reading
 
     def states(self) -> dict[int, tuple[int, str]]:
