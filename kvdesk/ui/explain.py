@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from kvdesk.core.search.retrieval import Hit
 from kvdesk.core.search.terms import group_terms
+from kvdesk.ui.scan_view import ScanKey, ScanReading
 from kvdesk.ui.style import CHIP_BG, CHIP_FG, MUTED, SPACE_COLORS, SPACE_LABELS
 
 SPACES = ("lexical", "dense", "tags")
@@ -116,6 +117,7 @@ class HitExplanationView(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.hit: Hit | None = None
+        self.scan_key: ScanKey | None = None  # the scan reading this hit waits for
         self.setObjectName("hitExplanation")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setStyleSheet("#hitExplanation { background: palette(base); border-radius: 8px; }")
@@ -165,6 +167,18 @@ class HitExplanationView(QFrame):
         self.terms.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.terms.setMinimumWidth(120)
         lay.addWidget(self.terms)
+        # A scan's matched words as OCR read them (and how sure it was), and identifiers as
+        # the scan holds them: filled in when the OCR pages have been read (off the GUI).
+        self.scan_label = QLabel()
+        self.scan_label.setObjectName("scanWords")
+        self.scan_label.setTextFormat(Qt.TextFormat.PlainText)  # OCR output is data
+        self.scan_label.setWordWrap(True)
+        self.scan_label.setStyleSheet(
+            "#scanWords { background: #fffbeb; border: 1px solid #fde68a; border-radius: 6px;"
+            " padding: 4px 6px; color: #78350f; }"
+        )
+        self.scan_label.setVisible(False)
+        lay.addWidget(self.scan_label)
 
         self.passage_heading = self._heading("Best passage")
         lay.addWidget(self.passage_heading)
@@ -198,8 +212,19 @@ class HitExplanationView(QFrame):
             d = hit.explanation.dense
             self.passageClicked.emit(hit.value_id, d.start, d.end)
 
+    def show_scan(self, reading: ScanReading | None) -> None:
+        """The "Read on the scan (OCR)" line (hidden for None or a value without OCR words)."""
+        if reading is None or not any(p.words for p in reading.pages):
+            self.scan_label.clear()
+            self.scan_label.setVisible(False)
+            return
+        self.scan_label.setText(reading.describe())
+        self.scan_label.setVisible(True)
+
     def show_hit(self, hit: Hit, rank: int, scale: float) -> None:
         self.hit = hit
+        self.scan_key = None
+        self.show_scan(None)
         exp = hit.explanation
         parts = exp.contributions()
         self.rank_label.setText(f"#{rank} · {hit.identifier}")
@@ -422,3 +447,12 @@ class ExplanationPanel(QWidget):
 
     def visible_views(self) -> list[HitExplanationView]:
         return [v for v in self.views if v.hit is not None]
+
+    def show_scan(self, reading: ScanReading) -> bool:
+        """Show a scan reading on the explanations waiting for it; whether any was."""
+        shown = False
+        for view in self.visible_views():
+            if view.scan_key == reading.key:
+                view.show_scan(reading)
+                shown = True
+        return shown

@@ -6,6 +6,7 @@ the GUI thread; this module turns its signals into widget updates.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 from collections.abc import Callable
@@ -59,6 +60,7 @@ from kvdesk.ui.pilot_dashboard import PilotDashboard
 from kvdesk.ui.resources import app_icon, sample_paths
 from kvdesk.ui.results import HitDelegate, HitRole, ResultsModel
 from kvdesk.ui.review_queue import ReviewQueue
+from kvdesk.ui.scan_view import ScanKey, ScanReading, ScanReadings, ScanSource, is_scan_type
 from kvdesk.ui.session import KeyState, SearchOutcome, Session
 from kvdesk.ui.tasks import Task, eta_text
 from kvdesk.ui.team import TeamState, TeamStatusLabel, TeamSync
@@ -231,6 +233,10 @@ class MainWindow(QMainWindow):
         self.viewer = DocumentViewer()
         self.viewer.setMinimumWidth(VIEWER_MIN_WIDTH)
         self.explain = ExplanationPanel()
+        # OCR pages of scans matched against the query, read off the GUI thread; the viewer
+        # boxes the matched words, the explanation lists them.
+        self.scan_readings = ScanReadings(self)
+        self.scan_readings.ready.connect(self._on_scan_read)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.viewer)
@@ -374,6 +380,8 @@ class MainWindow(QMainWindow):
         self.session.runner.taskDone.connect(self._on_tracked_done)
         self.session.pilotMarked.connect(self._on_pilot_marked)
         self.session.denseYielded.connect(self._resume_dense)
+        self.scan_readings.attach(self.session.runner, kb.scan_pages)
+        self.viewer.set_runner(self.session.runner)
         self.start_task = self.session.start()
         self._attach_team()
         self.session.pilot.idle_s = self._pilot_idle_s
@@ -592,7 +600,7 @@ class MainWindow(QMainWindow):
             sel.setCurrentIndex(self.model.index(now), QItemSelectionModel.SelectionFlag.NoUpdate)
             sel.blockSignals(False)
             self.results_view.viewport().update()
-            self.explain.show_hits(self.selected_hits())
+            self._explain(self.selected_hits())
             record = self.viewer.record
             shown = next((h for h in result.hits if record and h.value_id == record.id), None)
             if shown is not None and tuple(shown.tags) != tuple(self.viewer.tag_editor.tags()):
@@ -645,7 +653,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_selection_changed(self) -> None:
         hits = self.selected_hits()
-        self.explain.show_hits(hits)
+        self._explain(hits)
         if len(hits) == 2:
             self._fit_compare()
         if not hits:
@@ -670,6 +678,32 @@ class MainWindow(QMainWindow):
         viewer, explain = viewer - take, explain + take
         self.splitter.setSizes([results, viewer, explain])
 
+    def _explain(self, hits: list[tuple[int, Hit]]) -> None:
+        """Show the explanations, and ask for the OCR words of the scans among them."""
+        self.explain.show_hits(hits)
+        for view in self.explain.visible_views():
+            if view.hit is not None and is_scan_type(view.hit.media_type):
+                view.scan_key = self._scan_key(view.hit)
+                reading = self.scan_readings.request(view.scan_key)
+                if reading is not None:
+                    view.show_scan(reading)
+
+    def _terms_for(self, hit: Hit) -> list[str]:
+        """The query words to mark in a hit: those that really matched, else the query's."""
+        if hit.explanation.lexical is not None and hit.explanation.lexical.terms:
+            # The words that really matched (stop words like "I" or "do" never do).
+            return [t.term for t in hit.explanation.lexical.terms if t.field != "identifier"]
+        parsed = (
+            self.last_outcome.result.parsed if self.last_outcome is not None else None
+        ) or parse_query(self.compose_query())
+        return [t for t in (*parsed.terms, *parsed.phrases) if len(t) >= 3 or has_cjk(t)]
+
+    def _scan_key(self, hit: Hit) -> ScanKey:
+        ids = hit.explanation.identifiers
+        return ScanKey(
+            hit.value_id, tuple(self._terms_for(hit)), ids.matches if ids is not None else ()
+        )
+
     def show_in_viewer(self, hit: Hit) -> None:
         try:
             record = self.session.kb.values.get(hit.value_id)
@@ -678,17 +712,19 @@ class MainWindow(QMainWindow):
             self._show_error(str(exc))
             return
         values, value_id = self.session.kb.values, hit.value_id
-        terms: list[str] = []
-        if hit.explanation.lexical is not None and hit.explanation.lexical.terms:
-            # The words that really matched (stop words like "I" or "do" never do).
-            terms = [t.term for t in hit.explanation.lexical.terms if t.field != "identifier"]
-        else:
-            parsed = (
-                self.last_outcome.result.parsed if self.last_outcome is not None else None
-            ) or parse_query(self.compose_query())
-            terms = [t for t in (*parsed.terms, *parsed.phrases) if len(t) >= 3 or has_cjk(t)]
-        self.viewer.show_value(record, text, lambda: values.original_bytes(value_id), terms)
+        original = functools.partial(values.original_bytes, value_id)
+        self.viewer.show_value(record, text, original, self._terms_for(hit))
+        if is_scan_type(record.media_type):
+            key = self._scan_key(hit)
+            source = ScanSource(value_id, record.version, record.media_type, original)
+            self.viewer.show_scan(source, key, self.scan_readings.request(key))
         self._start_view(hit)
+
+    @Slot(object)
+    def _on_scan_read(self, reading: object) -> None:
+        if isinstance(reading, ScanReading):
+            self.viewer.show_reading(reading)
+            self.explain.show_scan(reading)
 
     @Slot(int, int, int)
     def _on_passage_clicked(self, value_id: int, start: int, end: int) -> None:

@@ -1,4 +1,5 @@
-"""The document viewer: extracted text with the matches highlighted, images, 'Open original'."""
+"""The document viewer: extracted text with the matches highlighted, images, scans with the
+matched words boxed, 'Open original'."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QStackedWidget,
     QTextBrowser,
     QTextEdit,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -34,8 +36,12 @@ from PySide6.QtWidgets import (
 from kvdesk.core.errors import KvdeskError
 from kvdesk.core.search.highlight import term_spans
 from kvdesk.core.vault.records import ValueRecord
+from kvdesk.ui.scan_view import ScanKey, ScanReading, ScanSource, ScanView
 from kvdesk.ui.style import HIGHLIGHT, MUTED, PASSAGE_HIGHLIGHT, type_badge
 from kvdesk.ui.tags import TagEditor
+from kvdesk.ui.tasks import TaskRunner
+
+TEXT_PAGE, IMAGE_PAGE, SCAN_PAGE = 0, 1, 2
 
 
 class ImageView(QScrollArea):
@@ -127,6 +133,13 @@ class DocumentViewer(QWidget):
         self._export_dir: Path | None = None
         self._term_selections: list[QTextEdit.ExtraSelection] = []
         self._passage_selection: list[QTextEdit.ExtraSelection] = []
+        self._terms: list[str] = []
+        self._own_text = ""  # the value's text, before what OCR read is added
+        self._scan_wanted: tuple[ScanKey, ScanSource] | None = None
+        self._is_scan = False
+        # value id → version known to have OCR pages: its image is decoded once, off the GUI
+        # thread, for the scan view, not a second time here.
+        self._known_scans: dict[int, int] = {}
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 8, 8, 8)
@@ -140,6 +153,17 @@ class DocumentViewer(QWidget):
         self.title.setWordWrap(True)
         head.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignTop)
         head.addWidget(self.title, 1)
+        self.scan_button = QToolButton()
+        self.scan_button.setText("Scan")
+        self.scan_button.setCheckable(True)
+        self.scan_button.setChecked(True)
+        self.scan_button.setToolTip(
+            "On: the scanned page, with the words that matched boxed."
+            " Off: the text, with what OCR read on the scan"
+        )
+        self.scan_button.setVisible(False)
+        self.scan_button.toggled.connect(self._on_scan_toggled)
+        head.addWidget(self.scan_button, 0, Qt.AlignmentFlag.AlignTop)
         self.open_button = QPushButton("Open original")
         self.open_button.setToolTip(
             "Export the stored original to a private temporary file and"
@@ -166,9 +190,16 @@ class DocumentViewer(QWidget):
         self.text_view.setLineWrapMode(QTextEdit.LineWrapMode.WidgetWidth)
         self.text_view.setStyleSheet("QTextBrowser { padding: 6px; }")
         self.image_view = ImageView()
+        self.scan_view = ScanView()
+        self.scan_view.pageShown.connect(self._on_scan_page_shown)
         self.stack.addWidget(self.text_view)
         self.stack.addWidget(self.image_view)
+        self.stack.addWidget(self.scan_view)
         lay.addWidget(self.stack, 1)
+
+    def set_runner(self, runner: TaskRunner | None) -> None:
+        """Where scan pages are decoded (the session's reader pool)."""
+        self.scan_view.runner = runner
 
     # -- showing --------------------------------------------------------------------------------
 
@@ -181,6 +212,9 @@ class DocumentViewer(QWidget):
         self.meta.clear()
         self.text_view.clear()
         self.image_view.clear()
+        self._forget_scan()
+        self.scan_view.clear()
+        self.stack.setCurrentIndex(TEXT_PAGE)
         self.open_button.setEnabled(False)
         self.tag_editor.set_tags([])
         self.tag_editor.setEnabled(False)
@@ -211,19 +245,98 @@ class DocumentViewer(QWidget):
         self.open_button.setEnabled(True)
         self.tag_editor.set_tags(record.tags)
         self.tag_editor.setEnabled(True)
-        if record.media_type.startswith("image/"):
+        self._terms = list(terms)
+        self._own_text = text
+        self._forget_scan()
+        if self.scan_view.source is not None and self.scan_view.source.value_id != record.id:
+            self.scan_view.clear()
+        known_scan = self._known_scans.get(record.id) == record.version
+        if record.media_type.startswith("image/") and not known_scan:
             pixmap = QPixmap()
             if pixmap.loadFromData(original()):
-                self.stack.setCurrentIndex(1)
+                self.stack.setCurrentIndex(IMAGE_PAGE)
                 self.image_view.set_pixmap(pixmap)
                 self.text = text
                 return
-        self.stack.setCurrentIndex(0)
-        if not same or text != self.text:
+        self._set_text(text, force=not same)
+        if known_scan and self.scan_button.isChecked():
+            # Its page comes with show_scan (at once when it is cached).
+            self.stack.setCurrentIndex(SCAN_PAGE)
+        else:
+            self.stack.setCurrentIndex(TEXT_PAGE)
+
+    def _set_text(self, text: str, force: bool = False) -> None:
+        if force or text != self.text:
             self.text = text
             self.text_view.setPlainText(text)
         self._passage_selection = []
-        self.highlight_terms(terms)
+        self.highlight_terms(self._terms)
+
+    # -- scans ----------------------------------------------------------------------------------
+
+    def _forget_scan(self) -> None:
+        self._scan_wanted = None
+        self._is_scan = False
+        self.scan_button.setVisible(False)
+
+    def show_scan(
+        self, source: ScanSource, key: ScanKey, reading: ScanReading | None = None
+    ) -> None:
+        """The value on screen (just given to show_value) may be a scan: show its pages with
+        the matches boxed once its reading is here (``reading`` now, or show_reading later)."""
+        if self.record is None or self.record.id != source.value_id:
+            return
+        self._scan_wanted = (key, source)
+        if reading is not None:
+            self.show_reading(reading)
+
+    def show_reading(self, reading: ScanReading) -> bool:
+        """Show a scan's reading if it is the one the value on screen waits for."""
+        wanted = self._scan_wanted
+        if wanted is None or reading.key != wanted[0] or self.record is None:
+            return False
+        key, source = wanted
+        if not any(p.words for p in reading.pages):
+            # Not a scan (or a photo without a word on it): the plain view stays.
+            if self._known_scans.pop(source.value_id, None) is not None:
+                self._show_plain_after_all()
+            return False
+        self._known_scans[source.value_id] = source.version
+        self._is_scan = True
+        self.scan_button.setVisible(True)
+        if not self.scan_view.showing(key, source.version):
+            self.scan_view.show_reading(reading, source)
+        elif self.scan_button.isChecked() and self.scan_view.canvas.has_image():
+            self.stack.setCurrentIndex(SCAN_PAGE)
+        self._set_text(_with_ocr(self._own_text, reading))
+        if not self.scan_button.isChecked():
+            self.stack.setCurrentIndex(TEXT_PAGE)
+        return True
+
+    def _show_plain_after_all(self) -> None:
+        """A value thought to be a scan is not (any more): show it as show_value would."""
+        record, original = self.record, self.original
+        if record is None or original is None:
+            return
+        self.scan_view.clear()
+        pixmap = QPixmap()
+        if record.media_type.startswith("image/") and pixmap.loadFromData(original()):
+            self.image_view.set_pixmap(pixmap)
+            self.stack.setCurrentIndex(IMAGE_PAGE)
+        else:
+            self.stack.setCurrentIndex(TEXT_PAGE)
+
+    def _on_scan_page_shown(self, _page: int) -> None:
+        if self._is_scan and self.scan_button.isChecked():
+            self.stack.setCurrentIndex(SCAN_PAGE)
+
+    def _on_scan_toggled(self, on: bool) -> None:
+        if not self._is_scan:
+            return
+        self.stack.setCurrentIndex(SCAN_PAGE if on else TEXT_PAGE)
+
+    def showing_scan(self) -> bool:
+        return self.stack.currentIndex() == SCAN_PAGE
 
     def set_tags(self, tags: tuple[str, ...]) -> None:
         self.tag_editor.set_tags(tags)
@@ -269,7 +382,9 @@ class DocumentViewer(QWidget):
 
     def highlight_passage(self, start: int, end: int) -> bool:
         """Mark the best passage (character offsets into the value's text) and scroll to it."""
-        if not self.text or end <= start or self.stack.currentIndex() != 0:
+        if self._is_scan and self.stack.currentIndex() == SCAN_PAGE and self.text:
+            self.scan_button.setChecked(False)  # the passage is in the text, with what OCR read
+        if not self.text or end <= start or self.stack.currentIndex() != TEXT_PAGE:
             return False
         fmt = QTextCharFormat()
         fmt.setBackground(PASSAGE_HIGHLIGHT)
@@ -344,6 +459,15 @@ class DocumentViewer(QWidget):
             except OSError:
                 pass
         self.exported = []
+
+
+def _with_ocr(text: str, reading: ScanReading) -> str:
+    """The value's text followed by what OCR read, page after page: the text its keys (and
+    so the best passage's offsets) are made from."""
+    read = "\n\n".join(p.text for p in reading.pages)
+    if not read.strip():
+        return text
+    return f"{text}\n\n{read}" if text.strip() else read
 
 
 def _suffix(record: ValueRecord) -> str:

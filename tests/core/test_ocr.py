@@ -150,6 +150,7 @@ def test_creating_an_engine_loads_nothing() -> None:
     flags, name = done.stdout.splitlines()
     assert flags == "False None False False"
     assert name == "rapidocr-3.10.0/PP-OCRv6-small"
+    assert OcrEngine(detect_side=None).name == "rapidocr-3.10.0/PP-OCRv6-small/detfull"
     assert all(path.is_file() for path in model_paths().values())
 
 
