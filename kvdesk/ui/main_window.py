@@ -64,6 +64,7 @@ from kvdesk.ui.scan_view import ScanKey, ScanReading, ScanReadings, ScanSource, 
 from kvdesk.ui.session import KeyState, SearchOutcome, Session
 from kvdesk.ui.tasks import Task, eta_text
 from kvdesk.ui.team import TeamState, TeamStatusLabel, TeamSync
+from kvdesk.ui.thumbnails import Thumbnails
 from kvdesk.ui.ui_state import (
     load_history,
     remember_vault,
@@ -213,6 +214,8 @@ class MainWindow(QMainWindow):
         outer.addWidget(self.banner)
 
         self.model = ResultsModel(self)
+        self.thumbnails = Thumbnails(self)  # previews of scans and photos on their cards
+        self.model.set_thumbnails(self.thumbnails)
         self.results_view = QListView()
         self.results_view.setModel(self.model)
         self.results_view.setItemDelegate(HitDelegate(self.results_view))
@@ -381,6 +384,7 @@ class MainWindow(QMainWindow):
         self.session.pilotMarked.connect(self._on_pilot_marked)
         self.session.denseYielded.connect(self._resume_dense)
         self.scan_readings.attach(self.session.runner, kb.scan_pages)
+        self.thumbnails.attach(self.session.runner, kb.values.original_bytes)
         self.viewer.set_runner(self.session.runner)
         self.start_task = self.session.start()
         self._attach_team()

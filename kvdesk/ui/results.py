@@ -20,6 +20,7 @@ from PySide6.QtGui import (
     QFontMetrics,
     QPainter,
     QPalette,
+    QPixmap,
     QTextCharFormat,
     QTextCursor,
     QTextDocument,
@@ -28,9 +29,11 @@ from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem,
 
 from kvdesk.core.search.retrieval import Hit
 from kvdesk.ui.style import CHIP_BG, CHIP_FG, HIGHLIGHT, MUTED, SPACE_COLORS, type_badge
+from kvdesk.ui.thumbnails import Thumbnails
 
 HitRole = Qt.ItemDataRole.UserRole + 1
 DateRole = Qt.ItemDataRole.UserRole + 2
+ThumbnailRole = Qt.ItemDataRole.UserRole + 3  # a QPixmap preview of an image hit, or None
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -42,6 +45,17 @@ class ResultsModel(QAbstractListModel):
         super().__init__(parent)
         self._hits: list[Hit] = []
         self._dates: dict[int, str] = {}
+        self.thumbnails: Thumbnails | None = None  # previews of image hits (set by the window)
+
+    def set_thumbnails(self, thumbnails: Thumbnails) -> None:
+        self.thumbnails = thumbnails
+        thumbnails.ready.connect(self._on_thumbnail)
+
+    def _on_thumbnail(self, value_id: int) -> None:
+        for row, hit in enumerate(self._hits):
+            if hit.value_id == value_id:
+                idx = self.index(row)
+                self.dataChanged.emit(idx, idx, [ThumbnailRole])
 
     def set_hits(self, hits: tuple[Hit, ...] | list[Hit], dates: dict[int, str]) -> None:
         self.beginResetModel()
@@ -81,6 +95,8 @@ class ResultsModel(QAbstractListModel):
             return hit
         if role == DateRole:
             return self._dates.get(hit.value_id, hit.updated_at[:10])
+        if role == ThumbnailRole and self.thumbnails is not None:
+            return self.thumbnails.get(hit.value_id, hit.updated_at, hit.media_type)
         return None
 
 
@@ -234,6 +250,23 @@ class HitDelegate(QStyledItemDelegate):
             Qt.AlignmentFlag.AlignCenter,
             weight_text(hit.weight),
         )
+        # A scan's or photo's preview, in the room left under the weight (if any).
+        thumb = index.data(ThumbnailRole)
+        top = y0 + 44 + QFontMetrics(small).height()
+        room = QRectF(x0, top, self.BADGE_W, rect.bottom() - pad - top)
+        if isinstance(thumb, QPixmap) and not thumb.isNull() and room.height() >= 16:
+            size = thumb.size().scaled(room.size().toSize(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRectF(
+                room.left() + (room.width() - size.width()) / 2,
+                room.top(),
+                size.width(),
+                size.height(),
+            )
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.drawPixmap(target, thumb, QRectF(thumb.rect()))
+            painter.setPen(QColor("#d1d5db"))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(target)
 
         text_x = x0 + self.BADGE_W + pad
         text_w = rect.right() - pad - text_x

@@ -241,7 +241,8 @@ def page_image(data: bytes, media_type: str, number: int, max_side: int = MAX_IM
 class _PageImage:
     request: int
     key: tuple[int, int, int]  # value id, version, page
-    image: QImage
+    image: QImage | None
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -287,9 +288,6 @@ class ScanReadings(QObject):
         self._cache.clear()
         self._pending.clear()
 
-    def cached(self, key: ScanKey) -> ScanReading | None:
-        return self._cache.get(key)
-
     def request(self, key: ScanKey) -> ScanReading | None:
         """The reading at once when it is cached; else None, and ``ready`` brings it."""
         reading = self._cache.get(key)
@@ -301,14 +299,17 @@ class ScanReadings(QObject):
         pages, generation = self._pages, self._generation
 
         def read() -> tuple[int, ScanReading]:
-            return generation, read_scan(key, pages(key.value_id))
+            try:
+                return generation, read_scan(key, pages(key.value_id))
+            except Exception as exc:  # noqa: BLE001 - shown as "not a scan", never a crash
+                log.warning("could not read the OCR pages of value %s: %s", key.value_id, exc)
+                return generation, ScanReading(key, ())
 
         task = _run(self.runner, f"scan {key.value_id}", read)
         if task is None:
             return self._store(read()[1])
         self._pending.add(key)
         task.succeeded.connect(self._on_read)
-        task.failed.connect(self._on_failed)
         return None
 
     @Slot(object)
@@ -319,11 +320,6 @@ class ScanReadings(QObject):
         self._pending.discard(reading.key)
         self._store(reading)
         self.ready.emit(reading)
-
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        log.warning("could not read a scan's OCR pages: %s", message)
-        self._pending.clear()  # which one failed is unknown: let every key be asked again
 
     def _store(self, reading: ScanReading) -> ScanReading:
         if reading.pages:  # a value not read yet is asked again: OCR may finish meanwhile
@@ -475,6 +471,8 @@ class ScanView(QWidget):
         self.caption = QLabel()
         self.caption.setTextFormat(Qt.TextFormat.PlainText)
         self.caption.setStyleSheet(f"color: {MUTED.name()};")
+        # The caption gives way (clipped) before the page selector or the zoom buttons do.
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.zoom_out_button = QToolButton()
         self.zoom_out_button.setText("−")
         self.zoom_out_button.setToolTip("Zoom out (Ctrl+wheel)")
@@ -497,13 +495,13 @@ class ScanView(QWidget):
         for w in (self.zoom_out_button, self.zoom_label, self.zoom_in_button, self.fit_button):
             bar.addWidget(w)
         lay.addLayout(bar)
-        self.scroll = _ZoomScroll()
-        self.scroll.setWidgetResizable(False)
-        self.scroll.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-        self.scroll.zoomed.connect(self._on_wheel_zoom)
+        self.scroll_area = _ZoomScroll()
+        self.scroll_area.setWidgetResizable(False)
+        self.scroll_area.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+        self.scroll_area.zoomed.connect(self._on_wheel_zoom)
         self.canvas = PageCanvas()
-        self.scroll.setWidget(self.canvas)
-        lay.addWidget(self.scroll, 1)
+        self.scroll_area.setWidget(self.canvas)
+        lay.addWidget(self.scroll_area, 1)
 
         self._scale_timer = QTimer(self)
         self._scale_timer.setSingleShot(True)
@@ -541,7 +539,7 @@ class ScanView(QWidget):
         self.page_combo.blockSignals(True)
         for page in reading.pages:
             n = len(reading.matches.get(page.page, ()))
-            label = f"Page {page.page}" + (f" · {n} match{'es' if n != 1 else ''}" if n else "")
+            label = f"Page {page.page}" + (f" ({n} match{'es' if n != 1 else ''})" if n else "")
             self.page_combo.addItem(label, page.page)
         self.page_combo.blockSignals(False)
         self.page_combo.setVisible(len(reading.pages) > 1)
@@ -560,11 +558,11 @@ class ScanView(QWidget):
             self.page_combo.blockSignals(True)
             self.page_combo.setCurrentIndex(index)
             self.page_combo.blockSignals(False)
-        words = reading.matched(number)
-        many = len(reading.pages) > 1
-        where = f"page {number} of {len(reading.pages)} read · " if many else ""
-        self.caption.setText(
-            f"{where}{len(words)} matching word{'s' if len(words) != 1 else ''} boxed"
+        n = len(reading.matched(number))
+        self.caption.setText(f"{n} matching word{'s' if n != 1 else ''} boxed")
+        self.caption.setToolTip(
+            f"Page {number}; OCR read {len(reading.pages)} page"
+            f"{'s' if len(reading.pages) != 1 else ''} of this document"
         )
         self._request += 1
         key = (source.value_id, source.version, number)
@@ -577,28 +575,30 @@ class ScanView(QWidget):
         request, original, media_type = self._request, source.original, source.media_type
 
         def load() -> _PageImage:
-            return _PageImage(request, key, page_image(original(), media_type, number))
+            try:
+                return _PageImage(request, key, page_image(original(), media_type, number))
+            except Exception as exc:  # noqa: BLE001 - a damaged original: say so on the page
+                return _PageImage(request, key, None, str(exc) or type(exc).__name__)
 
         task = _run(self.runner, "scan page", load)
         if task is None:
             self._on_image(load())
             return
         task.succeeded.connect(self._on_image)
-        task.failed.connect(self._on_image_failed)
 
     @Slot(object)
     def _on_image(self, result: object) -> None:
         if not isinstance(result, _PageImage):
+            return
+        if result.image is None:
+            if result.request == self._request:
+                self.canvas.clear(f"The page cannot be shown: {result.error}")
             return
         self._images[result.key] = result.image
         while len(self._images) > IMAGE_CACHE:
             self._images.popitem(last=False)
         if result.request == self._request:
             self._show_image(result.image)
-
-    @Slot(str)
-    def _on_image_failed(self, message: str) -> None:
-        self.canvas.clear(f"The page cannot be shown: {message}")
 
     def _show_image(self, image: QImage) -> None:
         reading = self.reading
@@ -621,9 +621,11 @@ class ScanView(QWidget):
         boxes = self.canvas.shown_boxes()
         if boxes:
             first = boxes[0]
-            self.scroll.ensureVisible(round(first.center().x()), round(first.center().y()), 40, 80)
+            self.scroll_area.ensureVisible(
+                round(first.center().x()), round(first.center().y()), 40, 80
+            )
         else:
-            self.scroll.verticalScrollBar().setValue(0)
+            self.scroll_area.verticalScrollBar().setValue(0)
 
     @Slot(int)
     def _on_page_chosen(self, index: int) -> None:
@@ -639,11 +641,11 @@ class ScanView(QWidget):
         page = self.canvas.page_size
         if page.isEmpty():
             return 1.0
-        frame = 2 * self.scroll.frameWidth()
-        room_w, room_h = self.scroll.width() - frame, self.scroll.height() - frame
+        frame = 2 * self.scroll_area.frameWidth()
+        room_w, room_h = self.scroll_area.width() - frame, self.scroll_area.height() - frame
         zoom = room_w / page.width()
         if page.height() * zoom > room_h:
-            bar = self.scroll.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+            bar = self.scroll_area.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
             zoom = (room_w - bar) / page.width()
         return max(MIN_ZOOM, min(MAX_ZOOM, zoom))
 
@@ -672,7 +674,7 @@ class ScanView(QWidget):
         self.set_zoom(self.canvas.zoom * ZOOM_STEP**steps)
 
     def _apply_zoom(self, zoom: float | None = None) -> None:
-        self.scroll.setHorizontalScrollBarPolicy(
+        self.scroll_area.setHorizontalScrollBarPolicy(
             Qt.ScrollBarPolicy.ScrollBarAlwaysOff
             if self.fit
             else Qt.ScrollBarPolicy.ScrollBarAsNeeded

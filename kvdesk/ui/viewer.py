@@ -198,8 +198,10 @@ class DocumentViewer(QWidget):
         lay.addWidget(self.stack, 1)
 
     def set_runner(self, runner: TaskRunner | None) -> None:
-        """Where scan pages are decoded (the session's reader pool)."""
+        """Where scan pages are decoded (the session's reader pool); a new session is another
+        vault, whose value ids mean other documents."""
         self.scan_view.runner = runner
+        self._known_scans.clear()
 
     # -- showing --------------------------------------------------------------------------------
 
