@@ -109,6 +109,8 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
     if not_ready:
         ready = [space for space, ok in result.ready.items() if ok]
         out.write(f"keys ready: {', '.join(ready) or 'none'} (not yet: {', '.join(not_ready)})\n")
+    for ident in result.absent_identifiers:
+        out.write(f"no document holds {terminal_safe(ident)}\n")
     if not result.hits:
         out.write("no results\n")
     elif not result.confident:
@@ -142,6 +144,9 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
                     )
                 elif space == "tags":
                     out.write("  " + terminal_safe(", ".join(part.get("tags", []))))
+                elif space == "identifiers":
+                    said = "; ".join(m["said"] for m in part.get("matches", []))
+                    out.write("  " + terminal_safe(said))
                 out.write("\n")
     out.write(f"[{result.mode}, provider {result.provider}, {result.elapsed_ms:.0f} ms]\n")
     return 0

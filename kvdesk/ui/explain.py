@@ -30,7 +30,7 @@ from kvdesk.core.search.terms import group_terms
 from kvdesk.ui.scan_view import ScanKey, ScanReading
 from kvdesk.ui.style import CHIP_BG, CHIP_FG, MUTED, SPACE_COLORS, SPACE_LABELS
 
-SPACES = ("lexical", "dense", "tags")
+SPACES = ("identifiers", "lexical", "dense", "tags")
 # Two explanations compared side by side keep at least this width each; when the panel is
 # narrower, it scrolls sideways rather than squeezing them (or the document viewer).
 COMPARE_COLUMN_MIN = 300
@@ -246,6 +246,8 @@ class HitExplanationView(QFrame):
                 detail = f"cosine {exp.dense.cosine:.3f}"
             elif space == "tags" and exp.tags is not None:
                 detail = f"{len(exp.tags.tags)} tag(s)"
+            elif space == "identifiers" and exp.identifiers is not None:
+                detail = ", ".join(m.stored for m in exp.identifiers.matches)
             label.setText(
                 f'<span style="color:{colour}; font-size:12pt;">■</span>&nbsp;'
                 f"{SPACE_LABELS[space]} &nbsp;<b>{fmt(parts[space])}</b>"

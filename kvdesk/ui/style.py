@@ -10,11 +10,13 @@ SPACE_COLORS = {
     "lexical": QColor("#3b82f6"),
     "dense": QColor("#a855f7"),
     "tags": QColor("#22a06b"),
+    "identifiers": QColor("#d97706"),
 }
 SPACE_LABELS = {
     "lexical": "Words (BM25)",
     "dense": "Meaning (passage)",
     "tags": "Tags",
+    "identifiers": "Identifiers (verified)",
 }
 HIGHLIGHT = QColor("#fde68a")
 PASSAGE_HIGHLIGHT = QColor("#f1e8ff")

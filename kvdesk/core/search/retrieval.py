@@ -596,6 +596,8 @@ class Retriever:
             return False  # only stopwords and punctuation ("AND OR ("): nothing to be sure of
         top = pool[0].explanation
         p = self.params
+        if top.identifiers is not None:
+            return True  # a verified identifier is the surest key there is
         if top.dense is not None and top.dense.cosine >= p.confident_cosine:
             return True
         if top.tags is not None and top.tags.tags:
