@@ -9,6 +9,10 @@ is checked when they load.
 
 Loading takes seconds, so `OcrEngine()` is cheap and the models load on the first page. Every
 `OcrPage` carries `engine.name`, so a later rekey can tell which pages to redo with another engine.
+
+One story in four parts: the engine (loading, sizes, upside-down pages), words and boxes from
+rapidocr's output (and the kana it confuses), reading order (an XY cut on the straightened
+page), and the pages of a file (Pillow and PDFium under kvdesk's limits).
 """
 
 from __future__ import annotations
@@ -83,6 +87,8 @@ _MODELS = {
 }
 _MODEL_LABEL = "PP-OCRv6-small"
 _DETECT_MIN_SIDE = 736  # rapidocr's detection size: shorter side scaled up to this
+_DETECT_MAX_SIDE = 4000  # ... but the longer side of a strip not beyond this
+_MAX_ASPECT = 8  # rapidocr's width_height_ratio
 _VOTE_LINES = 12  # longest lines that vote on whether a page is upside down
 # Text lines recognised per ONNX run on CPU. rapidocr's 6 pads every line of a batch to the
 # widest: an A4 page took 9.8-10.6 CPU-s at 6 and 7.8-8.7 at 1, and peaked 200-300 MB higher.
@@ -238,8 +244,13 @@ def _rapidocr_version() -> str:
 def _detect_limit(width: int, height: int, detect_side: int | None) -> tuple[str, int]:
     """rapidocr's detection size rule for one image: ("min", n) scales the shorter side up to
     n, ("max", n) the longer side down to n."""
-    short, long = sorted((width, height))
-    if detect_side is None or short < _DETECT_MIN_SIDE or long <= detect_side:
+    short, long = sorted((max(1, width), max(1, height)))
+    if short < _DETECT_MIN_SIDE:
+        # Scaled up, but a strip (a receipt, one line of text) not beyond _DETECT_MAX_SIDE.
+        if long * _DETECT_MIN_SIDE / short > _DETECT_MAX_SIDE:
+            return "min", max(1, short * _DETECT_MAX_SIDE // long)
+        return "min", _DETECT_MIN_SIDE
+    if detect_side is None or long <= detect_side:
         return "min", _DETECT_MIN_SIDE
     return "max", max(detect_side, math.ceil(long * _DETECT_MIN_SIDE / short))
 
@@ -349,6 +360,16 @@ def _prepare(img: Image.Image, max_side: int) -> tuple[Image.Image, float, tuple
         scale = max_side / longest
         reduced = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
         page = page.resize(reduced, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    # rapidocr pads a strip wider than 8:1 to a square-ish image and then scales it up: a
+    # 20000 x 10 image grew to 60000 x 15000 pixels and the process was killed for memory.
+    # Padding here (white, right or below, so boxes keep their place) keeps it at 8:1.
+    width, height = page.size
+    if max(width, height) > _MAX_ASPECT * min(width, height):
+        padded = Image.new(
+            "RGB", (max(width, height // _MAX_ASPECT), max(height, width // _MAX_ASPECT)), "white"
+        )
+        padded.paste(page, (0, 0))
+        page = padded
     return page, scale, size
 
 
@@ -895,8 +916,9 @@ def _pdf_pages(
             document.close()
 
 
-def pdf_pages_without_text(data: bytes) -> list[int]:
-    """1-based numbers of the PDF pages to OCR: no text layer, or one that is nearly empty.
+def pdf_pages_without_text(data: bytes, *, limit: int | None = None) -> list[int]:
+    """1-based numbers of the PDF pages to OCR (the first ``limit`` of them): no text layer, or
+    one that is nearly empty.
 
     A page counts when it has fewer than `MIN_TEXT_CHARS` non-space characters, or when images
     cover half of it and it has fewer than `SCAN_TEXT_CHARS` (a scan with a stamped header).
@@ -908,8 +930,12 @@ def pdf_pages_without_text(data: bytes) -> list[int]:
     wanted: list[int] = []
     with _PDFIUM_LOCK:
         document = _open_pdf(data)
-        try:
-            for index in range(len(document)):
+        count = len(document)
+    try:
+        for index in range(count):
+            if limit is not None and len(wanted) >= limit:
+                break
+            with _PDFIUM_LOCK:  # page by page: a long PDF must not hold up other threads
                 try:
                     page = document[index]
                 except pdfium.PdfiumError:
@@ -926,7 +952,8 @@ def pdf_pages_without_text(data: bytes) -> list[int]:
                     wanted.append(index + 1)
                 finally:
                     page.close()
-        finally:
+    finally:
+        with _PDFIUM_LOCK:
             document.close()
     return wanted
 
@@ -968,16 +995,20 @@ def ocr_document(
     deadline_s: float | None = None,
     progress: ProgressSink | None = None,
     cancel: CancelToken | None = None,
+    pages: Sequence[int] | None = None,
 ) -> list[OcrPage]:
     """OCR the pages of an image or PDF that need it, at most ``max_pages`` of them.
 
-    A PDF's pages with a text layer are left out (`pdf_pages_without_text`); an image-only
-    PDF is read page by page. The deadline and the cancel token are checked between pages, so
-    one page may overrun the deadline by its own OCR time (7-9 s for an A4 page on 2 cores).
+    A PDF's pages with a text layer are left out (`pdf_pages_without_text`), unless ``pages``
+    names the 1-based pages to read (of a PDF or a TIFF). The deadline and the cancel token
+    are checked between pages, so one page may overrun the deadline by its own OCR time
+    (5-6 CPU-s for an A4 page at 150 dpi, bench/bench_ocr.py).
     """
     started = time.monotonic()
-    if media_type == PDF_TYPE:
-        numbers = pdf_pages_without_text(data)[:max_pages]
+    if pages is not None:
+        numbers = list(pages)[:max_pages]
+    elif media_type == PDF_TYPE:
+        numbers = pdf_pages_without_text(data, limit=max_pages)
     else:
         numbers = list(range(1, min(page_count(data, media_type), max_pages) + 1))
     out: list[OcrPage] = []
@@ -988,7 +1019,14 @@ def ocr_document(
             if progress is not None:
                 progress(Progress("ocr", done, len(numbers), f"page {number}"))
             image = next(images)
-            out.append(engine.read_image(image, page_number=number))
+            try:
+                out.append(engine.read_image(image, page_number=number))
+            except (KvdeskError, MemoryError, RecursionError):
+                raise
+            except Exception as exc:  # OpenCV or ONNX Runtime on a hostile image: this file
+                raise ExtractionError(
+                    f"OCR failed on page {number} ({type(exc).__name__}: {exc})"
+                ) from None
     finally:
         images.close()
     if progress is not None:
