@@ -90,3 +90,22 @@ def test_an_identifier_no_document_holds_is_said_absent_never_guessed(tmp_path: 
         assert [h.external_id for h in held.hits] == ["b"] and "absent_identifiers" not in (
             held.to_json()
         )
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [("INV-20Z2-5B27", "INV-2022-5827"), ("INV-Z022-1692", "INV-2022-1692"),
+     ("INV 2024 0117", "INV-2024-0117"), ("INV\u20132024\u20130117", "INV-2024-0117")],  # fmt: skip
+)
+def test_confusions_in_every_group_spaces_and_dashes_still_name_the_number(
+    typed: str, stored: str
+) -> None:
+    (query,) = query_identifiers(typed)
+    match = verify(query, extract(f"Invoice {stored} of March"))
+    assert match is not None and match.stored == stored
+
+
+def test_amounts_and_dates_are_not_invoice_numbers() -> None:
+    assert not [i for i in extract("Total EUR 2,832.93 and 1,200.00") if i.kind == "code"]
+    (query,) = query_identifiers("INV 2025 0419")
+    assert verify(query, extract("Delivered on 2025-04-19.")) is None

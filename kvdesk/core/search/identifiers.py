@@ -28,14 +28,20 @@ _DATE = re.compile(
     r"\b(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./]\d{1,2}[./]\d{2,4}|\d{4}年\d{1,2}月\d{1,2}日)"
 )
 _PHONE = re.compile(r"(?<![\w+\-/.])\+?\d[\d ()\-]{7,}\d\b")
-# Codes: letters and digits mixed, with optional separators (INV-2024-0117, PO 44817,
-# DOC-12, AB12CD), or a long run of digits (an order number). OCR may have put a letter for
-# a digit, so a "digit" here is a digit or a confusable letter after the first digit.
-_CODE = re.compile(
-    r"(?<![\w@])(?:[A-Za-z]{1,6}[-_/.#]?\d[0-9A-Za-z]*(?:[-_/.][0-9A-Za-z]+)*"
-    r"|[A-Z]{1,6} \d[0-9A-Z]*(?:[-_/.][0-9A-Z]+)*"
-    r"|\d[0-9A-Za-z]*(?:[-_/.][0-9A-Za-z]+)+|\d{5,})(?![\w@])"
+_AMOUNT = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d{2})?(?![\w])|\b\d+\.\d{2}\b")
+# A digit as a scan may have read it: a digit, or a letter OCR confuses with one.
+_D = "[0-9OQDILSBZGl]"
+# Codes with a letter prefix (INV-2024-0117, INV 2024 0117, PO 44817, DOC-12, AB12CD). After a
+# separator the first digit may have been read as a letter (INV-Z022-1692).
+_PREFIXED_CODE = re.compile(
+    r"(?<![\w@])(?:[A-Za-z]{1,6}[-_/.#]" + _D + r"[0-9A-Za-z]*(?:[-_/.][0-9A-Za-z]+)*"
+    r"|[A-Za-z]{1,6}\d[0-9A-Za-z]*(?:[-_/.][0-9A-Za-z]+)*"
+    r"|[A-Z]{1,6} " + _D + r"[0-9A-Z]*(?:[-_/. ]\d[0-9A-Z]*)*)(?![\w@])"
 )
+# Codes of digits (2024-0117, 44817-22, a long order number).
+_NUMBER_CODE = re.compile(r"(?<![\w@])(?:\d[0-9A-Za-z]*(?:[-_/.][0-9A-Za-z]+)+|\d{5,})(?![\w@])")
+# Dashes a document may use between the groups of a number.
+_DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\uff0d"})
 
 
 _KVDESK_ID = re.compile(r"DOC-\d+", re.IGNORECASE)
@@ -82,9 +88,14 @@ _DIGIT_RUN = re.compile(r"\d{3,}")
 
 
 def _looks_like_a_number(raw: str) -> bool:
-    """Four digits or more, three of them in a row (INV-2024-0117, rs647161); not a fraction
+    """Four digits or more, three of them in a row (INV-2024-0117, rs647161), counting the
+    letters a scan confuses with digits after the prefix (INV-2O24-0117); not a fraction
     ("1/2000") nor a name with digits in it ("H3K79me2")."""
-    if _digits(raw) < 4 or not _DIGIT_RUN.search(raw):
+    body = re.sub(r"^[A-Za-z]{1,6}[-_/.# ]?", "", raw) if raw[:1].isalpha() else raw
+    if _digits(body) < 2:
+        return False
+    read = body.upper().translate(_CONFUSABLE)
+    if _digits(read) < 4 or not _DIGIT_RUN.search(read):
         return False
     if not any(ch.isalpha() for ch in raw):
         return all(len(part) >= 2 for part in _SEPARATORS.split(raw) if part)
@@ -107,20 +118,33 @@ def extract(text: str, *, limit: int = 500) -> tuple[Identifier, ...]:
     def free(m: re.Match[str]) -> bool:
         return all(m.end() <= a or m.start() >= b for a, b in taken)
 
-    for pattern, kind in ((_EMAIL, "email"), (_IBAN, "iban"), (_DATE, "date"), (_PHONE, "phone")):
+    text = text.translate(_DASHES)
+
+    def codes(pattern: re.Pattern[str]) -> None:
         for m in pattern.finditer(text):
-            if free(m) and (kind != "phone" or _digits(m.group()) >= 8):
+            raw = m.group()
+            if not free(m):
+                continue
+            # Numbers people look up have four digits or more (INV-2024-0117, PO 44817);
+            # fewer is a word ("mp3", "p53", "IL-10", "COVID-19"), except DOC- ids.
+            if not _KVDESK_ID.fullmatch(raw) and not _looks_like_a_number(raw):
+                continue
+            keep(raw, "code")
+            taken.append(m.span())
+
+    for pattern, kind in ((_EMAIL, "email"), (_IBAN, "iban")):
+        for m in pattern.finditer(text):
+            if free(m):
                 keep(m.group(), kind)
                 taken.append(m.span())
-    for m in _CODE.finditer(text):
-        raw = m.group()
-        if not free(m):
-            continue
-        # Numbers people look up have four digits or more (INV-2024-0117, PO 44817); fewer
-        # is a word ("mp3", "p53", "IL-10", "COVID-19"), except kvdesk's own DOC- ids.
-        if not _KVDESK_ID.fullmatch(raw) and not _looks_like_a_number(raw):
-            continue
-        keep(raw, "code")
+    codes(_PREFIXED_CODE)  # before dates and phones: "INV 2024 0117" is one number
+    for pattern, kind in ((_DATE, "date"), (_PHONE, "phone"), (_AMOUNT, "")):
+        for m in pattern.finditer(text):
+            if free(m) and (kind != "phone" or _digits(m.group()) >= 8):
+                if kind:  # an amount (2,832.93) is not an identifier: only set aside
+                    keep(m.group(), kind)
+                taken.append(m.span())
+    codes(_NUMBER_CODE)
     return tuple(found.values())
 
 
@@ -137,6 +161,8 @@ def verify(query: Identifier, held: Iterable[Identifier]) -> IdentifierMatch | N
     for ident in held:
         if ident.canonical != query.canonical:
             continue
+        if (ident.kind == "date") != (query.kind == "date"):
+            continue  # a date is not an invoice number that happens to share its digits
         stored = _SEPARATORS.sub("", ident.raw.upper())
         corrections = Levenshtein.distance(typed, stored)
         if best is None or corrections < best.corrections:
