@@ -57,7 +57,7 @@ class KnowledgeBase:
         self._retriever = Retriever(vault, self._keys, fusion)
         self._desk = Desk.of(vault)
         self._writes = 0  # writes through _writing, for caches of what the vault holds
-        self._scans_waiting_at: tuple[tuple[int, int], int] | None = None
+        self._scans_waiting_at: tuple[tuple[tuple[int, int], int], int] | None = None
 
     @classmethod
     def open(
@@ -456,11 +456,10 @@ class KnowledgeBase:
             self._scans_waiting_at = cached
         return cached[1]
 
-    def _vault_stamp(self) -> tuple[int, int]:
-        """Changes when anyone commits to the vault (SQLite's data_version on this thread's
-        connection, and this process's own write count)."""
-        version = int(self._vault.conn.execute("PRAGMA data_version").fetchone()[0])
-        return version, self._writes
+    def _vault_stamp(self) -> tuple[tuple[int, int], int]:
+        """Changes when anyone commits to the vault: another connection (the vault's change
+        stamp) or this process, through its writer."""
+        return self._vault.change_stamp(), self._writes
 
     # -- for the command line: what it used to reach through vault/keys/retriever for ---------
 

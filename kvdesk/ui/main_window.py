@@ -538,15 +538,7 @@ class MainWindow(QMainWindow):
             else:
                 self._pilot_timer.stop()  # committed at once (Enter was pressed on it)
             self._sync_pilot_ui()
-        if result.hits:
-            self._auto_select = True
-            try:
-                self.select_rows([0])
-            finally:
-                self._auto_select = False
-        else:
-            self.viewer.clear()
-            self.explain.show_hits([])
+        self._select_first_hit(result)
         self.resultsShown.emit(outcome)
         if self._results_stale:
             self.refresh_results()
@@ -609,7 +601,13 @@ class MainWindow(QMainWindow):
             shown = next((h for h in result.hits if record and h.value_id == record.id), None)
             if shown is not None and tuple(shown.tags) != tuple(self.viewer.tag_editor.tags()):
                 self.viewer.set_tags(tuple(shown.tags))
-        elif result.hits:
+        else:
+            self._select_first_hit(result)
+        self.resultsShown.emit(outcome)
+
+    def _select_first_hit(self, result: SearchResult) -> None:
+        """Show the first hit (as the search's own choice, not the user's), or nothing."""
+        if result.hits:
             self._auto_select = True
             try:
                 self.select_rows([0])
@@ -618,7 +616,6 @@ class MainWindow(QMainWindow):
         else:
             self.viewer.clear()
             self.explain.show_hits([])
-        self.resultsShown.emit(outcome)
 
     @Slot(str)
     def _on_search_failed(self, message: str) -> None:

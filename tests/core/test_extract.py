@@ -29,6 +29,7 @@ from kvdesk.core.extract import (
     media_type_for,
     mismatch_reason,
 )
+from tests.images import png_header_only
 
 JA = "日本語の検索エンジンは文書を探すための道具です。"
 
@@ -203,20 +204,6 @@ def make_image(fmt: str, size: tuple[int, int] = (40, 30), exif: bool = False) -
     return buf.getvalue()
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims huge dimensions, with almost no pixel data."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + body))
-        return struct.pack(">I", len(body)) + kind + body + crc
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 @pytest.fixture()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import io
 import socket
-import struct
 import subprocess
 import sys
 import unicodedata
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from kvdesk.core.extract.ocr import (
     pdf_pages_without_text,
 )
 from kvdesk.core.progress import CancelToken, Progress
+from tests.images import png_header_only
 
 ROOT = Path(__file__).resolve().parents[2]
 JP_FONT = ROOT / "kvdesk" / "resources" / "fonts" / "KvdeskNotoSansJP-Subset.otf"
@@ -101,20 +100,6 @@ def encode(img: Image.Image, fmt: str, **options: object) -> bytes:
     return out.getvalue()
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims huge dimensions, with almost no pixel data."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + body))
-        return struct.pack(">I", len(body)) + kind + body + crc
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 @pytest.fixture(scope="module")

@@ -53,29 +53,39 @@ class Team:
         return kb
 
 
-@pytest.fixture(scope="session")
-def team_users(pg_server: PgServer) -> dict[str, str]:
+def create_users(server: PgServer) -> dict[str, str]:
+    """The login users of :data:`USERS` on ``server`` (kept if they exist already)."""
     import psycopg
 
-    with psycopg.connect(pg_server.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
         for user in USERS:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone():
                 conn.execute(f"CREATE ROLE {user} LOGIN")
     return USERS
 
 
-@pytest.fixture
-def team(pg_server: PgServer, team_users: dict[str, str], tmp_path: Path) -> Iterator[Team]:
-    database = f"team{next(_numbers)}"
-    pg_server.admin(f"CREATE DATABASE {database}")
-    made = Team(pg_server, database, tmp_path)
+def create_team_database(server: PgServer, database: str, root: Path) -> Team:
+    """A new database on ``server`` with the team schema and :data:`USERS`' roles granted."""
+    server.admin(f"CREATE DATABASE {database}")
+    made = Team(server, database, root)
     create_team(made.url())
     with made.db() as db:
-        for user, role in team_users.items():
+        for user, role in USERS.items():
             if role:
                 grant(db, user, role)
+    return made
+
+
+@pytest.fixture(scope="session")
+def team_users(pg_server: PgServer) -> dict[str, str]:
+    return create_users(pg_server)
+
+
+@pytest.fixture
+def team(pg_server: PgServer, team_users: dict[str, str], tmp_path: Path) -> Iterator[Team]:
+    made = create_team_database(pg_server, f"team{next(_numbers)}", tmp_path)
     yield made
     for kb in made.desks:
         kb.close()
     if pg_server.process is not None and pg_server.process.poll() is None:
-        pg_server.admin(f"DROP DATABASE {database} WITH (FORCE)")
+        pg_server.admin(f"DROP DATABASE {made.database} WITH (FORCE)")

@@ -33,11 +33,11 @@ import pytest
 
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.team import desk as desk_module
-from kvdesk.core.team.desk import Desk, TeamOfflineError, TeamRoleError, create_team
-from kvdesk.core.team.store import ChangeLog, grant
+from kvdesk.core.team.desk import Desk, TeamOfflineError, TeamRoleError
+from kvdesk.core.team.store import ChangeLog
 from kvdesk.core.vault.importer import RECORDS_PER_COMMIT
 from tests.db.pgserver import PgServer, PgServerError
-from tests.team.conftest import USERS, Team
+from tests.team.conftest import Team, create_team_database, create_users
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL, Unix sockets")
 
@@ -64,7 +64,7 @@ def fault_server() -> Iterator[PgServer]:
     except PgServerError as exc:
         pytest.fail(f"PostgreSQL test server: {exc}", pytrace=False)
     try:
-        server.admin(*(f"CREATE ROLE {user} LOGIN" for user in USERS))
+        create_users(server)
         yield server
     finally:
         server.stop()
@@ -74,13 +74,7 @@ def fault_server() -> Iterator[PgServer]:
 def fault_team(fault_server: PgServer, tmp_path: Path) -> Iterator[Team]:
     """Like ``team``, on :func:`fault_server`; the server is running again afterwards."""
     database = f"fault{next(_numbers)}"
-    fault_server.admin(f"CREATE DATABASE {database}")
-    made = Team(fault_server, database, tmp_path)
-    create_team(made.url())
-    with made.db() as db:
-        for user, role in USERS.items():
-            if role:
-                grant(db, user, role)
+    made = create_team_database(fault_server, database, tmp_path)
     try:
         yield made
     finally:

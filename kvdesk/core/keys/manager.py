@@ -218,12 +218,10 @@ class KeyManager:
             self._caught_up_at = self._vault_stamp()
 
     def _vault_stamp(self) -> tuple[int, int] | None:
-        """This thread and what its connection has seen of other connections' commits."""
         try:
-            version = int(self.vault.conn.execute("PRAGMA data_version").fetchone()[0])
+            return self.vault.change_stamp()
         except Exception:  # noqa: BLE001 - no stamp: catch up in full
             return None
-        return threading.get_ident(), version
 
     def unsure(self) -> None:
         """A write failed between a value and its keys: catch up in full at the next writer."""

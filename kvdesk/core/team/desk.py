@@ -163,6 +163,7 @@ class Desk:
         self._user: str | None = None
         self._lock = threading.RLock()  # one pull or push at a time
         self._pulled: set[int] = set()
+        self._local_columns: dict[str, Sequence[str]] = {}
 
     @classmethod
     def of(cls, vault: Vault) -> Desk | None:
@@ -401,7 +402,7 @@ class Desk:
             for name in order:  # upserts, parents first
                 rows = list(fetched.get(name, {}).values())
                 if rows:
-                    _upsert(self.vault, tx, tables[name], rows)
+                    _upsert(tx, tables[name], self._columns(name), rows)
                     touched |= _value_ids(name, rows)
             self.settings.set(LAST_SEQ, str(last_seq))  # in the same transaction
         return touched
@@ -425,6 +426,12 @@ class Desk:
             for key in TEAM_SETTINGS:
                 server.set(key, self.settings.get(key))
         return True
+
+    def _columns(self, table: str) -> Sequence[str]:
+        """The replica's columns of ``table`` (read once per desk)."""
+        if table not in self._local_columns:
+            self._local_columns[table] = table_columns(self.vault, table)
+        return self._local_columns[table]
 
     def push(self) -> int:
         """Deliver this desk's undelivered pilot sessions (each exactly once: a session
@@ -554,14 +561,11 @@ def _json_key(value: Any) -> Any:
     return value
 
 
-_COLUMNS: dict[tuple[str, str], Sequence[str]] = {}
-
-
-def _upsert(vault: Vault, tx: Connection, table: ReplicatedTable, rows: Sequence[Any]) -> None:
-    cache_key = (str(vault.path), table.name)
-    local = _COLUMNS.get(cache_key)
-    if local is None:
-        local = _COLUMNS[cache_key] = table_columns(vault, table.name)
+def _upsert(
+    tx: Connection, table: ReplicatedTable, local: Sequence[str], rows: Sequence[Any]
+) -> None:
+    """Write server rows into the replica by primary key (``local``: the replica's columns,
+    which a server row's extra columns are not written to)."""
     names = [c for c in rows[0].keys() if c in local]
     key = [col for col, _ in table.key]
     updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in key)

@@ -175,6 +175,11 @@ class Vault:
             if timeout is not None:
                 self._thread_write_lock.release()
 
+    def change_stamp(self) -> tuple[int, int]:
+        """Changes when another connection commits to the vault: this thread and SQLite's
+        ``data_version`` on its connection (for caches of what the vault holds)."""
+        return threading.get_ident(), int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
     def wait_for_writers(
         self, patience: float, on_wait: Callable[[str], None] | None = None
     ) -> None:
