@@ -247,7 +247,7 @@ class HitExplanationView(QFrame):
             elif space == "tags" and exp.tags is not None:
                 detail = f"{len(exp.tags.tags)} tag(s)"
             elif space == "identifiers" and exp.identifiers is not None:
-                detail = ", ".join(m.stored for m in exp.identifiers.matches)
+                detail = html.escape(", ".join(m.stored for m in exp.identifiers.matches))
             label.setText(
                 f'<span style="color:{colour}; font-size:12pt;">■</span>&nbsp;'
                 f"{SPACE_LABELS[space]} &nbsp;<b>{fmt(parts[space])}</b>"
