@@ -101,6 +101,8 @@ class KnowledgeBase:
     def close(self) -> None:
         if self._desk is not None:
             self._desk.close()
+        if "_scans" in self.__dict__:  # the OCR process, if one was started
+            self._scans.close()
         self._keys.close()
         self._vault.close()
 
@@ -416,7 +418,11 @@ class KnowledgeBase:
         pending = self._scans.pending()
         for done, value_id in enumerate(pending, start=1):
             token.raise_if_cancelled()
-            result = self._scans.read(value_id, cancel=token)
+            def page_read(p: Progress, done: int = done) -> None:
+                where = f"page {min(p.done + 1, p.total or 1)} of {p.total}" if p.total else ""
+                progress(Progress("reading scans", done - 1, len(pending), where))
+
+            result = self._scans.read(value_id, cancel=token, progress=page_read)
             with self._writing():
                 self._scans.save(result)
                 if not result.error:

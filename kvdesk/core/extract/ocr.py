@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kvdesk.core.errors import ExtractionError, KvdeskError
 from kvdesk.core.extract.documents import _MAX_IMAGE_PIXELS, _PDFIUM_LOCK
@@ -684,6 +684,15 @@ def _join(left: str, right: str) -> str:
     return f"{left} {right}"
 
 
+_WRAPPED_CJK = re.compile(f"(?<={_CJK.pattern})\\n(?={_CJK.pattern})")
+
+
+def unwrap_cjk_lines(text: str) -> str:
+    """OCR text for keys: a line break between two CJK characters is layout, not a word
+    boundary (Japanese wraps mid-word), so it is dropped and the bigram across it is kept."""
+    return _WRAPPED_CJK.sub("", text)
+
+
 class _Frame:
     """The upright, straightened page the reading order is found on.
 
@@ -1019,6 +1028,9 @@ def ocr_document(
             if progress is not None:
                 progress(Progress("ocr", done, len(numbers), f"page {number}"))
             image = next(images)
+            if is_blank(image):  # nothing to read: skip the seconds detection would take
+                out.append(OcrPage(number, image.width, image.height, (), "", engine.name))
+                continue
             try:
                 out.append(engine.read_image(image, page_number=number))
             except (KvdeskError, MemoryError, RecursionError):
@@ -1032,6 +1044,19 @@ def ocr_document(
     if progress is not None:
         progress(Progress("ocr", len(numbers), len(numbers)))
     return out
+
+
+#: A page whose 1/8-scale grey copy spans fewer levels than this is blank (paper, scanner
+#: noise, a faint border): averaging 8 x 8 pixels keeps even 6 pt text far darker than that.
+_BLANK_LEVELS = 24
+
+
+def is_blank(image: Image.Image) -> bool:
+    """Whether a page has nothing on it worth reading (a 30,000-page PDF of empty pages)."""
+    grey = _to_rgb(image).convert("L")  # as OCR would see it: transparency over white
+    factor = max(1, min(8, min(grey.size) // 16))
+    low, high = cast("tuple[int, int]", grey.reduce(factor).getextrema())  # one band: a pair
+    return high - low < _BLANK_LEVELS
 
 
 def _between_pages(started: float, deadline_s: float | None, cancel: CancelToken | None) -> None:

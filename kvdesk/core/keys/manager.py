@@ -30,6 +30,7 @@ from kvdesk.core.errors import (
     VaultFormatError,
     is_disk_full,
 )
+from kvdesk.core.extract.ocr import unwrap_cjk_lines
 from kvdesk.core.keys.dense import (
     DEFAULT_MODEL_NAME,
     Embedder,
@@ -274,7 +275,8 @@ class KeyManager:
         for src in sources:
             scan = scans.get(src.value_id)
             if scan is not None and scan[0] == src.version and scan[1].strip():
-                text = f"{src.text}\n\n{scan[1]}" if src.text.strip() else scan[1]
+                read = unwrap_cjk_lines(scan[1])
+                text = f"{src.text}\n\n{read}" if src.text.strip() else read
                 src = replace(src, text=text, digest=_with_scan(src.digest, scan[::2], src.version))
             out.append(src)
         return out
@@ -668,7 +670,7 @@ def _with_scan(
     """The version's digest, extended by its OCR's digest when OCR has read it."""
     if scan is None or scan[0] != version or not scan[1]:
         return digest
-    return f"{digest}+ocr:{scan[1]}"
+    return f"{digest}+ocr2:{scan[1]}"  # ocr2: wrapped CJK lines are joined for keys
 
 
 def _identifiers(src: KeySource) -> tuple[Identifier, ...]:
