@@ -71,6 +71,7 @@ TABLE_OWNERS = {
     ),
     "kvdesk/core/tags/store.py": ("tag", "value_tag", "tag_rule"),
     "kvdesk/core/keys/store.py": ("key_set", "passage", "keyed"),
+    "kvdesk/core/keys/learned.py": ("learned_key",),
     "kvdesk/core/settings.py": ("setting",),
     "kvdesk/core/golden/store.py": ("golden_set", "golden_query", "golden_judgement"),
     "kvdesk/core/scans/store.py": ("ocr_page", "ocr_state"),

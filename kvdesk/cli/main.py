@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from kvdesk import __version__
-from kvdesk.cli import pilot, search, tags, team
+from kvdesk.cli import learn, models, pilot, search, tags, team
 from kvdesk.cli.args import parse_size
 from kvdesk.cli.common import (
     EXIT_FAILURE,
@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_later_commands(add: AddCommand) -> None:
     """Commands that live in their own modules (search, eval, rekey, keys, tags, pilot, golden)."""
-    for module in (search, tags, pilot, team):
+    for module in (search, tags, pilot, team, learn, models):
         module.register(add)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Collection
 from typing import Any, TextIO
 
 from kvdesk.cli.common import AddCommand, Command, open_kb
@@ -77,7 +78,12 @@ def cmd_pilot_report(args: argparse.Namespace, out: TextIO) -> int:
         source, note = kb.team_pilot()
         if note:
             print(f"kvdesk: {note}", file=sys.stderr)
-        report = pilot_report(source, since=since)
+
+        def confusable(shown: Collection[int]) -> list[tuple[int, int]]:
+            # Failed sessions that met look-alikes (see kvdesk.core.pilot.metrics).
+            return [pair.value_ids for pair in kb.confusable_pairs(among=shown).pairs]
+
+        report = pilot_report(source, since=since, confusable=confusable)
     if args.csv:
         write_report_csv(report, args.csv)
     if args.json:
@@ -95,6 +101,11 @@ def cmd_pilot_report(args: argparse.Namespace, out: TextIO) -> int:
         f"  median time to find {_num(m.median_seconds_to_find, ' s')}\n"
         f"  reformulations      {_num(m.reformulations_per_session)} per session\n"
     )
+    if m.confusable_failed_sessions is not None:
+        out.write(
+            f"  failed sessions that met confusable documents: {m.confusable_failed_sessions}"
+            " (kvdesk keys confusable)\n"
+        )
     if m.top_failed:
         out.write("top failed queries:\n")
         for f in m.top_failed:

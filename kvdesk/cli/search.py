@@ -147,6 +147,8 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
                 elif space == "identifiers":
                     said = "; ".join(m["said"] for m in part.get("matches", []))
                     out.write("  " + terminal_safe(said))
+                elif space == "learned":
+                    out.write("  " + terminal_safe(part.get("said", "")))
                 out.write("\n")
     out.write(f"[{result.mode}, provider {result.provider}, {result.elapsed_ms:.0f} ms]\n")
     return 0
@@ -270,9 +272,63 @@ def _key_set_json(kb: KnowledgeBase, key_set: KeySet) -> dict[str, Any]:
     }
 
 
+def _similarity(text: str) -> float:
+    """A cosine threshold in (0, 1] (``--min-dense 1.5`` is a usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], not {value}")
+    return value
+
+
+def _keys_confusable(kb: KnowledgeBase, args: argparse.Namespace, out: TextIO) -> int:
+    """``keys confusable``: pairs of different values whose keys collide, and what tells them
+    apart (kvdesk.core.keys.confusable)."""
+    thresholds = {"min_dense": args.min_dense, "min_lexical": args.min_lexical}
+    report = kb.confusable_pairs(**{k: v for k, v in thresholds.items() if v is not None})
+    if args.json:
+        print_json(report.to_json(), out)
+        return 0
+    out.write(
+        f"{len(report.pairs)} confusable pairs among {report.checked} values (meaning keys"
+        f" >= {report.min_dense:.2f}, words >= {report.min_lexical:.2f}),"
+        f" {report.seconds:.1f} s\n"
+    )
+    for note in report.notes:
+        out.write(f"  note: {terminal_safe(note)}\n")
+    for pair in report.pairs:
+        dense = "-" if pair.dense_similarity is None else f"{pair.dense_similarity:.3f}"
+        out.write(
+            f"\n{pair.a.identifier}  {terminal_safe(pair.a.title)}\n"
+            f"{pair.b.identifier}  {terminal_safe(pair.b.title)}\n"
+            f"  meaning keys {dense}, words {pair.lexical_similarity:.3f}\n"
+        )
+        for member, tells in ((pair.a, pair.tells_a), (pair.b, pair.tells_b)):
+            shown = ", ".join(terminal_safe(t.text) for t in tells) or "(nothing of its own)"
+            out.write(f"  only in {member.identifier}: {shown}\n")
+        if pair.tagged_apart:
+            apart = ", ".join(terminal_safe(t) for t in pair.tagged_apart)
+            out.write(f"  told apart by tag: {apart}\n")
+        tag = pair.suggested_tag
+        if tag is not None:
+            out.write(
+                f"  suggested tag for {tag.identifier}: {terminal_safe(tag.tag)}"
+                f"  (kvdesk tags accept {tag.identifier} {terminal_safe(tag.tag)!r})\n"
+            )
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
     action = getattr(args, "keys_action", None) or "list"
     with open_kb(args) as kb:
+        if action == "confusable":
+            return _keys_confusable(kb, args, out)
+        if action == "audit":
+            from kvdesk.cli.learn import keys_audit
+
+            return keys_audit(kb, args, out)
         if action == "build":
             complete_dense(kb, args.quiet)
             status = kb.dense_status()
@@ -290,6 +346,13 @@ def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 out.write(f"{forgotten} scans and photos read again\n")
             return 0
+        if action == "activate" and args.key_set_id in {k.id for k in kb.learned_key_sets()}:
+            learned = kb.activate_learned(args.key_set_id)
+            if args.json:
+                print_json({"id": learned.id, "space": learned.space, "state": learned.state}, out)
+            else:
+                out.write(f"learned key set {learned.id} is now active\n")
+            return 0
         if action == "activate":
             key_set = kb.key_sets.activate(args.key_set_id)
             data = _key_set_json(kb, key_set)
@@ -297,6 +360,13 @@ def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
                 print_json(data, out)
             else:
                 out.write(f"key set {key_set.id} ({terminal_safe(key_set.name)}) is now active\n")
+            return 0
+        if action == "drop" and args.key_set_id in {k.id for k in kb.learned_key_sets()}:
+            gone = kb.drop_learned(args.key_set_id)  # the active one too: learning turned off
+            if args.json:
+                print_json({"dropped": args.key_set_id, "learned_keys": gone}, out)
+            else:
+                out.write(f"learned key set {args.key_set_id} dropped ({gone} learned keys)\n")
             return 0
         if action == "drop":
             passages = kb.key_sets.drop(args.key_set_id)
@@ -306,8 +376,15 @@ def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f"key set {args.key_set_id} dropped ({passages} passages deleted)\n")
             return 0
         rows = [_key_set_json(kb, k) for k in kb.key_sets.list()]
+        from kvdesk.cli.learn import learned_key_set_json, learned_lines
+
+        learned_rows = [learned_key_set_json(k) for k in kb.learned_key_sets()]
+        learned_text = learned_lines(kb)
     if args.json:
-        print_json({"key_sets": rows}, out)
+        listing: dict[str, Any] = {"key_sets": rows}
+        if learned_rows:
+            listing["learned_key_sets"] = learned_rows
+        print_json(listing, out)
         return 0
     if not rows:
         out.write("no dense key sets yet (the first search or import builds one)\n")
@@ -317,6 +394,8 @@ def cmd_keys(args: argparse.Namespace, out: TextIO) -> int:
             f"{r['id']:>3}  {r['state']:<8}  {terminal_safe(str(r['model']))}  dim {r['dim']},"
             f" {r['passages']} passages, {done}  {terminal_safe(str(r['source']))}\n"
         )
+    for line in learned_text:  # learned key sets, with the gap (memorisation)
+        out.write(line)
     return 0
 
 
@@ -392,3 +471,33 @@ def register(add: AddCommand) -> None:
     q.add_argument("key_set_id", metavar="KEYSET_ID", type=int)
     q = add_sub("drop", "delete a non-active key set and its vectors")
     q.add_argument("key_set_id", metavar="KEYSET_ID", type=int)
+    q = add_sub(
+        "audit",
+        "learned keys that may leak: identifiers, numbers, e-mail addresses, names, one user's"
+        " words; and whether other users' searches are shown in explanations",
+    )
+    q.add_argument(
+        "--show-others",
+        choices=("yes", "no"),
+        default=None,
+        help="show other users' learned searches in explanations (a curator's call on a team)",
+    )
+    q = add_sub(
+        "confusable",
+        "pairs of different values whose keys collide, what tells them apart and a tag that"
+        " would (reads only)",
+    )
+    q.add_argument(
+        "--min-dense",
+        type=_similarity,
+        default=None,
+        metavar="COS",
+        help="meaning keys at least this close (cosine, default 0.80)",
+    )
+    q.add_argument(
+        "--min-lexical",
+        type=_similarity,
+        default=None,
+        metavar="COS",
+        help="word profiles at least this close (cosine, default 0.80)",
+    )

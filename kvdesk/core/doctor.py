@@ -64,6 +64,23 @@ def diagnose(vault: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         spec = default_model_spec()
         report["embedding_model"] = spec.name
         report["embedding_model_sha256"] = spec.model_sha256
+        report["embedding_graph"] = _embedding_graph(spec.model_sha256)
     except Exception as exc:  # doctor reports problems, it never crashes on them
         report["execution_provider"] = f"unavailable: {exc}"
     return report
+
+
+def _embedding_graph(model_sha256: str) -> str:
+    """Which graph the embedder runs: the fused one rebuilt from the model (cached), or as
+    shipped, and why."""
+    from kvdesk.core.keys import bert_graph
+
+    if os.environ.get("KVDESK_MODEL_GRAPH", "").strip().lower() == "shipped":
+        return "as shipped (KVDESK_MODEL_GRAPH=shipped)"
+    cached = bert_graph.load_cached(model_sha256)
+    if cached is not None:
+        return f"fused fp32, rebuilt from the model, cached at {cached}"
+    why = bert_graph.unsupported(model_sha256)
+    if why is not None:
+        return f"as shipped (not rebuildable: {why})"
+    return f"fused fp32, built on first use into {bert_graph.cache_dir()}"

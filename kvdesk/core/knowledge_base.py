@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kvdesk.core.errors import DiskFullError, KvdeskError, VaultBusyError, is_disk_full
-from kvdesk.core.extract import Limits
 from kvdesk.core.golden.protocol import GoldenEvaluation, evaluate
 from kvdesk.core.golden.store import GoldenStore
+from kvdesk.core.keys.confusable import MIN_DENSE, MIN_LEXICAL, ConfusableReport, find_confusable
+from kvdesk.core.keys.learned import AuditFinding, Learned, LearnedPair, LearnReport
 from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
 from kvdesk.core.keys.sets import KeySets
 from kvdesk.core.paths import default_vault_path
@@ -25,12 +27,15 @@ from kvdesk.core.scans.reader import ScanReader
 from kvdesk.core.scans.store import ScanStore, StoredPage
 from kvdesk.core.search.retrieval import FusionParams, Retriever, SearchResult
 from kvdesk.core.settings import SettingStore
-from kvdesk.core.tags.manager import TagManager
 from kvdesk.core.team.desk import Desk, SyncReport, TeamOfflineError
-from kvdesk.core.vault.importer import Importer, ImportReport
 from kvdesk.core.vault.records import CheckReport
 from kvdesk.core.vault.values import ValueStore
 from kvdesk.core.vault.vault import WRITER_WAIT_SECONDS, Vault
+
+if TYPE_CHECKING:  # imported where used: a search in a fresh process needs none of them
+    from kvdesk.core.extract import Limits
+    from kvdesk.core.tags.manager import TagManager
+    from kvdesk.core.vault.importer import Importer, ImportReport
 
 log = logging.getLogger("kvdesk")
 
@@ -54,8 +59,11 @@ class KnowledgeBase:
     ) -> None:
         self._vault = vault
         self._keys = KeyManager(vault, model=model, threads=threads)
-        self._retriever = Retriever(vault, self._keys, fusion)
         self._desk = Desk.of(vault)
+        self._learned = Learned(
+            vault, self._keys, reader=self._reader, team=lambda: self._desk is not None
+        )
+        self._retriever = Retriever(vault, self._keys, fusion, learned=self._learned.source)
         self._writes = 0  # writes through _writing, for caches of what the vault holds
         self._scans_waiting_at: tuple[tuple[tuple[int, int], int], int] | None = None
 
@@ -154,6 +162,8 @@ class KnowledgeBase:
         self, limits: Limits | None, progress: ProgressSink, cancel: CancelToken | None
     ) -> Importer:
         """An importer whose every committed value gets its lexical keys at once."""
+        from kvdesk.core.vault.importer import Importer  # with PostgreSQL's driver: ~0.1 s
+
         if self._desk is not None:
             desk = self._desk
 
@@ -227,6 +237,8 @@ class KnowledgeBase:
 
     @functools.cached_property
     def tags(self) -> TagManager:
+        from kvdesk.core.tags.manager import TagManager
+
         if self._desk is not None:
             team = self._desk.writes("change tags", "curator")
             return TagManager(
@@ -493,6 +505,38 @@ class KnowledgeBase:
         """Keys set aside and rebuilt since opening (damaged, or from another vault): say once."""
         return self._keys.notices
 
+    def model_suggestion(self, sample: int = 200) -> str | None:
+        """A better meaning-key model for this vault, if there is one: mostly Japanese documents
+        keyed by the English-only default get ``multilingual-e5-small`` suggested (None: fine).
+        Reads the first ``sample`` documents' text, a few ms."""
+        from kvdesk.core.keys.models import language_suggestion
+
+        active = self._keys.active_key_set()
+        texts = [self.values.text(r.id)[:4000] for r in self.values.list_values(limit=sample)]
+        return language_suggestion(texts, active.name if active is not None else None)
+
+    def confusable_pairs(
+        self,
+        *,
+        min_dense: float = MIN_DENSE,
+        min_lexical: float = MIN_LEXICAL,
+        among: Collection[int] | None = None,
+        progress: ProgressSink = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> ConfusableReport:
+        """Pairs of different values whose keys collide (near-identical dense keys and word
+        profiles), what tells them apart and a tag that would (see :mod:`~kvdesk.core.keys.
+        confusable`). Reads only: keys are not built, nothing is tagged."""
+        return find_confusable(
+            self._keys,
+            min_dense=min_dense,
+            min_lexical=min_lexical,
+            among=among,
+            existing_tags=self.all_tags(),
+            progress=progress,
+            cancel=cancel,
+        )
+
     def catch_up_keys(self) -> int:
         """Bring the lexical keys in step with the vault now (the app does this on open).
 
@@ -504,8 +548,122 @@ class KnowledgeBase:
     def evaluate_golden(
         self, name: str, key_set_ids: Sequence[int] | None = None, *, mode: str = "hybrid"
     ) -> GoldenEvaluation:
-        """A/B the key sets on the golden set ``name`` (see :mod:`kvdesk.core.golden.protocol`)."""
+        """A/B the key sets on the golden set ``name`` (see :mod:`kvdesk.core.golden.protocol`).
+
+        A learned key set among ``key_set_ids`` is compared with no learned keys at all (both
+        on the active dense key set)."""
+        learned = {k.id for k in self._learned.key_sets()}
+        chosen = [i for i in key_set_ids or () if i in learned]
+        if chosen:
+            return self._evaluate_learned(name, chosen[0], mode)
         return evaluate(self.golden, self._vault, self._keys, name, key_set_ids, mode=mode)
+
+    # -- learned keys: searches that found a value become its keys ------------------------------
+
+    def _reader(self) -> str:
+        """Who reads explanations: the team login on a desk, else the pilot user label."""
+        if self._desk is not None:
+            return self._desk.known_user()
+        return self.pilot.settings().user
+
+    def learning_pairs(
+        self, *, golden: str | None = None, pilot: bool = False
+    ) -> list[LearnedPair]:
+        """(query -> value) pairs: a golden set's cases and/or pilot sessions marked found."""
+        pairs: list[LearnedPair] = []
+        if golden is not None:
+            pairs += self._learned.pairs_from_golden(self.golden, golden)
+        if pilot:
+            log_, _note = self.team_pilot()
+            pairs += self._learned.pairs_from_pilot(log_.sessions())
+        return pairs
+
+    def learn(
+        self,
+        pairs: Sequence[LearnedPair],
+        *,
+        activate: bool = True,
+        progress: ProgressSink = no_progress,
+    ) -> LearnReport:
+        """Learn keys from ``pairs`` (see :mod:`kvdesk.core.keys.learned`): fit on a seeded part,
+        check on the rest, activate only if held-out quality did not drop. Values untouched."""
+
+        def said(stage: str, done: int, total: int) -> None:
+            progress(Progress(stage, done, total))
+
+        return self._learned.learn(pairs, activate=activate, progress=said)
+
+    def learned_key_sets(self) -> list[KeySet]:
+        return self._learned.key_sets()
+
+    def activate_learned(self, key_set_id: int) -> KeySet:
+        return self._learned.activate(key_set_id)
+
+    def drop_learned(self, key_set_id: int) -> int:
+        """Delete a learned key set; dropping the active one turns learned keys off."""
+        return self._learned.drop(key_set_id)
+
+    def learned_audit(self) -> list[AuditFinding]:
+        """Learned keys that carry identifiers, numbers, e-mail addresses, names, or the words
+        of one user only (the active learned key set, else the newest)."""
+        return self._learned.audit()
+
+    def learned_words_shown(self) -> bool:
+        """Whether explanations show other users' learned searches."""
+        return self._learned.visibility().show_others
+
+    def show_learned_words(self, show: bool) -> None:
+        """Allow or forbid other users' learned searches in explanations (a curator's call on a
+        team desk)."""
+        if self._desk is not None:
+            self._desk.require("curator", "show other users' searches")
+        self._learned.set_show_others(show)
+
+    def _evaluate_learned(self, name: str, key_set_id: int, mode: str) -> GoldenEvaluation:
+        from kvdesk.core.golden.evaluation import per_query_ndcg, score_run
+        from kvdesk.core.golden.protocol import Comparison, KeySetScores
+
+        queries = self.golden.queries(name)
+        if not queries:
+            raise KvdeskError(f"golden set {name!r} has no queries")
+        dense = self._keys.active_key_set()
+        if dense is None:
+            raise KvdeskError("this vault has no dense key set yet; build dense keys first")
+
+        external = (
+            self.values.external_ids() if self.golden.get_set(name).source.startswith("beir:")
+            else {}
+        )
+        runs = self._learned.evaluate(
+            key_set_id, [(q.key, q.text) for q in queries], mode, external=external
+        )
+        qrels = {q.key: {f"#{v}": r for v, r in q.judgements.items()} for q in queries}
+        status = self._keys.dense_status(dense)
+        results = []
+        for key_set, run in zip((dense, self._learned.key_set(key_set_id)), runs, strict=True):
+            scores = score_run(run, qrels)
+            results.append(
+                KeySetScores(
+                    key_set=key_set,
+                    active=key_set.state == "active",
+                    keyed_values=status.keyed_values,
+                    total_values=status.total_values,
+                    ndcg10=scores.ndcg10,
+                    recall100=scores.recall100,
+                    mrr10=scores.mrr10,
+                    per_query=per_query_ndcg(run, qrels),
+                )
+            )
+        without, with_learned = results[0].per_query, results[1].per_query
+        diffs = [with_learned[q.key] - without[q.key] for q in queries]
+        comparison = Comparison(
+            baseline=dense.id,
+            candidate=key_set_id,
+            wins=sum(1 for d in diffs if d > 1e-9),
+            losses=sum(1 for d in diffs if d < -1e-9),
+            ties=sum(1 for d in diffs if abs(d) <= 1e-9),
+        )
+        return GoldenEvaluation(name, mode, tuple(queries), tuple(results), (comparison,))
 
     def wait_for_writers(
         self, patience: float, on_wait: Callable[[str], None] | None = None

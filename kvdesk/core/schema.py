@@ -13,7 +13,7 @@ import importlib
 from kvdesk.core.db import ReplicatedTable, SchemaStep
 
 # Bump when a store adds a step (a test checks that this matches the steps).
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 _STORE_MODULES = (
     "kvdesk.core.vault.values",
@@ -24,6 +24,7 @@ _STORE_MODULES = (
     "kvdesk.core.golden.store",
     "kvdesk.core.scans.store",
     "kvdesk.core.team.store",
+    "kvdesk.core.keys.learned",  # after keys.store: its rows name key sets
 )
 
 

@@ -30,7 +30,10 @@ from kvdesk.core.search.terms import group_terms
 from kvdesk.ui.scan_view import ScanKey, ScanReading
 from kvdesk.ui.style import CHIP_BG, CHIP_FG, MUTED, SPACE_COLORS, SPACE_LABELS
 
-SPACES = ("identifiers", "lexical", "dense", "tags")
+SPACES = ("identifiers", "lexical", "dense", "tags", "learned")
+# Learned keys (searches that found a value before, kvdesk.core.keys.learned): their own share.
+COLORS = {**SPACE_COLORS, "learned": QColor("#e11d48")}
+LABELS = {**SPACE_LABELS, "learned": "Learned (past searches)"}
 # Two explanations compared side by side keep at least this width each; when the panel is
 # narrower, it scrolls sideways rather than squeezing them (or the document viewer).
 COMPARE_COLUMN_MIN = 300
@@ -58,7 +61,7 @@ class StackedBar(QWidget):
     def set_segments(self, segments: list[tuple[str, float]], scale: float) -> None:
         self.segments = segments
         self.scale = max(scale, 1e-9)
-        tips = [f"{SPACE_LABELS[s]}: {fmt(v)}" for s, v in segments]
+        tips = [f"{LABELS[s]}: {fmt(v)}" for s, v in segments]
         self.setToolTip("\n".join(tips))
         self.update()
 
@@ -75,7 +78,7 @@ class StackedBar(QWidget):
             if value <= 0:
                 continue
             w = r.width() * value / self.scale
-            painter.setBrush(SPACE_COLORS[space])
+            painter.setBrush(COLORS[space])
             painter.drawRect(QRectF(x, r.top(), w, r.height()))
             x += w
         painter.end()
@@ -238,7 +241,7 @@ class HitExplanationView(QFrame):
                 label.setVisible(False)  # "Words 0.000" says nothing: the heading below does
                 continue
             label.setVisible(True)
-            colour = SPACE_COLORS[space].name()
+            colour = COLORS[space].name()
             detail = ""
             if space == "lexical" and exp.lexical is not None:
                 detail = f"BM25 {exp.lexical.bm25:.2f}"
@@ -248,9 +251,11 @@ class HitExplanationView(QFrame):
                 detail = f"{len(exp.tags.tags)} tag(s)"
             elif space == "identifiers" and exp.identifiers is not None:
                 detail = html.escape(", ".join(m.stored for m in exp.identifiers.matches))
+            elif space == "learned" and exp.learned is not None:
+                detail = html.escape(exp.learned.describe())  # other users' words: as allowed
             label.setText(
                 f'<span style="color:{colour}; font-size:12pt;">■</span>&nbsp;'
-                f"{SPACE_LABELS[space]} &nbsp;<b>{fmt(parts[space])}</b>"
+                f"{LABELS[space]} &nbsp;<b>{fmt(parts[space])}</b>"
                 f' &nbsp;<span style="color:{MUTED.name()}">{detail}</span>'
             )
 
@@ -440,9 +445,9 @@ class ExplanationPanel(QWidget):
         for space in SPACES:
             if space in pa or space in pb:
                 delta = pa.get(space, 0.0) - pb.get(space, 0.0)
-                colour = SPACE_COLORS[space].name()
+                colour = COLORS[space].name()
                 lines.append(
-                    f'<span style="color:{colour}">■</span> {SPACE_LABELS[space]} '
+                    f'<span style="color:{colour}">■</span> {LABELS[space]} '
                     f"<b>{delta:+.3f}</b>"
                 )
         return f"Score difference <b>{a.score - b.score:+.3f}</b>: " + " &nbsp; ".join(lines)

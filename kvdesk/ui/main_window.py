@@ -53,6 +53,7 @@ from kvdesk.core.progress import Progress
 from kvdesk.core.search.query import has_cjk, parse_query
 from kvdesk.core.search.retrieval import Hit, SearchResult
 from kvdesk.core.vault.importer import ImportReport
+from kvdesk.ui.confusable import ConfusableView
 from kvdesk.ui.dialogs import FirstRunDialog, ImportReportDialog, SettingsDialog
 from kvdesk.ui.explain import ExplanationPanel
 from kvdesk.ui.filters import FilterBar, without_type_tokens
@@ -344,6 +345,8 @@ class MainWindow(QMainWindow):
         self.pause_action.setEnabled(False)
         keys_menu.addAction(self.pause_action)
         keys_menu.addAction(action("&Cancel background work", self.cancel_current, "Ctrl+."))
+        keys_menu.addSeparator()
+        keys_menu.addAction(action("Con&fusable documents…", self.open_confusable_documents))
 
         tags_menu = self.menuBar().addMenu("&Tags")
         self.review_action = action("&Review suggestions…", self.open_review_queue, "Ctrl+Shift+T")
@@ -882,6 +885,25 @@ class MainWindow(QMainWindow):
         self._sync_pilot_ui()
 
     @Slot()
+    def open_confusable_documents(self) -> ConfusableView:
+        """Keys ▸ Confusable documents: a tab listing look-alike pairs and what tells them apart
+        (found again each time it is opened; closing the tab forgets it)."""
+        for i in range(self.tabs.count()):
+            widget = self.tabs.widget(i)
+            if isinstance(widget, ConfusableView):
+                self.tabs.setCurrentWidget(widget)
+                widget.refresh()
+                return widget
+        session = self.session
+        view = ConfusableView(lambda: None if session.closed else session.kb, session.runner)
+        view.tagsChanged.connect(self._on_tags_changed)
+        view.message.connect(self._status_message)
+        self.tabs.addTab(view, "Confusable documents")
+        self.tabs.setCurrentWidget(view)
+        view.refresh()
+        return view
+
+    @Slot()
     def open_review_queue(self) -> ReviewQueue:
         """Tags ▸ Review suggestions: a tab listing suggestions across the vault."""
         if self.review_queue is None:
@@ -1009,7 +1031,11 @@ class MainWindow(QMainWindow):
     def _on_import_done(self, report: object) -> None:
         if not isinstance(report, ImportReport):
             return
-        self.statusBar().showMessage(f"Import: {report.summary()}", 8000)
+        message = f"Import: {report.summary()}"
+        suggestion = self.session.kb.model_suggestion()  # mostly Japanese: a model that reads it
+        if suggestion:
+            message = f"{message} — {suggestion}"
+        self.statusBar().showMessage(message, 15000 if suggestion else 8000)
         self.report_dialog = ImportReportDialog(report, self)
         self.report_dialog.open()
         self._refresh_tag_lists()

@@ -15,7 +15,7 @@ dropped). Charts are pyqtgraph plots.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -44,7 +44,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kvdesk.core.pilot.metrics import FailedQuery, Metrics, PilotReport, pilot_report
+from kvdesk.core.errors import KvdeskError
+from kvdesk.core.pilot.metrics import (
+    FailedQuery,
+    Metrics,
+    PilotReport,
+    confusable_failed_sessions,
+    pilot_report,
+)
 from kvdesk.core.pilot.records import Clock, utc_now
 from kvdesk.ui.tasks import Task, TaskRunner
 
@@ -92,6 +99,8 @@ class _Loaded:
     report: PilotReport
     enabled: bool
     teams: tuple[str, ...]  # every team label in the log (all time), ascending
+    confusable_failed: int | None = None  # failed sessions that met look-alikes (None: unknown)
+    learned: tuple[str, str] = ("–", "")  # the active learned keys' gap, and what it is made of
 
 
 class _Tile(QFrame):
@@ -232,6 +241,7 @@ class PilotDashboard(QWidget):
         self.report: PilotReport | None = None
         self.teams: tuple[str, ...] = ()
         self.picker: DocumentPicker | None = None
+        self.confusable_failed: int | None = None  # shown beside the tiles
         self._generation = 0
 
         # Top row: on/off switch, status, refresh.
@@ -291,9 +301,19 @@ class PilotDashboard(QWidget):
             "median_seconds_to_find": _Tile("median time to find"),
             "reformulations_per_session": _Tile("reformulations / session"),
         }
+        # Beside the metric tiles: failed sessions that met confusable documents.
+        self.confusable_tile = _Tile("failed amid look-alikes")
+        self.confusable_tile.setToolTip(
+            "Failed sessions whose search showed both documents of a confusable pair, or ranked"
+            " one of them first (Keys ▸ Confusable documents lists the pairs)"
+        )
         tiles = QGridLayout()
         for column, tile in enumerate(self.tiles.values()):
             tiles.addWidget(tile, 0, column)
+        tiles.addWidget(self.confusable_tile, 0, len(self.tiles))
+        # Learned keys (kvdesk learn): memorisation = learning queries minus held-out ones.
+        self.learned_tile = _Tile("learned keys: gap")
+        tiles.addWidget(self.learned_tile, 0, len(self.tiles) + 1)
 
         # Charts. pyqtgraph is imported here, after PySide6, so it binds to PySide6 (and the
         # app starts without it until the dashboard is first shown).
@@ -524,11 +544,22 @@ class PilotDashboard(QWidget):
         clock = self._clock
         team, since = self.selected_team(), self.since()
 
+        def confusable(shown: Collection[int]) -> list[tuple[int, int]]:
+            return [pair.value_ids for pair in kb.confusable_pairs(among=shown).pairs]
+
         def run(_report: object, _cancel: object) -> _Loaded:
             # overall and per week: the chosen team; per team: every team, same window
             report = pilot_report(kb.pilot, team=team, since=since, clock=clock)
+            try:
+                met = confusable_failed_sessions(
+                    kb.pilot, confusable, team=team, since=since, clock=clock
+                )
+            except KvdeskError:  # the keys cannot be compared now: the rest still shows
+                met = None
             # every team in the log, whatever the window, so the filter keeps offering them
-            return _Loaded(generation, report, kb.pilot.enabled, kb.pilot.teams())
+            return _Loaded(
+                generation, report, kb.pilot.enabled, kb.pilot.teams(), met, _learned_gap(kb)
+            )
 
         task = self.runner.read("pilot report", run)
         task.succeeded.connect(self._on_report)
@@ -542,6 +573,9 @@ class PilotDashboard(QWidget):
             return  # the filters changed meanwhile; a newer report is on its way
         self.teams = loaded.teams
         self._fill_team_combo(loaded.teams)
+        self.confusable_failed = loaded.confusable_failed
+        self.learned_tile.value.setText(loaded.learned[0])
+        self.learned_tile.setToolTip(loaded.learned[1])
         self._show(loaded.report, loaded.enabled)
 
     def _show(self, report: PilotReport | None, enabled: bool) -> None:
@@ -556,6 +590,8 @@ class PilotDashboard(QWidget):
         self.enabled_box.setEnabled(self._kb_provider() is not None)
         overall = report.overall if report else None
         self._fill_tiles(overall)
+        met = self.confusable_failed if report is not None else None
+        self.confusable_tile.value.setText("–" if met is None else str(met))
         self._fill_charts(report)
         self._fill_failed(overall.top_failed if overall else ())
         if overall is None or not overall.sessions:
@@ -751,6 +787,25 @@ class PilotDashboard(QWidget):
         """Wait for this widget's own background work (the main window's runner is its own)."""
         if self._owns_runner:
             self.runner.shutdown()
+
+
+def _learned_gap(kb: Any) -> tuple[str, str]:
+    """The active learned key set's gap (nDCG@10 on its learning queries minus on held-out
+    ones: memorisation), and the figures behind it for the tooltip."""
+    active = next((k for k in kb.learned_key_sets() if k.state == "active"), None)
+    quality = active.params.get("quality", {}) if active is not None else {}
+    if active is None or not quality:
+        return "–", "No learned keys are active (kvdesk learn --from-pilot)."
+    learn, held = quality["learn"], quality["held_out"]
+    novel = quality["held_out_novel"]
+    return f"{quality['gap']:+.3f}", (
+        f"Learned from {active.params.get('pairs')} searches that found their document.\n"
+        f"nDCG@10 on the learning queries {learn['ndcg@10']:.3f};"
+        f" on {held['queries']} held-out queries {held['ndcg@10']:.3f}"
+        f" (without learned keys {held['baseline_ndcg@10']:.3f});"
+        f" on {novel['queries']} whose answers were not learned {novel['ndcg@10']:.3f}"
+        f" (without {novel['baseline_ndcg@10']:.3f})."
+    )
 
 
 def _escape(text: str) -> str:

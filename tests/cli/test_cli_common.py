@@ -63,12 +63,20 @@ _EXTRA: dict[tuple[str, ...], list[str]] = {
     ("golden", "add"): ["--query", "printer", "--doc", "DOC-1"],
     ("tags", "set"): ["--description", "money"],
     ("tags", "suggest"): ["--untagged"],
+    ("learn",): ["--from-pilot"],
 }
 _COMMANDS = sorted(_leaf_commands(build_parser()))
 # They write values: a new vault is right (a desk joining a team starts from a new vault).
 _CREATES = {("import",), ("eval",), ("tags", "eval"), ("team", "join")}
 # doctor reports "vault_exists", the app creates its vault, team create needs none.
-_OWN = {("doctor",), ("gui",), ("team", "create")}
+_OWN = {
+    ("doctor",),
+    ("gui",),
+    ("team", "create"),
+    ("models",),
+    ("models", "list"),
+    ("models", "add"),
+}
 
 
 def test_every_command_is_registered_with_what_it_does_to_its_vault() -> None:

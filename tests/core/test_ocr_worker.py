@@ -15,9 +15,10 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from kvdesk.core.errors import Cancelled, ExtractionError
-from kvdesk.core.extract.ocr import is_blank, unwrap_cjk_lines
+from kvdesk.core.extract.ocr import is_blank
 from kvdesk.core.knowledge_base import KnowledgeBase
 from kvdesk.core.progress import CancelToken, Progress
+from kvdesk.core.scans.text import unwrap_cjk_lines
 from kvdesk.core.scans.worker import OcrLimits, OcrWorker
 
 FONT = Path(__file__).resolve().parents[2] / "kvdesk" / "resources" / "fonts"

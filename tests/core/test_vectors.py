@@ -184,3 +184,18 @@ def test_upserts_are_amortised_and_search_is_fast() -> None:
     assert time.perf_counter() - t0 < 0.5
     assert hits[0].score == pytest.approx(1.0, abs=1e-5)
     assert len(hits) == 100
+
+
+def test_best_passages_are_each_values_exact_best() -> None:
+    rng = np.random.default_rng(6)
+    store = random_store(rng, 50)
+    matrix = VectorMatrix(DIM)
+    for vid, vecs in store.items():
+        matrix.upsert_value(vid, vecs)
+    q = unit(rng, 1)[0]
+    ids = [*list(store)[:10], -7]
+    got = matrix.best_passages(ids, q)
+    assert got[-1] is None
+    for vid, found in zip(ids[:-1], got[:-1], strict=True):
+        sims = store[vid] @ q
+        assert found == (int(np.argmax(sims)), pytest.approx(float(sims.max()), abs=1e-6))

@@ -62,9 +62,11 @@ def test_every_team_table_is_created(pg_bare: PostgresDatabase) -> None:
 
 def test_keys_stay_local_to_a_desk(pg_db: PostgresDatabase) -> None:
     local_only = _declared("sqlite", "TABLE") - _declared("postgresql", "TABLE")
-    # Keys (OCR output among them: derived, read per desk), and the desk's queue of pilot
-    # sessions for the server.
-    assert local_only == {"key_set", "passage", "keyed", "pilot_outbox", "ocr_page", "ocr_state"}
+    # Keys (OCR output and learned keys among them: derived, built per desk), and the desk's
+    # queue of pilot sessions for the server.
+    assert local_only == {
+        "key_set", "passage", "keyed", "learned_key", "pilot_outbox", "ocr_page", "ocr_state",
+    }  # fmt: skip
     assert not local_only & _relations(pg_db, "BASE TABLE")
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from kvdesk.core.errors import ExtractionError, KvdeskError
 from kvdesk.core.extract.documents import _MAX_IMAGE_PIXELS, _PDFIUM_LOCK
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink
+from kvdesk.core.scans.text import CJK as _CJK
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,10 +108,6 @@ _KANJI_TO_KATA = {
     "卜": "ト",
 }
 _LOOKALIKE = re.compile(f"[{''.join(_HIRA_TO_KATA)}{''.join(_KANJI_TO_KATA)}ー]")
-_CJK = re.compile(
-    "[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-    "\uf900-\ufaff\uff01-\uff60\uff66-\uff9f]"
-)
 
 
 @dataclass(frozen=True)
@@ -682,15 +679,6 @@ def _join(left: str, right: str) -> str:
     if _CJK.match(left[-1]) and _CJK.match(right[0]):
         return left + right
     return f"{left} {right}"
-
-
-_WRAPPED_CJK = re.compile(f"(?<={_CJK.pattern})\\n(?={_CJK.pattern})")
-
-
-def unwrap_cjk_lines(text: str) -> str:
-    """OCR text for keys: a line break between two CJK characters is layout, not a word
-    boundary (Japanese wraps mid-word), so it is dropped and the bigram across it is kept."""
-    return _WRAPPED_CJK.sub("", text)
 
 
 class _Frame:

@@ -23,10 +23,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
+
+if TYPE_CHECKING:  # imported where a model is loaded: a lexical search never needs it
+    from tokenizers import Encoding, Tokenizer
 
 from kvdesk.core.errors import KvdeskError
 
@@ -72,6 +74,9 @@ class ModelSpec:
     dim: int  # 0 = not declared; the Embedder finds it
     model_sha256: str
     tokenizer_sha256: str
+    # The cosine unrelated texts get (multilingual-e5's sit near 0.7, MiniLM's near 0): fusion
+    # and the confidence check read cosines above it, rescaled to 0..1 (retrieval.calibrated).
+    cosine_floor: float = 0.0
 
 
 _sha_cache: dict[tuple[str, int, int], str] = {}
@@ -163,6 +168,9 @@ def _spec_from_folder(folder: Path) -> ModelSpec:
         if not isinstance(value, str):
             raise KvdeskError(f"{where}: '{key}' must be a string.")
         prefixes[key] = value
+    floor = data.get("cosine_floor", 0.0)
+    if not isinstance(floor, int | float) or isinstance(floor, bool) or not 0 <= floor < 1:
+        raise KvdeskError(f"{where}: 'cosine_floor' must be a number in [0, 1), not {floor!r}.")
     name = data.get("name", folder.name)
     return ModelSpec(
         name=str(name),
@@ -177,6 +185,7 @@ def _spec_from_folder(folder: Path) -> ModelSpec:
         tokenizer_sha256=_verified_sha(
             tokenizer_path, data.get("tokenizer_sha256"), "tokenizer file"
         ),
+        cosine_floor=float(floor),
     )
 
 
@@ -189,6 +198,13 @@ def load_model_spec(name_or_dir: str | Path) -> ModelSpec:
     """The default model by name, or a folder with model.onnx, tokenizer.json, kvdesk-model.json."""
     if isinstance(name_or_dir, str) and name_or_dir in ("default", DEFAULT_MODEL_NAME):
         return default_model_spec()
+    from kvdesk.core.keys import models  # converted models (`kvdesk models add NAME`)
+
+    if isinstance(name_or_dir, str) and name_or_dir in models.INSTALLABLE:
+        installed = models.installed_model_dir(name_or_dir)
+        if installed is None:
+            raise KvdeskError(models.not_installed_message(name_or_dir))
+        return _spec_from_folder(installed)
     folder = Path(name_or_dir).expanduser()
     if not folder.is_dir():
         raise KvdeskError(
@@ -251,7 +267,9 @@ def _create_session(
         # hides them (SessionOptions.log_severity_level does not). ORT's default is 2.
         ort.set_default_logger_severity(4)
         try:
-            session = ort.InferenceSession(model, options, providers=[CUDA, CPU])
+            # No TF32: GPU keys must match CPU keys (fp32) in the same key set.
+            cuda = (CUDA, {"use_tf32": "0"})
+            session = ort.InferenceSession(model, options, providers=[cuda, CPU])
         except Exception:  # noqa: BLE001 - CUDA present but broken: fall back to CPU
             log.debug("CUDA session failed; using CPU", exc_info=True)
             session = None
@@ -278,6 +296,60 @@ def probe_providers(*, prefer_gpu: bool = True) -> ProviderInfo:
     return info
 
 
+#: Which graph an Embedder runs: the model file as shipped, or the fused fp32 graph rebuilt from
+#: its weights (bert_graph.py; same vectors, faster, less memory). ``KVDESK_MODEL_GRAPH=shipped``
+#: forces the former (benchmarks compare the two).
+GRAPH_AUTO = "auto"
+GRAPH_SHIPPED = "shipped"
+GRAPH_FUSED = "fused-fp32"
+
+
+def _model_session(
+    spec: ModelSpec, graph: str, *, prefer_gpu: bool, threads: int | None
+) -> tuple[Any, ProviderInfo, str]:
+    """The session for ``spec``: its rebuilt fused graph where one can be had, else as shipped.
+
+    The rebuilt graph is built once per model file (keyed by its sha256) and cached; a model
+    that is not a BERT encoder, a missing ``onnx`` package or an unwritable cache folder means
+    the shipped graph, with a log line saying why.
+    """
+    if os.environ.get("KVDESK_MODEL_GRAPH", "").strip().lower() == GRAPH_SHIPPED:
+        graph = GRAPH_SHIPPED
+    if graph not in (GRAPH_AUTO, GRAPH_SHIPPED, GRAPH_FUSED):
+        raise KvdeskError(f"Unknown model graph {graph!r}: use auto, shipped or fused-fp32.")
+    if graph != GRAPH_SHIPPED:
+        from kvdesk.core.keys import bert_graph
+
+        path = bert_graph.load_cached(spec.model_sha256)
+        known = bert_graph.unsupported(spec.model_sha256) if path is None else None
+        if known is not None:
+            if graph == GRAPH_FUSED:
+                raise KvdeskError(f"Cannot rebuild {spec.model_path}: {known}")
+        elif path is None:
+            try:
+                source, _ = _create_session(str(spec.model_path), prefer_gpu=False, threads=threads)
+                path = bert_graph.build_and_cache(
+                    spec.model_path,
+                    spec.model_sha256,
+                    lambda feeds: source.run(None, feeds)[0],
+                )
+                del source
+            except (ImportError, bert_graph.NotBert, OSError) as exc:
+                if graph == GRAPH_FUSED:
+                    raise KvdeskError(f"Cannot rebuild {spec.model_path}: {exc}") from exc
+                log.info("using %s as shipped (no fused graph: %s)", spec.model_path, exc)
+        if path is not None:
+            try:
+                session, info = _create_session(str(path), prefer_gpu=prefer_gpu, threads=threads)
+                return session, info, GRAPH_FUSED
+            except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+                if graph == GRAPH_FUSED:
+                    raise
+                log.warning("the rebuilt graph %s does not load (%s); using the shipped", path, exc)
+    session, info = _create_session(str(spec.model_path), prefer_gpu=prefer_gpu, threads=threads)
+    return session, info, GRAPH_SHIPPED
+
+
 # --------------------------------------------------------------------------------------------
 # Embedder
 
@@ -295,19 +367,69 @@ def _pad_id(tokenizer: Tokenizer) -> int:
 
 def _plain_copy(tokenizer: Tokenizer) -> Tokenizer:
     """A copy that neither truncates nor pads (for counting and passage windows)."""
+    from tokenizers import Tokenizer
+
     copy = Tokenizer.from_str(tokenizer.to_str())
     copy.no_truncation()
     copy.no_padding()
     return copy
 
 
+#: Padded tokens per session run on CPU (rows x longest row); bench/bench_embed_speed.py.
+RUN_TOKENS = 512
+
+
+def physical_cores() -> int:
+    """Cores this process may use, counting SMT siblings once (Linux); else logical CPUs."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        try:
+            cores.add(topology.read_text(encoding="ascii").strip())
+        except OSError:
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+def plan_runs(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+    """Indices grouped into session runs, shortest texts first.
+
+    Sorting by length cuts padding; a run holds at most ``max_rows`` texts and, padded to its
+    longest, at most ``max_tokens`` tokens (always at least one text).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    runs: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (
+            len(current) >= max(1, max_rows) or (len(current) + 1) * lengths[i] > max_tokens
+        ):
+            runs.append(current)
+            current = []
+        current.append(i)
+    if current:
+        runs.append(current)
+    return runs
+
+
 class Embedder:
     """Turns texts into L2-normalised vectors with one ONNX session (thread-safe)."""
 
     def __init__(
-        self, spec: ModelSpec, *, prefer_gpu: bool = True, threads: int | None = None
+        self,
+        spec: ModelSpec,
+        *,
+        prefer_gpu: bool = True,
+        threads: int | None = None,
+        graph: str = GRAPH_AUTO,
     ) -> None:
         self.spec = spec
+        from tokenizers import Tokenizer
+
         try:
             tokenizer = Tokenizer.from_file(str(spec.tokenizer_path))
         except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exception
@@ -321,9 +443,12 @@ class Embedder:
         self.passage_tokenizer = _plain_copy(tokenizer)
         self.max_tokens = spec.max_tokens
         try:
-            self._session, self.provider_info = _create_session(
-                str(spec.model_path), prefer_gpu=prefer_gpu, threads=threads
+            # One intra-op thread per run; on CPU, runs go in parallel instead (see _embed).
+            self._session, self.provider_info, self.graph = _model_session(
+                spec, graph, prefer_gpu=prefer_gpu, threads=1
             )
+        except KvdeskError:
+            raise
         except ImportError as exc:
             raise KvdeskError(f"onnxruntime cannot be imported: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
@@ -337,6 +462,12 @@ class Embedder:
             )
         outputs = [o.name for o in self._session.get_outputs()]
         self._output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
+        on_gpu = self.provider_info.provider == CUDA
+        #: Session runs at a time: one per physical core on CPU (or ``threads``), one on a GPU.
+        self.workers = 1 if on_gpu else max(1, int(threads or physical_cores()))
+        #: Padded tokens per run on CPU: small runs keep the attention scores in cache (a run
+        #: of 8 x 256 tokens has 25 MB of them); a GPU wants whole batches.
+        self.run_tokens = 1 << 30 if on_gpu else RUN_TOKENS
         probe = self._run([self._tokenizer.encode("kvdesk")])
         self.dim = int(probe.shape[1])
         if spec.dim and spec.dim != self.dim:
@@ -385,13 +516,22 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
-        # Sorting by length cuts padding (and work) a lot for mixed-length passages.
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         result = np.empty((len(texts), self.dim), dtype=np.float32)
-        step = max(1, int(batch_size))
-        for begin in range(0, len(order), step):
-            rows = order[begin : begin + step]
+        runs = plan_runs([len(e.ids) for e in encodings], batch_size, self.run_tokens)
+
+        def run(rows: list[int]) -> None:
             result[rows] = self._run([encodings[i] for i in rows])
+
+        if self.workers <= 1 or len(runs) <= 1:
+            for rows in runs:
+                run(rows)
+        else:
+            # ORT releases the GIL while it runs: single-threaded runs side by side scale
+            # better than one run split over cores (no barriers, no spinning threads).
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.workers, len(runs)), "kvdesk-embed") as pool:
+                list(pool.map(run, runs[::-1]))  # longest first: the last ones are short
         return result
 
     # -- public --------------------------------------------------------------------------
@@ -505,7 +645,11 @@ def make_passages(
             )
             break
         nxt = max(a + 1, b - overlap)
-        while nxt > a + 1 and words[nxt] == words[nxt - 1]:  # start on a word boundary
-            nxt -= 1
-        a = nxt
+        # Start on a word boundary, looking back at most one overlap more: a tokenizer that
+        # splits words at spaces only (SentencePiece) sees a Japanese paragraph as one word,
+        # and walking back to its start made a window every token.
+        snapped, lowest = nxt, max(a + 1, nxt - overlap)
+        while snapped > lowest and words[snapped] == words[snapped - 1]:
+            snapped -= 1
+        a = snapped if words[snapped] != words[snapped - 1] else nxt
     return passages

@@ -14,19 +14,23 @@ the parser of tantivy's explanations must agree field by field, so they live tog
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
+import hashlib
 import html
 import json
 import logging
 import math
 import mimetypes
+import os
 import re
 import shutil
 import string
 import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +51,9 @@ __all__ = [
     "TermScore",
     "cjk_grams",
     "media_types_for",
+    "vault_files_stamp",
 ]
 
-_CJK_RUN_RE = re.compile(f"[{CJK_CHAR_CLASS}]+")
 _ALNUM_RUN_RE = re.compile(r"[^\W_]+")
 _TERM_CONTEXT_RE = re.compile(r'^Term=Term\(field=(\d+), type=Str, "(.*)"\)$', re.DOTALL)
 _RUST_ESCAPE_RE = re.compile(r"\\(u\{[0-9a-fA-F]+\}|.)")
@@ -182,6 +186,72 @@ class _Part:
     query: Any
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A query's clauses built for tantivy once (they do not depend on the searcher): reused
+    by the ranking pass and by the explanation pass of the same search, and by a repeat."""
+
+    fixed: list[tuple[Any, Any]]  # filters and exclusions: (occur, query)
+    phrase_clauses: list[tuple[Any, Any]]  # one Must clause per quoted phrase
+    terms_required: bool  # the words must match (else they only add to phrase matches)
+    term_parts: list[_Part]
+    phrase_parts: list[_Part]
+    by_recency: bool  # filters only: every value that passes them, newest first
+    matches_nothing: bool = False  # words that analyze to nothing ("((", "--")
+
+
+@dataclass
+class _Ranked:
+    """One ranking of a plan on one searcher: what the explanation pass needs again."""
+
+    top: Any  # the query ranked (None: nothing can match), explained and highlighted
+    hits: list[tuple[float, Any]]
+    value_ids: list[int]
+    words_scored: bool = True  # False: only quoted phrases score (their parts are the hit's)
+    snippets: _Snippets | None = None
+
+
+@dataclass
+class _Generation:
+    """One reload generation of the index: its searcher, and what was ranked on it."""
+
+    searcher: Any
+    meta: bytes  # meta.json as loaded (a commit by any process rewrites it)
+    ranked: OrderedDict[tuple[Any, ...], _Ranked] = field(default_factory=OrderedDict)
+
+
+_PLANS_KEPT = 64
+_RANKINGS_KEPT = 8
+_IN_STEP_FILE = "in-step.json"  # beside the schema folders: tantivy manages only those
+
+
+def vault_files_stamp(vault_path: Path) -> list[Any] | None:
+    """A stamp of a SQLite vault's files that changes with every commit, read in microseconds.
+
+    A commit appends frames to the write-ahead log (it grows) or restarts it (its header's
+    salts change); a checkpoint rewrites the database file (its mtime, ctime and maybe size
+    change; ctime also catches a copy put back with ``cp -p``); without a log, a commit writes
+    the database file (its mtime and ctime). An empty or missing log holds nothing, so
+    readers creating and removing one change nothing. None when the files cannot be read (then
+    nothing is assumed).
+    """
+    try:
+        # Never open() the database file itself: closing any descriptor of it releases every
+        # POSIX lock this process holds on it, SQLite's included (sqlite.org/howtocorrupt.html).
+        # The log is safe to read: SQLite locks the -shm file, not the -wal.
+        db = os.stat(vault_path)
+        stamp: list[Any] = [db.st_dev, db.st_ino, db.st_size, db.st_mtime_ns, db.st_ctime_ns]
+        try:
+            with open(f"{vault_path}-wal", "rb") as wal:
+                size = os.fstat(wal.fileno()).st_size
+                stamp += [size, wal.read(32).hex() if size else ""]
+        except FileNotFoundError:
+            stamp += [0, ""]
+    except OSError:
+        return None
+    return stamp
+
+
 def _unescape_rust(text: str) -> str:
     """Undo Rust's ``{:?}`` string escaping, as found in explanation contexts."""
 
@@ -236,7 +306,12 @@ def cjk_grams(text: str) -> list[str]:
 
 
 def _strip_cjk(text: str) -> str:
-    return _CJK_RUN_RE.sub(" ", text)
+    return _cjk_run_re().sub(" ", text)
+
+
+@functools.cache
+def _cjk_run_re() -> re.Pattern[str]:
+    return re.compile(f"[{CJK_CHAR_CLASS}]+")  # compiled on first use: not at start-up
 
 
 def _tag_paths(tag: str) -> list[str]:
@@ -299,6 +374,8 @@ class LexicalIndex:
         self._schema = self._build_schema()
         self._analyzers = self._build_analyzers()  # query-side twins of the registered ones
         self._index: Any = None
+        self._generation: _Generation | None = None
+        self._plans: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
 
     # ----------------------------------------------------------------------------------------
     # Opening
@@ -464,6 +541,7 @@ class LexicalIndex:
         with self._lock:
             self._require_writer().commit()
             self._index.reload()
+            self._generation = None
 
     def close(self) -> None:
         """Release the writer lock; uncommitted changes are dropped."""
@@ -483,9 +561,70 @@ class LexicalIndex:
     # Reading
 
     def _searcher(self) -> Any:
-        if not self.writable:  # another process may have committed since
-            self._index.reload()
-        return self._index.searcher()
+        return self._current().searcher
+
+    def _current(self) -> _Generation:
+        """The searcher of the index as last committed, by any process.
+
+        One searcher (and its cached rankings) is kept per generation: reloading costs about
+        1 ms, reading meta.json about 20 µs, and every commit rewrites meta.json (its opstamp),
+        so a read-only index reloads only when another process has committed since.
+        """
+        with self._lock:
+            generation = self._generation
+            if self.writable:  # only this process commits, and commit() drops the generation
+                if generation is None:
+                    generation = _Generation(self._index.searcher(), b"")
+                    self._generation = generation
+                return generation
+            meta = self._meta_bytes()
+            if generation is None or meta is None or meta != generation.meta:
+                self._index.reload()
+                generation = _Generation(self._index.searcher(), meta or b"")
+                self._generation = generation if meta is not None else None
+            return generation
+
+    def _meta_bytes(self) -> bytes | None:
+        try:
+            return (self._data_dir / "meta.json").read_bytes()
+        except OSError:
+            return None
+
+    @staticmethod
+    def _in_step_record(vault_stamp: list[Any], meta: bytes | None) -> dict[str, Any] | None:
+        if meta is None:
+            return None
+        return {"vault": vault_stamp, "index": hashlib.sha256(meta).hexdigest()}
+
+    def known_in_step(self, vault_stamp: list[Any]) -> bool:
+        """Whether a full check found these keys in step with the vault, and neither the vault
+        files (:func:`vault_files_stamp`) nor this index changed since."""
+        try:
+            recorded = json.loads((self.directory / _IN_STEP_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return recorded is not None and recorded == self._in_step_record(
+            vault_stamp, self._meta_bytes()
+        )
+
+    def record_in_step(self, vault_stamp: list[Any]) -> None:
+        """Say that a full check, begun at ``vault_stamp``, found the keys in step (the keys
+        of the searcher it read: nothing is said when another process has committed since)."""
+        generation = self._generation
+        if self.writable or generation is None or generation.meta != self._meta_bytes():
+            return
+        record = self._in_step_record(vault_stamp, generation.meta)
+        if record is None:
+            return
+        path = self.directory / _IN_STEP_FILE
+        tmp = path.with_name(f".{_IN_STEP_FILE}.{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps(record), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:  # a read-only key folder: the next open checks in full again
+            log.debug("cannot record that the lexical keys are in step", exc_info=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     def doc_count(self) -> int:
         """Number of live documents."""
@@ -690,12 +829,47 @@ class LexicalIndex:
         evaluation runs): ``terms`` is then empty and ``snippet_html`` is ``""``.
         ``detail_ids`` limits explanations and snippets to those values (the hits shown).
         """
-        t = self._t
         if limit <= 0:
             return []
-        searcher = self._searcher()
-        if searcher.num_docs == 0:
+        key = self._plan_key(query)
+        plan = self._plan(key, query)
+        generation = self._current()
+        searcher = generation.searcher
+        if searcher.num_docs == 0 or plan.matches_nothing:
             return []
+        ranked = self._ranked(generation, key, plan, limit)
+        if ranked.top is None:
+            return []
+        return self._finish(searcher, plan, ranked, details, detail_ids)
+
+    def _plan_key(self, query: ParsedQuery) -> tuple[Any, ...]:
+        """What a built query depends on: the parsed query and the tunable class settings."""
+        return (
+            query,
+            self.DROP_FUNCTION_WORDS,
+            self.TITLE_BOOST,
+            self.BODY_BOOST,
+            self.TAGS_BOOST,
+            self.PATH_BOOST,
+            self.ID_BOOST,
+            self.JA_WORDS_BOOST,
+        )
+
+    def _plan(self, key: tuple[Any, ...], query: ParsedQuery) -> _Plan:
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+                return plan
+        plan = self._build_plan(query)
+        with self._lock:
+            self._plans[key] = plan
+            while len(self._plans) > _PLANS_KEPT:
+                self._plans.popitem(last=False)
+        return plan
+
+    def _build_plan(self, query: ParsedQuery) -> _Plan:
+        t = self._t
         filters = self._filter_queries(query)
         must_not = self._excluded_queries(query.excluded)
         words = list(query.terms)
@@ -708,9 +882,9 @@ class LexicalIndex:
         term_parts = self._term_parts(words)
         ident = query.text.strip()
         if ident and not query.phrases:
-            for field in ("identifier", "ext_id"):
-                q = self._boosted(self._term(field, ident.lower()), self.ID_BOOST)
-                term_parts.append(_Part(field, ident.lower(), ident, q))
+            for field_name in ("identifier", "ext_id"):
+                q = self._boosted(self._term(field_name, ident.lower()), self.ID_BOOST)
+                term_parts.append(_Part(field_name, ident.lower(), ident, q))
         phrase_groups = [g for g in (self._phrase_parts(p) for p in query.phrases) if g]
 
         clauses: list[tuple[Any, Any]] = [(t.Occur.Must, f) for f in filters]
@@ -719,57 +893,121 @@ class LexicalIndex:
         if not has_words:
             # Filters only: every value that passes them, newest first.
             clauses.append((t.Occur.Must, t.Query.const_score_query(t.Query.all_query(), 0.0)))
-            top = t.Query.boolean_query(clauses)
-            hits = searcher.search(top, limit, count=False, order_by_field="updated").hits
-            return self._finish(
-                searcher, top, [(0.0, a) for _, a in hits], [], [], details, detail_ids
-            )
+            return _Plan(clauses, [], True, [], [], by_recency=True)
         if not term_parts and not phrase_groups:
-            return []  # words that analyze to nothing ("((", "--"): nothing can match
-        if term_parts:
-            occur = t.Occur.Should if phrase_groups else t.Occur.Must
-            clauses.append((occur, self._any_of([p.query for p in term_parts])))
-        for group in phrase_groups:
-            clauses.append((t.Occur.Must, self._any_of([p.query for p in group])))
-        top = t.Query.boolean_query(clauses)
-        hits = searcher.search(top, limit, count=False).hits
+            return _Plan([], [], True, [], [], by_recency=False, matches_nothing=True)
+        phrases = [(t.Occur.Must, self._any_of([p.query for p in g])) for g in phrase_groups]
         phrase_parts = [p for g in phrase_groups for p in g]
-        return self._finish(searcher, top, hits, term_parts, phrase_parts, details, detail_ids)
+        return _Plan(
+            clauses, phrases, not phrase_groups, term_parts, phrase_parts, by_recency=False
+        )
+
+    def _top(self, searcher: Any, plan: _Plan) -> tuple[Any | None, bool]:
+        """The plan's query on this searcher, without term clauses no document holds.
+
+        A term in no segment scores nothing and matches nothing, so dropping its clause changes
+        no score, no order and no explanation; it halves the cost of ranking and explaining
+        (most words are in no ``tags``/``path`` field and the whole query in no identifier).
+        None when nothing can match; beside it, whether any word clause is left.
+        """
+        t = self._t
+        clauses = list(plan.fixed)
+        live: list[_Part] = []
+        if plan.term_parts:
+            live = [p for p in plan.term_parts if searcher.doc_freq(p.field, p.token) > 0]
+            if live:
+                occur = t.Occur.Must if plan.terms_required else t.Occur.Should
+                clauses.append((occur, self._any_of([p.query for p in live])))
+            elif plan.terms_required:
+                return None, False
+        clauses += plan.phrase_clauses  # after the words, as the scores are summed
+        return (t.Query.boolean_query(clauses) if clauses else None), bool(live)
+
+    def _ranked(
+        self, generation: _Generation, key: tuple[Any, ...], plan: _Plan, limit: int
+    ) -> _Ranked:
+        """The best ``limit`` hits of ``plan`` on this generation's searcher (ranked once: the
+        explanation pass of the same search finds them here)."""
+        rank_key = (key, limit)
+        with self._lock:
+            ranked = generation.ranked.get(rank_key)
+            if ranked is not None:
+                generation.ranked.move_to_end(rank_key)
+                return ranked
+        searcher = generation.searcher
+        top, words_scored = self._top(searcher, plan)
+        if top is None:
+            hits = []
+        elif plan.by_recency:
+            found = searcher.search(top, limit, count=False, order_by_field="updated").hits
+            hits = [(0.0, a) for _, a in found]
+        else:
+            hits = searcher.search(top, limit, count=False).hits
+        ids = searcher.fast_field_values("value_id", [a for _, a in hits]) if hits else []
+        ranked = _Ranked(top, hits, [int(i) for i in ids], words_scored)
+        with self._lock:
+            generation.ranked[rank_key] = ranked
+            while len(generation.ranked) > _RANKINGS_KEPT:
+                generation.ranked.popitem(last=False)
+        return ranked
 
     def _finish(
         self,
         searcher: Any,
-        top: Any,
-        hits: list[tuple[float, Any]],
-        term_parts: list[_Part],
-        phrase_parts: list[_Part],
+        plan: _Plan,
+        ranked: _Ranked,
         details: bool,
         detail_ids: Collection[int] | None = None,
     ) -> list[LexicalHit]:
-        if not hits:
-            return []
-        addrs = [a for _, a in hits]
-        ids = searcher.fast_field_values("value_id", addrs)
+        hits, ids = ranked.hits, ranked.value_ids
         if not details:
             return [
-                LexicalHit(int(vid), float(score), (), "")
+                LexicalHit(vid, float(score), (), "")
                 for (score, _), vid in zip(hits, ids, strict=True)
             ]
-        labels = {(p.field, p.token): p.label for p in term_parts}
-        snippets = _Snippets(self, searcher, top)
+        labels = {(p.field, p.token): p.label for p in plan.term_parts}
+        if ranked.snippets is None:
+            ranked.snippets = _Snippets(self, searcher, ranked.top)
+        snippets = ranked.snippets
         out = []
         for (score, addr), vid in zip(hits, ids, strict=True):
-            if detail_ids is not None and int(vid) not in detail_ids:
-                out.append(LexicalHit(int(vid), float(score), (), ""))
+            if detail_ids is not None and vid not in detail_ids:
+                out.append(LexicalHit(vid, float(score), (), ""))
                 continue
-            terms = self._explain(searcher, top, addr, labels, phrase_parts) if score else ()
+            terms: tuple[TermScore, ...] = ()
+            if score and not ranked.words_scored:
+                terms = self._explain_phrases(searcher, addr, plan.phrase_parts, score)
+            if score and not terms:
+                terms = self._explain(searcher, ranked.top, addr, labels, plan.phrase_parts)
             if terms:
                 # tantivy sums in float32; report the exact sum of the parts so explanations
                 # add up (it differs from tantivy's score by float32 rounding only).
                 score = math.fsum(t.score for t in terms)
             doc = searcher.doc(addr)
-            out.append(LexicalHit(int(vid), float(score), terms, snippets.make(doc)))
+            out.append(LexicalHit(vid, float(score), terms, snippets.make(doc)))
         return out
+
+    def _explain_phrases(
+        self, searcher: Any, addr: Any, phrase_parts: list[_Part], score: float
+    ) -> tuple[TermScore, ...]:
+        """A hit of quoted phrases only: each phrase clause explained on its own, when they sum
+        to the hit's score (what :meth:`_explain` finds too, without explaining the whole
+        query first); empty when they do not (then :meth:`_explain` says what it can)."""
+        found = self._phrase_scores(searcher, addr, phrase_parts)
+        if found and abs(sum(f.score for f in found) - score) <= 1e-4 * max(1.0, score):
+            return tuple(found)
+        return ()
+
+    @staticmethod
+    def _phrase_scores(searcher: Any, addr: Any, phrase_parts: list[_Part]) -> list[TermScore]:
+        found: list[TermScore] = []
+        for p in phrase_parts:
+            try:
+                sub = json.loads(p.query.explain(searcher, addr).to_json())
+            except ValueError:  # this clause does not match this document
+                continue
+            found.append(TermScore(p.field, p.label, float(sub["value"])))
+        return found
 
     def _explain(
         self,
@@ -793,13 +1031,7 @@ class LexicalIndex:
             terms.append(TermScore(field, labels.get((field, token), token), value))
         if unlabelled:
             # Phrase scorers carry no term context: explain each phrase clause on its own.
-            found: list[TermScore] = []
-            for p in phrase_parts:
-                try:
-                    sub = json.loads(p.query.explain(searcher, addr).to_json())
-                except ValueError:  # this clause does not match this document
-                    continue
-                found.append(TermScore(p.field, p.label, float(sub["value"])))
+            found = self._phrase_scores(searcher, addr, phrase_parts)
             if abs(sum(f.score for f in found) - unlabelled) <= 1e-4 * max(1.0, unlabelled):
                 terms.extend(found)
             else:
@@ -824,13 +1056,12 @@ class _Snippets:
             self._gens[field] = gen
         return self._gens[field]
 
-    def _try(self, field: str, text: str, cjk_field: str) -> str:
+    def _try(self, field: str, text: str, cjk_field: str, stored: Any) -> str:
+        """``stored``: the hit's stored document, which holds ``text`` as its ``field``."""
         if not text:
             return ""
         t = self._ix._t
-        doc = t.Document()
-        doc.add_text(field, text)
-        snippet = self._gen(field).snippet_from_doc(doc)
+        snippet = self._gen(field).snippet_from_doc(stored)
         if snippet.highlighted():
             return str(snippet.to_html())
         if has_cjk(text):
@@ -844,7 +1075,9 @@ class _Snippets:
     def make(self, doc: Any) -> str:
         body = str(doc.get_first("body") or "")
         title = str(doc.get_first("title") or "")
-        html_text = self._try("body", body, "body_cjk") or self._try("title", title, "title_cjk")
+        html_text = self._try("body", body, "body_cjk", doc) or self._try(
+            "title", title, "title_cjk", doc
+        )
         if html_text:
             return html_text
         head = body[:_SNIPPET_CHARS]

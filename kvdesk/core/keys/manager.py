@@ -30,7 +30,7 @@ from kvdesk.core.errors import (
     VaultFormatError,
     is_disk_full,
 )
-from kvdesk.core.extract.ocr import unwrap_cjk_lines
+from kvdesk.core.keys import vector_sync
 from kvdesk.core.keys.dense import (
     DEFAULT_MODEL_NAME,
     Embedder,
@@ -40,12 +40,14 @@ from kvdesk.core.keys.dense import (
     probe_providers,
 )
 from kvdesk.core.keys.folder import KeyFolder, key_fingerprint
-from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex
+from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex, vault_files_stamp
+from kvdesk.core.keys.models import INSTALLABLE
 from kvdesk.core.keys.store import KeySet, KeySetState, KeyStore
 from kvdesk.core.keys.vectors import VectorMatrix
 from kvdesk.core.paths import keys_dir_for
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
 from kvdesk.core.scans.store import ScanStore
+from kvdesk.core.scans.text import unwrap_cjk_lines
 from kvdesk.core.search.identifiers import Identifier, canonical
 from kvdesk.core.search.identifiers import extract as extract_identifiers
 from kvdesk.core.settings import SettingStore
@@ -70,6 +72,8 @@ def model_source(model: str | Path) -> str:
     kvdesk later runs from another working directory.
     """
     if isinstance(model, str) and model in ("default", DEFAULT_MODEL_NAME):
+        return model
+    if isinstance(model, str) and model in INSTALLABLE:  # a converted model, by its name
         return model
     return str(Path(model).expanduser().resolve())
 
@@ -103,6 +107,9 @@ class KeyManager:
         self._matrix_key_set: int | None = None
         self._lock = threading.RLock()
         self._caught_up_at: tuple[int, int] | None = None  # see open_writer
+        # dense_status per search, computed again after any write (see _dense_changed).
+        self._dense_writes = 0
+        self._status_cache: tuple[tuple[object, int], DenseStatus] | None = None
         self._folder = KeyFolder(self.directory, vault.path.name, SettingStore(vault).vault_id)
 
     # -- lexical --------------------------------------------------------------------------------
@@ -119,6 +126,11 @@ class KeyManager:
     def _catch_up_if_stale(self) -> None:
         """The vault wins: if the lexical keys disagree with it, rebuild what differs now."""
         assert self._lexical is not None
+        # The full check reads every value (~1 s at 100,000): skip it while neither the vault's
+        # files nor the index changed since one found the keys in step.
+        stamp = vault_files_stamp(self.vault.path)
+        if stamp is not None and self._lexical.known_in_step(stamp):
+            return
         try:
             indexed = self._lexical.indexed_fingerprints()
         except Exception as exc:  # noqa: BLE001 - unreadable fast fields: a damaged index
@@ -127,6 +139,8 @@ class KeyManager:
             indexed = {}
         if indexed == self._fingerprints():
             self._record_identity()
+            if stamp is not None:
+                self._lexical.record_in_step(stamp)
             return
         try:
             self.sync_lexical()
@@ -227,6 +241,11 @@ class KeyManager:
     def unsure(self) -> None:
         """A write failed between a value and its keys: catch up in full at the next writer."""
         self._caught_up_at = None
+        self._dense_changed()
+
+    def _dense_changed(self) -> None:
+        """Values or dense keys changed through this process: dense_status counts again."""
+        self._dense_writes += 1
 
     def sync_lexical(self, progress: ProgressSink = no_progress) -> int:
         """Re-index values whose lexical keys are missing or stale; drop keys of gone values.
@@ -284,6 +303,7 @@ class KeyManager:
     def forget_dense(self, value_ids: Sequence[int]) -> None:
         """Values whose text grew (a scan was read): their meaning keys are built again."""
         self._store.forget(value_ids)
+        self._dense_changed()
 
     def lexical_doc(self, value_id: int) -> LexicalDoc:
         docs = self.lexical_docs([value_id])
@@ -321,6 +341,7 @@ class KeyManager:
 
     def values_changed(self, value_ids: Sequence[int]) -> None:
         """Called after values commit: their lexical keys are written at once (searchable now)."""
+        self._dense_changed()
         with self._lock:
             if not self._lexical_writable:
                 self._open_lexical(writable=True)
@@ -331,6 +352,7 @@ class KeyManager:
                 self.flush()
 
     def flush(self) -> None:
+        self._dense_changed()  # every write of the facade ends here
         with self._lock:
             pending, self._pending_lexical = self._pending_lexical, 0
             if self._lexical is not None and self._lexical_writable and pending:
@@ -435,13 +457,22 @@ class KeyManager:
     # -- dense ----------------------------------------------------------------------------------
 
     def dense_status(self, key_set: KeySet | None = None) -> DenseStatus:
+        """How many values have current keys in ``key_set`` (default: active). Asked by every
+        search: counted again only after a write (here or by another process)."""
         key_set = key_set or self.active_key_set()
+        stamp = (self._vault_stamp(), self._dense_writes)
+        cached = self._status_cache
+        if stamp[0] is not None and cached is not None and cached[0] == stamp:
+            if cached[1].key_set == key_set:
+                return cached[1]
         current = self.vault.values.current_versions()
-        if key_set is None:
-            return DenseStatus(None, 0, len(current))
-        keyed = self._store.keyed_versions(key_set.id)
-        done = sum(1 for value_id, version in current.items() if keyed.get(value_id) == version)
-        return DenseStatus(key_set, done, len(current))
+        total, done = len(current), 0
+        if key_set is not None:  # each store reads its own table: compared here
+            keyed = self._store.keyed_versions(key_set.id)
+            done = sum(1 for v, version in current.items() if keyed.get(v) == version)
+        status = DenseStatus(key_set, done, total)
+        self._status_cache = (stamp, status)
+        return status
 
     def missing_dense(self, key_set: KeySet) -> list[int]:
         """Values whose current version lacks keys in ``key_set``, most recently modified first
@@ -527,6 +558,7 @@ class KeyManager:
                         n = len(passages)
                         self._matrix.upsert_value(value_id, vectors[offset : offset + n])
                         offset += n
+            self._dense_changed()
             work_done += sum(work[start : start + batch_values])
             done += len(batch)
             current = sources[-1].title if sources else ""
@@ -539,10 +571,15 @@ class KeyManager:
         with self._lock:
             if self._matrix is not None and self._matrix_key_set == key_set.id:
                 return self._matrix
-            matrix = _load_matrix(self._store, key_set)
+            matrix = _load_matrix(self._store, key_set, self._dense_directory())
             if key_set.state == KeySetState.ACTIVE:
                 self._matrix, self._matrix_key_set = matrix, key_set.id
             return matrix
+
+    def _dense_directory(self) -> Path:
+        """The key folder, claimed for this vault: big key sets keep a vector file there."""
+        self._claim_directory()
+        return self.directory
 
     def passage_span(self, key_set: KeySet, value_id: int, index: int) -> tuple[int, int] | None:
         return self._store.passage_span(key_set.id, value_id, index)
@@ -604,13 +641,14 @@ class KeyManager:
                 f" `kvdesk rekey --model {key_set.params.get('source', '')} --no-activate`"
             )
         try:
-            matrix = _load_matrix(self._store, key_set)
+            matrix = _load_matrix(self._store, key_set, self._dense_directory())
         except (ValueError, KeyError, TypeError) as exc:
             raise KvdeskError(
                 f"key set {key_set.id} ({key_set.name}) does not load ({exc}); search keeps"
                 " the active key set"
             ) from exc
         self._store.activate("dense", key_set.id)
+        self._dense_changed()
         with self._lock:
             self._matrix = matrix
             self._matrix_key_set = key_set.id
@@ -624,7 +662,10 @@ class KeyManager:
             raise KvdeskError(
                 f"key set {key_set.id} is active; activate another one before dropping it"
             )
-        return self._store.drop(key_set.id)
+        dropped = self._store.drop(key_set.id)
+        self._dense_changed()
+        vector_sync.remove_files(self.directory, key_set.id)
+        return dropped
 
     def passage_count(self, key_set: KeySet) -> int:
         return self._store.passage_count(key_set.id)
@@ -693,8 +734,20 @@ def _key_date(source_mtime: float | None, updated_at: str) -> dt.datetime:
         return dt.datetime.fromtimestamp(0, dt.UTC)
 
 
-def _load_matrix(store: KeyStore, key_set: KeySet) -> VectorMatrix:
+def _load_matrix(store: KeyStore, key_set: KeySet, directory: Path | None = None) -> VectorMatrix:
     dim = int(key_set.params.get("dim") or 0)
+    if (
+        directory is not None
+        and dim > 0
+        and store.passage_count(key_set.id) >= vector_sync.FILE_MIN_PASSAGES
+    ):
+        # A big key set is searched from a memory-mapped file: nothing like 1.5 GB of float32
+        # in RAM, and no vector read before the first search (see vector_sync).
+        path = vector_sync.vector_file_path(directory, key_set.id)
+        try:
+            return vector_sync.load_file_matrix(store, key_set, dim, path)
+        except OSError as exc:  # a full disk, a read-only key folder: search still works
+            log.warning("dense keys: no vector file (%s); holding the vectors in RAM", exc)
     rows = store.current_vectors(key_set.id)
     if dim <= 0:
         # Key sets made before the dim was always recorded: the stored vectors tell it.

@@ -5,8 +5,9 @@ Keys are derived and per desk, so these tables exist in the local SQLite vault o
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -156,13 +157,19 @@ class KeyStore:
         passages: Sequence[tuple[int, int, int, bytes]],
     ) -> None:
         """Replace a value's passages (index, start, end, vector) and mark it keyed."""
+        # New rows get rowids above every current one, even when the value's old passages were
+        # the last rows: a derived vector file tells passages apart by rowid (dense_stamp).
+        top = int(tx.execute("SELECT coalesce(max(rowid), 0) FROM passage").fetchone()[0])
         tx.execute(
             "DELETE FROM passage WHERE key_set_id = ? AND value_id = ?", (key_set_id, value_id)
         )
         tx.executemany(
-            "INSERT INTO passage(key_set_id, value_id, version, idx, start, end, vector)"
-            " VALUES (?,?,?,?,?,?,?)",
-            [(key_set_id, value_id, version, i, s, e, v) for i, s, e, v in passages],
+            "INSERT INTO passage(rowid, key_set_id, value_id, version, idx, start, end, vector)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (top + 1 + n, key_set_id, value_id, version, i, s, e, v)
+                for n, (i, s, e, v) in enumerate(passages)
+            ],
         )
         tx.execute(
             "INSERT INTO keyed(key_set_id, value_id, version) VALUES (?,?,?)"
@@ -195,3 +202,90 @@ class KeyStore:
                 (key_set_id,),
             )
         ]
+
+    # -- derived vector files (see kvdesk.core.keys.vector_file) --------------------------------
+
+    @contextlib.contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Several reads that see one state of the vault (a deferred read transaction)."""
+        conn = self._db.conn
+        if getattr(conn, "in_transaction", False):  # inside a write: already one state
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    def dense_stamp(self, key_set_id: int) -> dict[str, int]:
+        """What a derived vector file of ``key_set_id`` must have been built from: counts and
+        order-free sums over its keyed values and all its passages' (rowid, value id, index).
+
+        Index-only scans (~0.1 s at a million passages); no vector is read. Rowids are never
+        reused for a rewritten value (see :meth:`write_passages`), so a change shows.
+        """
+        conn = self._db.conn
+        keyed = conn.execute(
+            "SELECT count(*), coalesce(sum((value_id % 1000000007 * 1000003 + version)"
+            " % 2147483647), 0) FROM keyed WHERE key_set_id = ?",
+            (key_set_id,),
+        ).fetchone()
+        passages = conn.execute(
+            "SELECT count(*), coalesce(max(rowid), 0), coalesce(sum((rowid % 1000000007 * 1000003"
+            " + value_id % 1000003 * 8191 + idx) % 2147483647), 0)"
+            " FROM passage WHERE key_set_id = ?",
+            (key_set_id,),
+        ).fetchone()
+        return {
+            "key_set": key_set_id,
+            "keyed": int(keyed[0]),
+            "keyed_sum": int(keyed[1]),
+            "passages": int(passages[0]),
+            "max_rowid": int(passages[1]),
+            "passage_sum": int(passages[2]),
+        }
+
+    def iter_current_vectors(
+        self, key_set_id: int, value_ids: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, int, int, bytes]]:
+        """(value id, passage index, rowid, vector bytes) of keyed passages, in (value, index)
+        order, streamed (a million vectors are never held at once); ``value_ids``: only those."""
+        sql = (
+            "SELECT p.value_id, p.idx, p.rowid, p.vector FROM passage p JOIN keyed k"
+            " ON k.key_set_id = p.key_set_id AND k.value_id = p.value_id"
+            " AND k.version = p.version WHERE p.key_set_id = ?"
+        )
+        if value_ids is None:
+            cursor = self._db.conn.execute(sql + " ORDER BY p.value_id, p.idx", (key_set_id,))
+            for row in cursor:
+                yield int(row[0]), int(row[1]), int(row[2]), row[3]
+            return
+        wanted = sorted(set(value_ids))
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in self._db.conn.execute(
+                sql + f" AND p.value_id IN ({marks}) ORDER BY p.value_id, p.idx",
+                (key_set_id, *part),
+            ):
+                yield int(row[0]), int(row[1]), int(row[2]), row[3]
+
+    def keyed_passage_spans(self, key_set_id: int) -> dict[int, tuple[int, int, int]]:
+        """``value id`` → (passages, lowest rowid, highest rowid) of every keyed value: what a
+        vector file is compared with, value by value, to catch up without reading vectors."""
+        keyed = {
+            int(v)
+            for (v,) in self._db.conn.execute(
+                "SELECT value_id FROM keyed WHERE key_set_id = ?", (key_set_id,)
+            )
+        }
+        return {
+            int(v): (int(n), int(lo), int(hi))
+            for v, n, lo, hi in self._db.conn.execute(
+                "SELECT value_id, count(*), min(rowid), max(rowid) FROM passage"
+                " WHERE key_set_id = ? GROUP BY value_id",
+                (key_set_id,),
+            )
+            if int(v) in keyed
+        }

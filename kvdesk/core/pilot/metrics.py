@@ -19,6 +19,11 @@ Definitions (each over the sessions *started* in the window, ``--since`` include
 * reformulations per session = mean of (queries - 1) over sessions with at least one query.
 * top failed queries = the queries of notfound/abandoned sessions, normalised (case, spaces),
   each counted once per session, most frequent first.
+* confusable failed sessions = failed (notfound/abandoned) sessions that met a confusable pair
+  (two different values whose keys collide, ``kvdesk keys confusable``) in what they recorded:
+  one of their searches showed both members of a pair among its hits (the user had to choose
+  between look-alikes), or ranked a member of a pair first (the query best matched one of the
+  two, and the one wanted may have been the other). ``None`` when pairs were not looked for.
 
 A rate with nothing to divide by is ``None`` (JSON null), never a made-up 0.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import statistics
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +45,10 @@ from kvdesk.core.pilot.records import Clock, Outcome, PilotSession, from_iso, ut
 from kvdesk.core.vault.vault import Vault
 
 TOP_FAILED = 10
+
+#: Given the values failed sessions showed, the confusable pairs (value ids) with a member
+#: among them (``kb.confusable_pairs(among=...)``, turned into id pairs).
+ConfusableFinder = Callable[[Collection[int]], Iterable[tuple[int, int]]]
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class Metrics:
     median_seconds_to_find: float | None
     reformulations_per_session: float | None
     top_failed: tuple[FailedQuery, ...] = ()
+    confusable_failed_sessions: int | None = None  # see the module doc; None: not looked for
 
     def to_json(self, *, with_failed: bool = True) -> dict[str, Any]:
         """The CLI's keys first, in the documented order; extra counts after them."""
@@ -97,6 +108,7 @@ class Metrics:
                 "notfound": self.notfound,
                 "abandoned": self.abandoned,
                 "open": self.open,
+                "confusable_failed_sessions": self.confusable_failed_sessions,
             }
         )
         return out
@@ -166,6 +178,20 @@ def seconds_to_find(session: PilotSession) -> float | None:
     return max(0.0, (from_iso(session.found_at) - start).total_seconds())
 
 
+def met_confusable(session: PilotSession, partners: Mapping[int, Collection[int]]) -> bool:
+    """Whether a search of ``session`` showed both members of a confusable pair, or ranked a
+    member of one first (``partners``: value id -> the values it is confusable with)."""
+    for q in session.queries:
+        if not q.hits:
+            continue
+        shown = {h.value_id for h in q.hits}
+        if min(q.hits, key=lambda h: h.rank).value_id in partners:
+            return True
+        if any(p in shown for v in shown for p in partners.get(v, ())):
+            return True
+    return False
+
+
 def normalise_query(text: str) -> str:
     return " ".join(text.casefold().split())
 
@@ -176,7 +202,9 @@ def compute_metrics(
     now: dt.datetime,
     stale_minutes: int,
     top: int = TOP_FAILED,
+    confusable: Mapping[int, Collection[int]] | None = None,
 ) -> Metrics:
+    """``confusable``: value id -> the values it is confusable with (None: not looked for)."""
     status = {s.id: session_status(s, now, stale_minutes) for s in sessions}
     counts = {k: sum(1 for v in status.values() if v == k) for k in (*Outcome, OPEN)}
     closed = counts[Outcome.FOUND] + counts[Outcome.NOTFOUND] + counts[Outcome.ABANDONED]
@@ -226,6 +254,58 @@ def compute_metrics(
         median_seconds_to_find=statistics.median(times) if times else None,
         reformulations_per_session=statistics.fmean(reforms) if reforms else None,
         top_failed=top_failed,
+        confusable_failed_sessions=None
+        if confusable is None
+        else sum(
+            1
+            for s in sessions
+            if status[s.id] in (Outcome.NOTFOUND, Outcome.ABANDONED)
+            and met_confusable(s, confusable)
+        ),
+    )
+
+
+def _partners(
+    window: list[PilotSession], confusable: ConfusableFinder, now: dt.datetime, stale: int
+) -> dict[int, set[int]]:
+    """Value id -> the values it is confusable with, asked for what failed sessions showed."""
+    failed = (Outcome.NOTFOUND, Outcome.ABANDONED)
+    shown = {
+        h.value_id
+        for s in window
+        if session_status(s, now, stale) in failed
+        for q in s.queries
+        for h in q.hits
+    }
+    partners: dict[int, set[int]] = {}
+    for a, b in confusable(shown) if shown else ():
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
+    return partners
+
+
+def confusable_failed_sessions(
+    source: PilotLog | Vault | Database,
+    confusable: ConfusableFinder,
+    *,
+    since: dt.datetime | None = None,
+    team: str | None = None,
+    clock: Clock | None = None,
+) -> int:
+    """The overall ``confusable_failed_sessions`` of :func:`pilot_report` with ``confusable``,
+    on its own (the dashboard shows it beside a report computed without it)."""
+    log = source if isinstance(source, PilotLog) else PilotLog(source)
+    now = (clock or utc_now)()
+    stale = log.settings().stale_minutes
+    window = log.sessions(since=since)
+    partners = _partners(window, confusable, now, stale)
+    failed = (Outcome.NOTFOUND, Outcome.ABANDONED)
+    return sum(
+        1
+        for s in window
+        if (team is None or s.team == team)
+        and session_status(s, now, stale) in failed
+        and met_confusable(s, partners)
     )
 
 
@@ -250,12 +330,15 @@ def pilot_report(
     team: str | None = None,
     clock: Clock | None = None,
     top: int = TOP_FAILED,
+    confusable: ConfusableFinder | None = None,
 ) -> PilotReport:
     """Overall, per ISO week and per team metrics of the sessions started since ``since``.
 
     ``source`` is the pilot log (``kb.pilot``) or its vault. With ``team`` (a team label, ""
     for none), ``overall`` and ``per_week`` cover that team's sessions only; ``per_team``
-    always compares every team over the same window.
+    always compares every team over the same window. With ``confusable``, each scope also
+    counts its failed sessions that met a confusable pair (asked once, for the values the
+    window's failed sessions showed).
     """
     log = source if isinstance(source, PilotLog) else PilotLog(source)
     now = (clock or utc_now)()
@@ -271,8 +354,10 @@ def pilot_report(
         weeks.setdefault(iso_week(s.started_at), []).append(s)
         users.setdefault(s.user, []).append(s)
 
+    partners = None if confusable is None else _partners(window, confusable, now, stale)
+
     def metrics(group: list[PilotSession]) -> Metrics:
-        return compute_metrics(group, now=now, stale_minutes=stale, top=top)
+        return compute_metrics(group, now=now, stale_minutes=stale, top=top, confusable=partners)
 
     return PilotReport(
         overall=metrics(scoped),

@@ -8,6 +8,7 @@ terminal's argv) become spaces, control characters are dropped, and anything pas
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -31,7 +32,6 @@ CJK_CHAR_CLASS = (
     "\uf900-\ufaff\uff66-\uff9f\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
     "\U00020000-\U0003134f"
 )
-_CJK_RE = re.compile(f"[{CJK_CHAR_CLASS}]")
 _OPEN_QUOTES = {'"': '"', "\u201c": "\u201d", "\u201d": "\u201d", "\u201e": "\u201c"}
 _CLOSE_QUOTES = {'"', "\u201d", "\u201c"}
 _FILTER_KEYS = ("tag", "type", "before", "after")
@@ -71,7 +71,13 @@ class ParsedQuery:
 
 def has_cjk(text: str) -> bool:
     """Whether ``text`` holds Chinese, Japanese or Korean characters (they need n-gram keys)."""
-    return _CJK_RE.search(text) is not None
+    return not text.isascii() and _cjk_re().search(text) is not None
+
+
+@functools.cache
+def _cjk_re() -> re.Pattern[str]:
+    """Compiled on first use (a few ms: every process would pay it at start-up otherwise)."""
+    return re.compile(f"[{CJK_CHAR_CLASS}]")
 
 
 def _parse_date(value: str) -> datetime.date | None:

@@ -30,9 +30,9 @@ import html
 import re
 import string
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -107,6 +107,65 @@ class IdentifierExplanation:
 
 
 @dataclass(frozen=True)
+class LearnedEvidence:
+    """What the learned keys (:mod:`kvdesk.core.keys.learned`) hold for one value and query:
+    searches that once found it, as meaning (their vectors) and as words (their BM25)."""
+
+    value_id: int
+    similarity: float | None  # best cosine between the query and a learned search
+    bm25: float  # the learned searches' words (lexical mode)
+    searches: int  # how many learned searches found this value
+    queries: tuple[str, ...]  # those this reader may see, nearest first
+    hidden: int  # learned searches of other users that are not shown
+    words: tuple[str, ...] = ()  # query words found in the learned searches
+    coverage: float = 0.0  # share of the query's words in the value's closest learned search
+
+
+@dataclass(frozen=True)
+class LearnedWeights:
+    """How much learned keys weigh; each learned key set carries its own, tuned on the pairs it
+    learned from (never on test queries)."""
+
+    meaning: float = 0.8  # share for a learned search as close as a paraphrase (cosine 1)
+    threshold: float = 0.6  # cosines at or below count nothing: not the same question
+    words: float = 0.5  # lexical mode: BM25 of the learned words, in BM25 units
+    coverage: float = 0.0  # ... counted only when a learned search holds this share of the words
+
+
+class LearnedSource(Protocol):
+    """The active learned key set as retrieval sees it."""
+
+    @property
+    def weights(self) -> LearnedWeights: ...
+
+    def match(
+        self, text: str, vector: np.ndarray | None, *, words: bool
+    ) -> dict[int, LearnedEvidence]: ...
+
+
+@dataclass(frozen=True)
+class LearnedExplanation:
+    """The learned keys' share: "learned from 3 searches that found this: ..."."""
+
+    score: float
+    similarity: float | None
+    bm25: float
+    searches: int
+    queries: tuple[str, ...]
+    hidden: int
+    words: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        shown = ", ".join(f"'{q}'" for q in self.queries[:3])
+        more = self.searches - min(3, len(self.queries))
+        tail = f", and {more} more" if more > 0 and shown else ""
+        plural = "search" if self.searches == 1 else "searches"
+        if not shown:
+            return f"learned from {self.searches} {plural} that found this (by other users)"
+        return f"learned from {self.searches} {plural} that found this: {shown}{tail}"
+
+
+@dataclass(frozen=True)
 class Explanation:
     """Per key space contributions; they add up to the hit's score."""
 
@@ -114,6 +173,7 @@ class Explanation:
     dense: DenseExplanation | None = None
     tags: TagExplanation | None = None
     identifiers: IdentifierExplanation | None = None
+    learned: LearnedExplanation | None = None
 
     def contributions(self) -> dict[str, float]:
         parts: dict[str, float] = {}
@@ -125,6 +185,8 @@ class Explanation:
             parts["dense"] = self.dense.score
         if self.tags is not None:
             parts["tags"] = self.tags.score
+        if self.learned is not None:
+            parts["learned"] = self.learned.score
         return parts
 
     def to_json(self, details: bool = True) -> dict[str, Any]:
@@ -169,6 +231,21 @@ class Explanation:
                     for m in self.identifiers.matches
                 ]  # fmt: skip
             out["identifiers"] = ids
+        if self.learned is not None:
+            learned: dict[str, Any] = {"score": round(self.learned.score, 6)}
+            if details:
+                learned.update(
+                    similarity=None
+                    if self.learned.similarity is None
+                    else round(self.learned.similarity, 4),
+                    bm25=round(self.learned.bm25, 4),
+                    searches=self.learned.searches,
+                    queries=list(self.learned.queries),
+                    hidden=self.learned.hidden,
+                    words=list(self.learned.words),
+                    said=self.learned.describe(),
+                )
+            out["learned"] = learned
         return out
 
 
@@ -239,6 +316,19 @@ class _Ranked:
     snippet_html: str
 
 
+@dataclass(frozen=True)
+class _Shown:
+    """The stored fields a hit shows (read for the hits shown only)."""
+
+    identifier: str
+    external_id: str | None
+    title: str
+    media_type: str
+    tags: tuple[str, ...]
+    updated_at: str
+    source_path: str | None
+
+
 @dataclass
 class _Candidate:
     value_id: int
@@ -248,6 +338,7 @@ class _Candidate:
     passage_index: int = 0
     tags: tuple[str, ...] = ()
     identifiers: tuple[IdentifierMatch, ...] = ()
+    learned: LearnedEvidence | None = None
 
 
 @dataclass
@@ -266,6 +357,8 @@ class Gathered:
     identifiers_named: tuple[str, ...] = ()  # identifiers the query names
     identifiers_absent: tuple[str, ...] = ()  # ... that no document holds
     only_identifiers: bool = False  # the query is nothing but identifiers
+    learned_weights: LearnedWeights | None = None  # None: no learned key set took part
+    cosine_floor: float = 0.0  # the dense model's cosine for unrelated texts (calibrated())
 
 
 class Retriever:
@@ -278,11 +371,13 @@ class Retriever:
         params: FusionParams | None = None,
         *,
         dense_key_set: KeySet | None = None,
+        learned: Callable[[], LearnedSource | None] | None = None,
     ) -> None:
         self.vault = vault
         self.keys = keys
         self.params = params or FusionParams()
         self._dense_key_set = dense_key_set  # None: whichever key set is active
+        self._learned = learned  # the active learned key set, if any (None: none)
 
     def _key_set(self) -> KeySet | None:
         return self._dense_key_set or self.keys.active_key_set()
@@ -308,7 +403,7 @@ class Retriever:
         ranked = pool[:k]
         if details and ranked:
             ranked = self._explain_lexical(parsed, gathered, ranked)
-        believable = self._believable(ranked, parsed)  # the top hit, explained term by term
+        believable = self._believable(ranked, parsed, gathered.cosine_floor)  # the top hit
         weights = self._weights(pool, gathered.mode, believable)
         hits = self._hits(ranked, weights[: len(ranked)], details)
         confident = believable and bool(hits)
@@ -381,6 +476,8 @@ class Retriever:
         if use_lex:
             for hit in self.keys.lexical.search(parsed, limit=depth, details=details):
                 g.candidates.setdefault(hit.value_id, _Candidate(hit.value_id)).lexical = hit
+        if mode == "lexical":
+            self._gather_learned(g, None)
 
         key_set = self._key_set()
         if key_set is not None:
@@ -392,22 +489,23 @@ class Retriever:
             if key_set is not None and parsed.text.strip():
                 embedder = self.keys.embedder_for(key_set)
                 g.provider = embedder.provider_info.provider
+                g.cosine_floor = embedder.spec.cosine_floor
                 matrix = self.keys.matrix(key_set)
                 if len(matrix):
                     query_vector = embedder.embed_query(parsed.text)
                     g.dense_used = True
+                    self._gather_learned(g, query_vector)  # before cosines: its values get them
                     dense_hits = matrix.search(query_vector, depth, allowed=self._allowed(parsed))
                     for dh in dense_hits:
                         c = g.candidates.setdefault(dh.value_id, _Candidate(dh.value_id))
                         c.dense, c.cosine, c.passage_index = dh, dh.score, dh.passage_index
-                    # Exact cosines for lexical-only candidates: every value's vectors are in RAM.
-                    for c in g.candidates.values():
-                        if c.cosine is None and c.value_id in matrix:
-                            vecs = matrix.value_vectors(c.value_id)
-                            if len(vecs):
-                                sims = vecs @ query_vector
-                                c.passage_index = int(np.argmax(sims))
-                                c.cosine = float(sims[c.passage_index])
+                    # Exact cosines for lexical-only candidates: every value's vectors are at
+                    # hand (in RAM, or a few rows of the memory-mapped vector file).
+                    unscored = [c for c in g.candidates.values() if c.cosine is None]
+                    best = matrix.best_passages([c.value_id for c in unscored], query_vector)
+                    for c, found in zip(unscored, best, strict=True):
+                        if found is not None:
+                            c.passage_index, c.cosine = found
 
         if use_lex:
             self._gather_identifiers(g)
@@ -421,6 +519,21 @@ class Retriever:
             for vid in sorted(self._allowed(parsed) or ()):
                 g.candidates[vid] = _Candidate(vid)
         return g
+
+    def _gather_learned(self, g: Gathered, query_vector: np.ndarray | None) -> None:
+        """Candidates found by learned keys: searches that found them before (meaning in
+        hybrid and dense mode, words in lexical mode)."""
+        source = self._learned() if self._learned is not None else None
+        if source is None or not g.parsed.text.strip():
+            return
+        if query_vector is None and g.mode != "lexical":
+            return
+        found = source.match(g.parsed.text, query_vector, words=g.mode == "lexical")
+        allowed = self._allowed(g.parsed) if found else None
+        for value_id, evidence in found.items():
+            if allowed is None or value_id in allowed:
+                g.candidates.setdefault(value_id, _Candidate(value_id)).learned = evidence
+        g.learned_weights = source.weights
 
     def _gather_identifiers(self, g: Gathered) -> None:
         """Candidates holding an identifier the query names, each match verified against
@@ -463,18 +576,22 @@ class Retriever:
                 if c.identifiers
                 else None
             )
+            learned = _learned_exp(c.learned, g.learned_weights, g.mode)
             if g.mode == "lexical":
-                exp = Explanation(lexical=_lexical_exp(c.lexical, 1.0), identifiers=found)
+                exp = Explanation(
+                    lexical=_lexical_exp(c.lexical, 1.0), identifiers=found, learned=learned
+                )
             elif g.mode == "dense":
-                exp = Explanation(dense=_dense_exp(c, c.cosine or 0.0))
+                exp = Explanation(dense=_dense_exp(c, c.cosine or 0.0), learned=learned)
             else:
-                cosine = max(0.0, c.cosine) if c.cosine is not None else 0.0
+                cosine = calibrated(c.cosine, g.cosine_floor) if c.cosine is not None else 0.0
                 tag_score = p.tag_weight * len(c.tags) if c.tags else 0.0
                 exp = Explanation(
                     lexical=_lexical_exp(c.lexical, lex_scale),
                     dense=_dense_exp(c, dense_weight * cosine) if g.dense_used else None,
                     tags=TagExplanation(tag_score, c.tags) if g.tag_matches else None,
                     identifiers=found,
+                    learned=learned,
                 )
             score = sum(exp.contributions().values())
             snippet = c.lexical.snippet_html if c.lexical is not None else ""
@@ -485,8 +602,10 @@ class Retriever:
     def _with_passage_text(self, exp: Explanation) -> Explanation:
         """Fill in the best passage's span and text (only for the hits actually shown)."""
         dense = exp.dense
+        if dense is None:
+            return exp
         key_set = self._key_set()
-        if dense is None or key_set is None:
+        if key_set is None:
             return exp
         span = self.keys.passage_span(key_set, dense.value_id, dense.passage_index)
         if span is None:
@@ -556,10 +675,11 @@ class Retriever:
         if not ranked:
             return []
         hits = []
+        shown = self._shown_records([r.value_id for r in ranked])
         for r, weight in zip(ranked, weights, strict=True):
             value_id, score = r.value_id, r.score
             exp = self._with_passage_text(r.explanation) if details else r.explanation
-            record = self.vault.values.get(value_id)
+            record = shown.get(value_id) or self.vault.values.get(value_id)  # gone: NotFound
             snippet = r.snippet_html or self._snippet(value_id, exp, details)
             hits.append(
                 Hit(
@@ -579,6 +699,23 @@ class Retriever:
             )
         return hits
 
+    def _shown_records(self, value_ids: list[int]) -> dict[int, _Shown]:
+        """What the hits show of each value, in two queries for all of them (searches run per
+        keystroke: ``values.get`` per hit also re-verifies each digest, 3 queries a hit)."""
+        tags = TagStore(self.vault).accepted_tags(value_ids)
+        return {
+            src.value_id: _Shown(
+                src.identifier,
+                src.external_id,
+                src.title,
+                src.media_type,
+                tags[src.value_id],
+                src.updated_at,
+                src.source_path,
+            )
+            for src in self.vault.values.key_sources(value_ids)
+        }
+
     def _snippet(self, value_id: int, exp: Explanation, details: bool) -> str:
         if not details:
             return ""
@@ -586,7 +723,7 @@ class Retriever:
             return html.escape(_shorten(exp.dense.passage_text, 240))
         return html.escape(_shorten(self.vault.values.text(value_id), 240))
 
-    def _believable(self, pool: list[_Ranked], parsed: ParsedQuery) -> bool:
+    def _believable(self, pool: list[_Ranked], parsed: ParsedQuery, floor: float = 0.0) -> bool:
         """Whether an absolute signal backs the top candidate (else it may weigh at most 50%)."""
         if not pool:
             return False
@@ -598,10 +735,12 @@ class Retriever:
         p = self.params
         if top.identifiers is not None:
             return True  # a verified identifier is the surest key there is
-        if top.dense is not None and top.dense.cosine >= p.confident_cosine:
+        if top.dense is not None and calibrated(top.dense.cosine, floor) >= p.confident_cosine:
             return True
         if top.tags is not None and top.tags.tags:
             return True
+        if top.learned is not None and top.learned.score > 0:
+            return True  # a search this close found it before
         if top.lexical is not None and top.lexical.terms:
             if not wanted:
                 return True
@@ -609,6 +748,16 @@ class Retriever:
             covered = sum(_coverage(w, found) for w in wanted)
             return covered / len(wanted) >= p.confident_coverage
         return False
+
+
+def calibrated(cosine: float, floor: float) -> float:
+    """A cosine read above the model's floor, 0..1: multilingual-e5 gives unrelated texts about
+    0.7, so its raw cosines would barely move a fused score and would always look confident.
+    Below the floor a trace of the cosine is kept (x 0.001), so those values stay hits, in
+    order, behind every real match. With floor 0 (MiniLM) this is the cosine, clipped at 0."""
+    if cosine <= 0.0:
+        return 0.0
+    return max(cosine * 1e-3, (cosine - floor) / (1.0 - floor))
 
 
 _WORD = re.compile(r"\w+(?:::\w+)*", re.UNICODE)
@@ -654,6 +803,32 @@ def _lexical_exp(hit: LexicalHit | None, scale: float) -> LexicalExplanation | N
     terms = tuple(TermContribution(t.field, t.term, t.score, t.score * scale) for t in hit.terms)
     score = sum(t.score for t in terms) if terms else hit.score * scale
     return LexicalExplanation(score=score, bm25=hit.score, terms=terms)
+
+
+def _learned_exp(
+    evidence: LearnedEvidence | None, weights: LearnedWeights | None, mode: str
+) -> LearnedExplanation | None:
+    """The learned share: in lexical mode the learned words' BM25 (scaled like words appended
+    to the value); else a learned search's cosine above the threshold, scaled to 0..weight."""
+    if evidence is None or weights is None:
+        return None
+    if mode == "lexical":
+        score = weights.words * evidence.bm25 if evidence.coverage >= weights.coverage else 0.0
+    else:
+        cosine = evidence.similarity if evidence.similarity is not None else 0.0
+        span = max(1e-9, 1.0 - weights.threshold)
+        score = weights.meaning * max(0.0, cosine - weights.threshold) / span
+    if score <= 0:
+        return None  # evidence too weak to count is not shown either
+    return LearnedExplanation(
+        score=score,
+        similarity=evidence.similarity,
+        bm25=evidence.bm25,
+        searches=evidence.searches,
+        queries=evidence.queries,
+        hidden=evidence.hidden,
+        words=evidence.words,
+    )
 
 
 def _dense_exp(c: _Candidate, score: float) -> DenseExplanation:
