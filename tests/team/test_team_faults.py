@@ -372,7 +372,14 @@ def test_desk_killed_mid_upload_leaves_no_duplicates_and_the_same_import_complet
 
 # -- 3. the server restarted mid-sync --------------------------------------------------------
 
-RESTARTS = ("halted-mid-batch", "restarted-between-batches", "halted-concurrently")
+# "halted-after-N": down right after the Nth batch was applied (each batch boundary may fall
+# between a value's row and its current version's).
+RESTARTS = (
+    "halted-mid-batch",
+    "restarted-between-batches",
+    "halted-concurrently",
+    *(f"halted-after-{n}" for n in range(1, 8)),
+)
 
 
 @pytest.mark.parametrize("fault", RESTARTS)
@@ -414,6 +421,8 @@ def test_server_restart_mid_sync_then_the_next_sync_catches_up(
         if fault == "restarted-between-batches" and batches == 5:
             team.server.halt()
             team.server.resume()
+        if fault == f"halted-after-{batches}":
+            team.server.halt()
         return applied
 
     def halt_when_started() -> None:

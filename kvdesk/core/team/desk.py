@@ -375,6 +375,7 @@ class Desk:
                         name: _fetch(self.server, tables[name], list(keys.values()))
                         for name, keys in wanted.items()
                     }
+                    _add_current_versions(self.server, tables, wanted, fetched)
                 touched |= self._apply(tables, wanted, fetched, changes[-1].seq)
                 total += len(changes)
             self._pulled |= touched
@@ -552,6 +553,43 @@ def _fetch(
         key = {col: _json_key(row[col]) for col in names}
         out[json.dumps(key, sort_keys=True)] = row
     return out
+
+
+def _add_current_versions(
+    server: PostgresDatabase,
+    tables: dict[str, ReplicatedTable],
+    wanted: dict[str, dict[str, dict[str, Any]]],
+    fetched: dict[str, dict[str, Any]],
+) -> None:
+    """Bring each fetched value's current version, and its bytes, along in the same snapshot.
+
+    A value row is fetched as it is now, which may name a version whose own change lies in a
+    later batch; a sync that stops between batches would then leave a value without its
+    current version. Only rows found are added, so nothing is taken for deleted.
+    """
+    values = fetched.get("value", {})
+    if not values or "version" not in tables or "blob" not in tables:
+        return
+    have = wanted.setdefault("version", {})
+    need = []
+    for row in values.values():
+        key = {"value_id": row["id"], "version": row["current_version"]}
+        if json.dumps(key, sort_keys=True) not in have:
+            need.append(key)
+    for text, row in _fetch(server, tables["version"], need).items():
+        have[text] = json.loads(text)
+        fetched.setdefault("version", {})[text] = row
+    shas = sorted({row["sha256"] for row in fetched.get("version", {}).values()})
+    if not shas:
+        return
+    ids = server.conn.execute(
+        f"SELECT id FROM {tables['blob'].name} WHERE sha256 = ANY(?)", (shas,)
+    ).fetchall()
+    blobs = wanted.setdefault("blob", {})
+    more = [{"id": r[0]} for r in ids if json.dumps({"id": r[0]}) not in blobs]
+    for text, row in _fetch(server, tables["blob"], more).items():
+        blobs[text] = json.loads(text)
+        fetched.setdefault("blob", {})[text] = row
 
 
 def _json_key(value: Any) -> Any:
