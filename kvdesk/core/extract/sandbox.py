@@ -11,7 +11,9 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 
 from kvdesk.core.errors import ExtractionError
@@ -138,23 +140,14 @@ class Extractor:
         if self._proc is not None and self._conn is not None and self._proc.is_alive():
             return self._conn
         self._stop(graceful=False)
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=_worker_main, args=(child,), name="kvdesk-extract", daemon=True
-        )
         try:
-            proc.start()
+            proc, parent, first = start_child(
+                self._ctx, _worker_main, (), "kvdesk-extract", _STARTUP_SECONDS
+            )
         except Exception as exc:
-            parent.close()
-            child.close()
             raise ExtractionError(f"could not start the extractor process ({exc})") from None
-        child.close()
         self._proc, self._conn = proc, parent
-        try:
-            started = parent.poll(_STARTUP_SECONDS) and parent.recv() == ("ready", None)
-        except (OSError, EOFError):
-            started = False
-        if not started:
+        if first != ("ready", None):
             self._stop(graceful=False)
             raise ExtractionError("the extractor process failed to start")
         return parent
@@ -163,21 +156,53 @@ class Extractor:
         """Ends the worker (politely if asked), always joins it so no zombie remains."""
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
-        if conn is not None:
-            if graceful and proc is not None and proc.is_alive():
-                try:
-                    conn.send(None)
-                except (OSError, ValueError):
-                    pass
-            conn.close()
-        if proc is None:
-            return None
-        if graceful:
-            proc.join(2.0)
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5.0)
-        code = proc.exitcode
-        if code is not None:
-            proc.close()
-        return code
+        return stop_child(proc, conn, graceful=graceful)
+
+
+def start_child(
+    ctx: SpawnContext,
+    target: Callable[..., None],
+    args: tuple[object, ...],
+    name: str,
+    timeout: float,
+) -> tuple[BaseProcess, Connection, object]:
+    """Start a daemon child that talks over a pipe (its end comes first in ``target``'s
+    arguments) and wait for its first message: None when none came within ``timeout``.
+    Raises what ``Process.start`` raises; the pipe is closed then."""
+    parent, child = ctx.Pipe(duplex=True)
+    proc = ctx.Process(target=target, args=(child, *args), name=name, daemon=True)
+    try:
+        proc.start()
+    except Exception:
+        parent.close()
+        child.close()
+        raise
+    child.close()
+    try:
+        first = parent.recv() if parent.poll(timeout) else None
+    except (OSError, EOFError):
+        first = None
+    return proc, parent, first
+
+
+def stop_child(proc: BaseProcess | None, conn: Connection | None, *, graceful: bool) -> int | None:
+    """End a child started by `start_child` (politely if asked: None asks it to exit) and always
+    join it, so no zombie remains; its exit code."""
+    if conn is not None:
+        if graceful and proc is not None and proc.is_alive():
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
+        conn.close()
+    if proc is None:
+        return None
+    if graceful:
+        proc.join(2.0)
+    if proc.is_alive():
+        proc.kill()
+    proc.join(5.0)
+    code = proc.exitcode
+    if code is not None:
+        proc.close()
+    return code

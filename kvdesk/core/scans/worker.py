@@ -25,6 +25,7 @@ from pathlib import Path
 
 from kvdesk.core.errors import ExtractionError, KvdeskError
 from kvdesk.core.extract.ocr import OcrEngine, OcrPage, ocr_document
+from kvdesk.core.extract.sandbox import start_child, stop_child
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
 
 _STARTUP_SECONDS = 120.0
@@ -226,27 +227,18 @@ class OcrWorker:
         if self._proc is not None and self._conn is not None and self._proc.is_alive():
             return self._conn
         self._stop(graceful=False)
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=_worker_main,
-            args=(child, self.threads, self.prefer_gpu),
-            name="kvdesk-ocr",
-            daemon=True,
-        )
         try:
-            proc.start()
+            proc, parent, first = start_child(
+                self._ctx,
+                _worker_main,
+                (self.threads, self.prefer_gpu),
+                "kvdesk-ocr",
+                _STARTUP_SECONDS,
+            )
         except Exception as exc:
-            parent.close()
-            child.close()
             raise KvdeskError(f"could not start the OCR process ({exc})") from None
-        child.close()
         self._proc, self._conn = proc, parent
-        try:
-            started = parent.poll(_STARTUP_SECONDS)
-            message = parent.recv() if started else None
-        except (OSError, EOFError):
-            message = None
-        if not (isinstance(message, tuple) and message[0] == "ready"):
+        if not (isinstance(first, tuple) and first[0] == "ready"):
             self._stop(graceful=False)
             raise KvdeskError("the OCR process failed to start")
         return parent
@@ -255,21 +247,4 @@ class OcrWorker:
         """End the child (politely if asked) and always join it, so no zombie remains."""
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
-        if conn is not None:
-            if graceful and proc is not None and proc.is_alive():
-                try:
-                    conn.send(None)
-                except (OSError, ValueError):
-                    pass
-            conn.close()
-        if proc is None:
-            return None
-        if graceful:
-            proc.join(2.0)
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5.0)
-        code = proc.exitcode
-        if code is not None:
-            proc.close()
-        return code
+        return stop_child(proc, conn, graceful=graceful)
