@@ -620,8 +620,7 @@ class KnowledgeBase:
         self._learned.set_show_others(show)
 
     def _evaluate_learned(self, name: str, key_set_id: int, mode: str) -> GoldenEvaluation:
-        from kvdesk.core.golden.evaluation import per_query_ndcg, score_run
-        from kvdesk.core.golden.protocol import Comparison, KeySetScores
+        from kvdesk.core.golden.protocol import compare_runs
 
         queries = self.golden.queries(name)
         if not queries:
@@ -634,36 +633,14 @@ class KnowledgeBase:
             self.values.external_ids() if self.golden.get_set(name).source.startswith("beir:")
             else {}
         )
-        runs = self._learned.evaluate(
+        without, with_learned = self._learned.evaluate(
             key_set_id, [(q.key, q.text) for q in queries], mode, external=external
         )
-        qrels = {q.key: {f"#{v}": r for v, r in q.judgements.items()} for q in queries}
         status = self._keys.dense_status(dense)
-        results = []
-        for key_set, run in zip((dense, self._learned.key_set(key_set_id)), runs, strict=True):
-            scores = score_run(run, qrels)
-            results.append(
-                KeySetScores(
-                    key_set=key_set,
-                    active=key_set.state == "active",
-                    keyed_values=status.keyed_values,
-                    total_values=status.total_values,
-                    ndcg10=scores.ndcg10,
-                    recall100=scores.recall100,
-                    mrr10=scores.mrr10,
-                    per_query=per_query_ndcg(run, qrels),
-                )
-            )
-        without, with_learned = results[0].per_query, results[1].per_query
-        diffs = [with_learned[q.key] - without[q.key] for q in queries]
-        comparison = Comparison(
-            baseline=dense.id,
-            candidate=key_set_id,
-            wins=sum(1 for d in diffs if d > 1e-9),
-            losses=sum(1 for d in diffs if d < -1e-9),
-            ties=sum(1 for d in diffs if abs(d) <= 1e-9),
+        learned = self._learned.key_set(key_set_id)
+        return compare_runs(
+            name, mode, queries, [(dense, status, without), (learned, status, with_learned)]
         )
-        return GoldenEvaluation(name, mode, tuple(queries), tuple(results), (comparison,))
 
     def wait_for_writers(
         self, patience: float, on_wait: Callable[[str], None] | None = None

@@ -18,7 +18,7 @@ from typing import Any, cast
 from kvdesk.core.errors import KvdeskError, NotFoundError
 from kvdesk.core.golden.evaluation import per_query_ndcg, score_run
 from kvdesk.core.golden.store import GoldenQuery, GoldenStore
-from kvdesk.core.keys.manager import KeyManager, KeySet
+from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
 from kvdesk.core.search.retrieval import MODES, Retriever
 from kvdesk.core.vault.vault import Vault
 
@@ -153,7 +153,6 @@ def evaluate(
         chosen = default_key_sets(keys)
     if not chosen:
         raise KvdeskError("this vault has no dense key set yet; build dense keys first")
-    qrels = {q.key: {_doc(v): rel for v, rel in q.judgements.items()} for q in queries}
     # BEIR rule: a retrieved document whose id equals the query id is dropped. The run's labels
     # are "#<value id>" (never equal to a query key by accident), so the rule is applied here,
     # on external ids, for sets imported from BEIR only (hand-made cases are keyed by text).
@@ -161,7 +160,7 @@ def evaluate(
     if golden.get_set(name).source.startswith("beir:"):
         external = golden.values.external_ids()
     cached = cast(KeyManager, _CachedMatrices(keys))
-    results: list[KeySetScores] = []
+    scored: list[tuple[KeySet, DenseStatus, dict[str, list[str]]]] = []
     for key_set in chosen:
         retriever = Retriever(vault, cached, dense_key_set=key_set)
         runs = {
@@ -172,8 +171,22 @@ def evaluate(
             ][:100]
             for q in queries
         }
-        scores = score_run(runs, qrels)
-        status = keys.dense_status(key_set)
+        scored.append((key_set, keys.dense_status(key_set), runs))
+    return compare_runs(name, mode, queries, scored)
+
+
+def compare_runs(
+    name: str,
+    mode: str,
+    queries: Sequence[GoldenQuery],
+    runs: Sequence[tuple[KeySet, DenseStatus, dict[str, list[str]]]],
+) -> GoldenEvaluation:
+    """Score each key set's run (query key -> ranked "#<value id>") on the golden set and
+    compare every other one with the first, query by query."""
+    qrels = {q.key: {_doc(v): rel for v, rel in q.judgements.items()} for q in queries}
+    results: list[KeySetScores] = []
+    for key_set, status, run in runs:
+        scores = score_run(run, qrels)
         results.append(
             KeySetScores(
                 key_set=key_set,
@@ -183,7 +196,7 @@ def evaluate(
                 ndcg10=scores.ndcg10,
                 recall100=scores.recall100,
                 mrr10=scores.mrr10,
-                per_query=per_query_ndcg(runs, qrels),
+                per_query=per_query_ndcg(run, qrels),
             )
         )
     base = results[0]
