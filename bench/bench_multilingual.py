@@ -2,8 +2,8 @@
 
 Usage:
     python bench/bench_multilingual.py [--eval-dir ../shared/eval] [--work /tmp/kvdesk-bench-ml]
-        [--parts convert fidelity jaquad scifact fusion throughput memory crosslang] [--seed 7]
-        [--jaquad-queries N] [--out bench/results/multilingual.json]
+        [--parts convert fidelity jaquad scifact fusion throughput memory crosslang quotes]
+        [--seed 7] [--jaquad-queries N] [--out bench/results/multilingual.json]
 
 Parts:
 
@@ -24,6 +24,8 @@ Parts:
 - throughput: passages/s of both models on the same texts in one run (interleaved rounds,
   median), batch 8 as the key builder embeds.
 - memory: peak RSS of a fresh process that loads each model's Embedder and embeds one batch.
+- quotes: context keys of short values (kvdesk/core/keys/quotes.py), lexical mode on JaQuAD:
+  their weight tuned on one seeded half, reported on the other (weight 0: without them).
 - crosslang: bench/data/cross_language.json, English questions about Japanese documents and the
   reverse (24 documents, 24 queries, one relevant each): top-1 and MRR@10, dense and hybrid.
 
@@ -441,6 +443,52 @@ def part_crosslang(work: Path) -> dict[str, Any]:
     return out
 
 
+def part_quotes(eval_dir: Path, work: Path, seed: int) -> dict[str, Any]:
+    """Context keys of short values (kvdesk/core/keys/quotes.py) on JaQuAD, lexical mode: their
+    weight tuned on one seeded half of the queries, reported on the other; weight 0 is the
+    index without them. Needs the vault the jaquad part built in ``work``."""
+    from kvdesk.core.keys.lexical import LexicalIndex
+
+    collection = load_collection(eval_dir / "jaquad-mteb")
+    tune, held = split_queries(list(collection.queries), seed)
+    shipped = LexicalIndex.CONTEXT_BOOST
+    kb = KnowledgeBase.open(work / "jaquad-mteb.kvdb")
+    ext = kb.values.external_ids()
+    index = kb._keys.lexical
+    with_context = sum(1 for fp in index.indexed_contexts().values() if fp)
+    rows = []
+    try:
+        for boost in (0.0, 0.5, 1.0, 1.5, 2.0, 3.0):
+            LexicalIndex.CONTEXT_BOOST = boost
+            index._plans.clear()  # cached query plans hold the old boost
+            runs = {
+                q: [ext[h.value_id] for h in kb.search(text, k=100, mode="lexical").hits]
+                for q, text in collection.queries.items()
+            }
+            rows.append(
+                {
+                    "weight": boost,
+                    "tune": score_run(runs, collection.qrels, tune).to_json(),
+                    "held_out": score_run(runs, collection.qrels, held).to_json(),
+                    "all": score_run(runs, collection.qrels).to_json(),
+                }
+            )
+            print(f"quotes weight {boost}: {rows[-1]['all']}", file=sys.stderr, flush=True)
+    finally:
+        LexicalIndex.CONTEXT_BOOST = shipped
+        kb.close()
+    best = max(rows, key=lambda r: r["tune"]["ndcg@10"])
+    return {
+        "values_with_context": with_context,
+        "values": len(ext),
+        "shipped_weight": shipped,
+        "best_on_tune_half": best["weight"],
+        "held_out_ndcg@10_without": rows[0]["held_out"]["ndcg@10"],
+        "held_out_ndcg@10_best": best["held_out"]["ndcg@10"],
+        "grid": rows,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval-dir", type=Path, default=HERE.parents[1] / "shared" / "eval")
@@ -517,6 +565,8 @@ def main() -> int:
             results[part] = part_fusion(args.eval_dir, args.work, args.seed, args.floors)
         elif part == "crosslang":
             results[part] = part_crosslang(args.work)
+        elif part == "quotes":
+            results[part] = part_quotes(args.eval_dir, args.work, args.seed)
         else:
             parser.error(f"unknown part {part}")
         results.setdefault("seconds", {})[part] = round(time.perf_counter() - started, 1)

@@ -80,6 +80,10 @@ _FIELDS = (
     "built",  # a fingerprint of what the document was built from (see KeyManager)
     "ids",  # identifier keys, canonical (kvdesk.core.search.identifiers)
     "ids_raw",  # the same identifiers as the document writes them (to verify and show)
+    "context",  # the text around this value's quotes in other values (short values only)
+    "context_cjk",
+    "context_fp",  # fingerprint of that context (see quotes.Context)
+    "context_of",  # the values that context came from (to find it when one changes)
 )
 _EN = "kv_en"  # simple + remove_long(40) + lowercase + ascii_fold + english stemmer
 _PLAIN = "kv_plain"  # simple + remove_long(40) + lowercase + ascii_fold (tags, paths)
@@ -148,6 +152,9 @@ class LexicalDoc:
     updated: datetime.datetime
     built: int = 0  # fingerprint of the value state and tags these keys were built from
     identifiers: tuple[Identifier, ...] = ()
+    context: str = ""  # the words around where other values quote this one (quotes.py)
+    context_fp: int = 0  # fingerprint of ``context`` (0: none), to spot a stale context
+    context_hosts: tuple[int, ...] = ()  # the values whose quotes gave ``context``
 
 
 @dataclass(frozen=True)
@@ -344,7 +351,7 @@ class LexicalIndex:
 
     #: Bump when the schema or analyzers change: the next writable open starts an empty index
     #: in a new subfolder and the caller reindexes from the vault.
-    SCHEMA_VERSION: int = 5
+    SCHEMA_VERSION: int = 6
 
     #: Field boosts (BM25 per field, summed). Title relative to body, SciFact test nDCG@10:
     #: 2.0 → 0.622, 1.0 → 0.665, 0.7 → 0.682, 0.5 → 0.691, 0.3 → 0.685 (one combined field:
@@ -358,6 +365,9 @@ class LexicalIndex:
     #: Japanese dictionary words (base forms) next to the bigrams: weight chosen on a seeded half
     #: of JaQuAD's queries (flat from 2 to 6); bench/bench_ja_words.py, japanese.py.
     JA_WORDS_BOOST: float = 3.0
+    #: The words around a short value's quotes in other values (quotes.py): weight chosen on a
+    #: seeded half of JaQuAD's queries (bench/bench_multilingual.py --parts quotes).
+    CONTEXT_BOOST: float = 1.5
     #: Function words ("how", "do", "a") earn no BM25 credit (bench/bench_retrieval.py compares).
     DROP_FUNCTION_WORDS: bool = True
 
@@ -449,7 +459,7 @@ class LexicalIndex:
         for name in _FIELDS:
             if name in ("value_id", "version"):
                 sb.add_integer_field(name, stored=True, indexed=name == "value_id", fast=True)
-            elif name == "built":
+            elif name in ("built", "context_fp"):
                 sb.add_integer_field(name, stored=False, indexed=False, fast=True)
             elif name in ("identifier", "ext_id"):
                 # Lowercased (the stored text keeps its case): ``doc-3`` finds ``DOC-3``.
@@ -458,7 +468,11 @@ class LexicalIndex:
                 sb.add_text_field(name, stored=True, tokenizer_name="raw", index_option="basic")
             elif name in ("title", "body"):
                 sb.add_text_field(name, stored=True, tokenizer_name=_EN, index_option="position")
-            elif name in ("title_cjk", "body_cjk"):
+            elif name == "context_of":
+                sb.add_integer_field(name, stored=False, indexed=True, fast=False)
+            elif name == "context":
+                sb.add_text_field(name, tokenizer_name=_EN, index_option="freq")
+            elif name in ("title_cjk", "body_cjk", "context_cjk"):
                 # n-gram tokens all sit at position 0, so positions would buy nothing.
                 sb.add_text_field(name, tokenizer_name=_CJK, index_option="freq")
             elif name == "tags":
@@ -499,6 +513,13 @@ class LexicalIndex:
                 doc.add_integer("value_id", int(d.value_id))
                 doc.add_integer("version", int(d.version))
                 doc.add_integer("built", int(d.built))
+                doc.add_integer("context_fp", int(d.context_fp))
+                for host in d.context_hosts:
+                    doc.add_integer("context_of", int(host))
+                if d.context:
+                    doc.add_text("context", d.context)
+                    if has_cjk(d.context):
+                        doc.add_text("context_cjk", d.context)
                 doc.add_text("identifier", d.identifier)
                 if d.external_id:
                     doc.add_text("ext_id", d.external_id)
@@ -634,6 +655,55 @@ class LexicalIndex:
         """``value_id`` → the fingerprint its keys were built from (see ``LexicalDoc.built``)."""
         return self._indexed("built")
 
+    def indexed_contexts(self) -> dict[int, int]:
+        """``value_id`` → fingerprint of the context keys it holds (0: none)."""
+        return self._indexed("context_fp")
+
+    def quote_holders(self, text: str, title: str = "", limit: int = 30) -> list[int]:
+        """Values whose text holds every word (or CJK bigram) of ``text``, those that share
+        ``title`` first, then best BM25 first: the values that may quote ``text`` verbatim
+        (the caller checks)."""
+        t = self._t
+        needed = self._word_terms(text, "body", "body_cjk")
+        if not needed:
+            return []
+        query = self._all_of(needed)
+        liked = self._word_terms(title, "title", "title_cjk")
+        if liked:
+            query = t.Query.boolean_query(
+                [(t.Occur.Must, query), (t.Occur.Should, self._boosted(self._any_of(liked), 10.0))]
+            )
+        searcher = self._searcher()
+        hits = searcher.search(query, limit, count=False).hits
+        ids = searcher.fast_field_values("value_id", [a for _, a in hits])
+        return [int(i) for i in ids if i is not None]
+
+    def _word_terms(self, text: str, en_field: str, cjk_field: str) -> list[Any]:
+        """A term query per distinct analysed token of ``text`` (CJK words: their bigrams)."""
+        terms: dict[tuple[str, str], Any] = {}
+        for word in text.split():
+            if has_cjk(word):  # the English analyzer keeps "1976年1月1日" whole: use grams
+                keys = [(cjk_field, gram) for gram in cjk_grams(word)]
+            else:
+                keys = [(en_field, tok) for tok in self._analyze(_EN, word)]
+            for key in keys:
+                terms.setdefault(key, self._term(*key))
+        return list(terms.values())
+
+    def quoting_from(self, value_ids: Collection[int]) -> set[int]:
+        """Values whose context keys came from one of ``value_ids``."""
+        if not value_ids:
+            return set()
+        searcher = self._searcher()
+        n = int(searcher.num_docs)
+        if n == 0:
+            return set()
+        ids_of = [int(v) for v in value_ids]
+        query = self._t.Query.term_set_query(self._schema, "context_of", ids_of)
+        hits = searcher.search(query, n, count=False).hits
+        ids = searcher.fast_field_values("value_id", [a for _, a in hits])
+        return {int(i) for i in ids if i is not None}
+
     def indexed_versions(self) -> dict[int, int]:
         """``value_id`` → indexed ``version``, so a restart can catch up with the vault."""
         return self._indexed("version")
@@ -726,12 +796,14 @@ class LexicalIndex:
                 label = latin.strip().strip(string.punctuation) if len(tokens) == 1 else token
                 add("title", token, label or token, self.TITLE_BOOST)
                 add("body", token, label or token, self.BODY_BOOST)
+                add("context", token, label or token, self.CONTEXT_BOOST)
             for token in self._analyze(_PLAIN, word):
                 add("tags", token, token, self.TAGS_BOOST)
                 add("path", token, token, self.PATH_BOOST)
             for gram in cjk_grams(word):
                 add("title_cjk", gram, gram, self.TITLE_BOOST)
                 add("body_cjk", gram, gram, self.BODY_BOOST)
+                add("context_cjk", gram, gram, self.CONTEXT_BOOST)
             if has_cjk(word):
                 for ja in japanese_words(word):
                     if " " not in ja:

@@ -42,6 +42,7 @@ from kvdesk.core.keys.dense import (
 from kvdesk.core.keys.folder import KeyFolder, key_fingerprint
 from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex, vault_files_stamp
 from kvdesk.core.keys.models import INSTALLABLE
+from kvdesk.core.keys.quotes import QuoteKeeper
 from kvdesk.core.keys.store import KeySet, KeySetState, KeyStore
 from kvdesk.core.keys.vectors import VectorMatrix
 from kvdesk.core.paths import keys_dir_for
@@ -102,6 +103,7 @@ class KeyManager:
         self._lexical: LexicalIndex | None = None
         self._lexical_writable = False
         self._pending_lexical = 0
+        self._quotes = QuoteKeeper()  # context keys of short values (quotes.py)
         self._embedders: dict[str, Embedder] = {}
         self._matrix: VectorMatrix | None = None
         self._matrix_key_set: int | None = None
@@ -282,6 +284,10 @@ class KeyManager:
             if stale or gone:
                 index.commit()
                 log.info("lexical keys caught up: %d re-indexed, %d removed", len(stale), len(gone))
+                self._quotes.note([*stale, *gone])
+            if not indexed:
+                self._quotes.forget()  # a new index: every short value needs its context
+            self._refresh_quotes()
             self._record_identity()
             return len(stale)
 
@@ -313,7 +319,9 @@ class KeyManager:
 
     def lexical_docs(self, value_ids: Sequence[int]) -> list[LexicalDoc]:
         """What the lexical keys of ``value_ids`` hold now (two reads for the whole batch)."""
-        sources = self.key_sources(value_ids)
+        return self._lexical_docs(self.key_sources(value_ids))
+
+    def _lexical_docs(self, sources: Sequence[KeySource]) -> list[LexicalDoc]:
         tags = TagStore(self.vault).accepted_tags([src.value_id for src in sources])
         return [
             LexicalDoc(
@@ -331,6 +339,9 @@ class KeyManager:
                     src.digest, src.identifier, src.updated_at, tags[src.value_id]
                 ),
                 identifiers=_identifiers(src),
+                context=self._quotes.context(src.value_id).text,
+                context_fp=self._quotes.context(src.value_id).fingerprint,
+                context_hosts=self._quotes.context(src.value_id).hosts,
             )
             for src in sources
         ]
@@ -345,8 +356,10 @@ class KeyManager:
         with self._lock:
             if not self._lexical_writable:
                 self._open_lexical(writable=True)
-            docs = self.lexical_docs(value_ids)
+            sources = self.key_sources(value_ids)
+            docs = self._lexical_docs(sources)
             self.lexical.add(docs)
+            self._quotes.note(value_ids, sources)
             self._pending_lexical += len(docs)
             if self._pending_lexical >= LEXICAL_COMMIT_EVERY:
                 self.flush()
@@ -357,6 +370,33 @@ class KeyManager:
             pending, self._pending_lexical = self._pending_lexical, 0
             if self._lexical is not None and self._lexical_writable and pending:
                 self._lexical.commit()  # on failure the next open catches up (fingerprints)
+                self._refresh_quotes()
+
+    def _refresh_quotes(self) -> None:
+        """Give short values the words around their quotes in other values (quotes.py).
+
+        Runs after a commit, so the index finds every quoting value. A failure costs only
+        these context keys: they are caught up at the next write."""
+        if self._lexical is None or not self._lexical_writable or not self._quotes.due:
+            return
+        index = self._lexical
+        try:
+            ids = self._quotes.refresh(
+                text_lengths=self.vault.values.text_lengths,
+                sources=self.key_sources,
+                holders=index.quote_holders,
+                indexed=index.indexed_contexts,
+                quoting_from=index.quoting_from,
+            )
+            if ids:
+                index.add(self.lexical_docs(ids))
+                index.commit()
+                log.info("context keys of %d short values updated", len(ids))
+        except Exception as exc:  # noqa: BLE001 - a derived extra: never fail a write for it
+            if is_disk_full(exc):
+                raise
+            self._quotes.forget()
+            log.warning("context keys of short values not updated now: %s", exc)
 
     # -- key sets -------------------------------------------------------------------------------
 
@@ -705,9 +745,7 @@ def _with_image_words(src: KeySource) -> str:
     return "\n".join([src.text, *words]) if words else src.text
 
 
-def _with_scan(
-    digest: str | None, scan: tuple[int, str] | None, version: int | None
-) -> str | None:
+def _with_scan(digest: str | None, scan: tuple[int, str] | None, version: int | None) -> str | None:
     """The version's digest, extended by its OCR's digest when OCR has read it."""
     if scan is None or scan[0] != version or not scan[1]:
         return digest

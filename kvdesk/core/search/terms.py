@@ -24,8 +24,10 @@ FIELD_NAMES = {
     "path": "file name",
     "identifier": "id",
     "ext_id": "id",
+    "context": "where quoted",  # the words around this value's quotes in others (quotes.py)
+    "context_cjk": "where quoted",
 }
-_CJK_FIELDS = ("title_cjk", "body_cjk")
+_CJK_FIELDS = ("title_cjk", "body_cjk", "context_cjk")
 
 
 class TermPart(Protocol):
