@@ -56,6 +56,8 @@ NO_CONTEXT = Context("", ())
 
 def quotable(text: str) -> str | None:
     """The text to look for when ``text`` is short enough to be quoted, else None."""
+    if len(text) > 4 * SHORT_CHARS:
+        return None  # quick for long texts (whitespace runs count as one space below)
     stripped = " ".join(text.split())
     if len(stripped) < 2 or len(stripped) > SHORT_CHARS:
         return None
@@ -153,7 +155,7 @@ class QuoteKeeper:
         everything, self._everything = self._everything, False
         if self._shorts is None or everything:
             self._shorts = {}
-            # Whitespace runs count as one: look past the limit before reading the texts.
+            # Whitespace runs count as one: look past the limit (as quotable does).
             maybe = [v for v, n in text_lengths().items() if n <= 4 * SHORT_CHARS]
             for src in sources(maybe):
                 needle = quotable(src.text)
@@ -177,10 +179,11 @@ class QuoteKeeper:
                     self._shorts.pop(value_id, None)
                     self._contexts.pop(value_id, None)
                     if now is not None:
-                        longer.append(" ".join(now.text.split()))
-            if longer:
+                        longer.append(now.text)
+            if longer and self._shorts:
+                flat = [" ".join(text.split()) for text in longer]
                 for short_id, (_title, needle) in self._shorts.items():
-                    if any(needle in text for text in longer):
+                    if any(needle in text for text in flat):
                         targets.add(short_id)  # a new or edited value quotes it
             # Those whose context came from a value that changed or went.
             targets |= {v for v in quoting_from(changed) if v in self._shorts}
