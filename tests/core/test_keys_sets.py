@@ -160,3 +160,27 @@ def test_a_search_that_rebuilds_stale_keys_hands_the_index_writer_back(tmp_path:
         assert [h.identifier for h in kb.search("printer", mode="lexical").hits] == ["DOC-1"]
         other_writer = LexicalIndex.open(keys_dir_for(vault) / "lexical", writable=True)
         other_writer.close()
+
+
+def test_dense_status_is_counted_once_per_vault_state(tmp_path: Path) -> None:
+    """A fresh process reuses the count another made on the same files; any commit recounts."""
+    model = write_model_folder(tmp_path / "tiny")
+    with _vault(tmp_path, model) as kb:
+        kb.build_dense_keys()
+        assert kb.dense_status().ready
+    saved = keys_dir_for(tmp_path / "v.kvdb") / "dense-status.json"
+    with KnowledgeBase.open(tmp_path / "v.kvdb", model=model) as kb:
+        status = kb.dense_status()
+        assert (status.keyed_values, status.total_values, status.ready) == (3, 3, True)
+    assert json.loads(saved.read_text())["keyed"] == 3
+    # A value added by another process: the saved count no longer matches the files.
+    (tmp_path / "docs" / "d.txt").write_text("a fourth note about bread", encoding="utf-8")
+    with KnowledgeBase.open(tmp_path / "v.kvdb", model=model) as writer:
+        writer.import_paths([tmp_path / "docs" / "d.txt"])
+    with KnowledgeBase.open(tmp_path / "v.kvdb", model=model) as kb:
+        status = kb.dense_status()
+        assert (status.keyed_values, status.total_values, status.ready) == (3, 4, False)
+    # A damaged record is recounted, never trusted.
+    saved.write_text('{"vault": [1], "keyed": "x"', encoding="utf-8")
+    with KnowledgeBase.open(tmp_path / "v.kvdb", model=model) as kb:
+        assert kb.dense_status().total_values == 4

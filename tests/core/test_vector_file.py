@@ -331,3 +331,41 @@ def test_hamming_without_numpy_bitwise_count(
     monkeypatch.delattr(np, "bitwise_count")
     np.testing.assert_array_equal(vf.hamming(q, None), fast)
     assert fast.max() <= DIM
+
+
+def test_opening_a_big_file_reads_its_int8_rows_ahead_without_changing_a_score(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from kvdesk.core.keys import vector_file
+
+    store = random_store(np.random.default_rng(5), 80)
+    path = _file(tmp_path, store)
+    cold = VectorFile(path, dim=DIM)
+    q = unit(np.random.default_rng(6), 1)[0]
+    rows = np.arange(cold.rows)
+    expected = cold.approximate(q, rows)
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def spy(thread: threading.Thread) -> None:
+        started.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", spy)
+    monkeypatch.setattr(vector_file, "WARM_MIN_BYTES", 1)
+    monkeypatch.setattr(vector_file, "WARM_CHUNK", 64)  # many reads for a small file
+    warm = VectorFile(path, dim=DIM)
+    readers = [t for t in started if t.name == "kvdesk-warm-vectors"]
+    assert len(readers) == 1 and readers[0].daemon
+    np.testing.assert_array_equal(warm.approximate(q, rows), expected)
+    readers[0].join(timeout=30)
+    assert not readers[0].is_alive()
+    # A file removed while it is read ahead costs nothing but the read-ahead.
+    started.clear()
+    ahead = VectorFile(path, dim=DIM)
+    path.unlink()
+    for t in started:
+        t.join(timeout=30)
+    np.testing.assert_array_equal(ahead.approximate(q, rows), expected)

@@ -925,6 +925,7 @@ class LexicalIndex:
             self.PATH_BOOST,
             self.ID_BOOST,
             self.JA_WORDS_BOOST,
+            self.CONTEXT_BOOST,
         )
 
     def _plan(self, key: tuple[Any, ...], query: ParsedQuery) -> _Plan:
