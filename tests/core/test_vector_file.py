@@ -369,3 +369,52 @@ def test_opening_a_big_file_reads_its_int8_rows_ahead_without_changing_a_score(
     for t in started:
         t.join(timeout=30)
     np.testing.assert_array_equal(ahead.approximate(q, rows), expected)
+
+
+def test_int8_scores_model_is_the_one_onnx_builds() -> None:
+    from onnx import TensorProto, helper
+
+    from kvdesk.core.keys.vector_file import INT8_SCORES_MODEL
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["rows", "query"], ["scores"])],
+        "int8_scores",
+        [
+            helper.make_tensor_value_info("rows", TensorProto.INT8, ["n", "d"]),
+            helper.make_tensor_value_info("query", TensorProto.INT8, ["d", 1]),
+        ],
+        [helper.make_tensor_value_info("scores", TensorProto.INT32, ["n", 1])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="kvdesk"
+    )
+    model.ir_version = 8
+    assert model.SerializeToString() == INT8_SCORES_MODEL
+
+
+def test_int8_candidate_scores_rank_as_the_float_product_and_fall_back_to_numpy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kvdesk.core.keys import vector_file
+
+    rng = np.random.default_rng(8)
+    rows = rng.integers(-127, 128, (5000, 384), dtype=np.int8)
+    query = rng.normal(size=384).astype(np.float32)
+    reference = rows.astype(np.float32) @ query
+    scored = vector_file._int8_scores(rows, query)
+    assert scored is not None and scored.dtype == np.float32 and scored.shape == (5000,)
+    assert np.corrcoef(scored, reference)[0, 1] > 0.9999
+    top = set(np.argsort(-reference)[:100].tolist())
+    assert len(top & set(np.argsort(-scored)[:100].tolist())) >= 97
+    # Odd queries: nothing to scale by, numpy answers.
+    assert vector_file._int8_scores(rows, np.zeros(384, np.float32)) is None
+    assert vector_file._int8_scores(rows[:0], query) is None
+    # Without ONNX Runtime's kernel the file still scores its rows, with numpy.
+    store = random_store(np.random.default_rng(9), 40)
+    with_ort = VectorFile(_file(tmp_path, store), dim=DIM)
+    q = unit(np.random.default_rng(10), 1)[0]
+    picked = np.arange(with_ort.rows)
+    fast = with_ort.approximate(q, picked)
+    monkeypatch.setattr(vector_file, "_int8_session", False)
+    slow = with_ort.approximate(q, picked)
+    assert np.corrcoef(fast, slow)[0, 1] > 0.999
