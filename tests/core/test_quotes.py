@@ -11,6 +11,7 @@ from kvdesk.core.keys.quotes import (
     MAX_HOSTS,
     SHORT_CHARS,
     WINDOW_CHARS,
+    WORD_SLACK,
     QuoteHost,
     context_for,
     quotable,
@@ -59,8 +60,15 @@ def test_context_is_the_text_around_the_quote_same_title_first() -> None:
     first = ctx.text.splitlines()[0]
     assert "southern comfort troupe" not in ctx.text  # its own words are already its keys
     assert "Yomiuri newspaper formed a" in first and "singer joined" in first
-    assert len(first) <= 2 * WINDOW_CHARS + 3
+    assert len(first) <= 2 * (WINDOW_CHARS + WORD_SLACK) + 3
     assert ctx.fingerprint != 0
+
+
+def test_windows_end_on_whole_words() -> None:
+    ctx = context_for("southern comfort troupe", "", [QuoteHost(1, "", PASSAGE)])
+    words = set(PASSAGE.replace(".", " ").replace(",", " ").split())
+    pieces = ctx.text.replace("…", " ").replace(".", " ").replace(",", " ").split()
+    assert pieces and set(pieces) <= words, set(pieces) - words  # no "sold" for "soldiers"
 
 
 def test_no_quote_no_context_and_never_from_itself() -> None:
@@ -95,6 +103,7 @@ def test_a_short_value_is_found_by_the_words_around_its_quote(tmp_path: Path) ->
         kb.import_records(_records(tmp_path / "r.jsonl", rows))
         found = _ids(kb, QUERY)
         assert found[:2] == ["p", "a"] or found[:2] == ["a", "p"]
+        assert "a" in _ids(kb, "which group entertained soldiers")  # the window's last word
         hit = next(h for h in kb.search(QUERY, mode="lexical").hits if h.external_id == "a")
         fields = {t.field for t in hit.explanation.lexical.terms}
         assert fields == {"context"}  # found only through where it is quoted

@@ -22,6 +22,8 @@ from kvdesk.core.vault.records import KeySource
 SHORT_CHARS = 40
 #: Characters taken on each side of a quote.
 WINDOW_CHARS = 60
+#: Characters a window may grow by to end on a whole word.
+WORD_SLACK = 20
 #: At most this many quoting values lend their context (same title first).
 MAX_HOSTS = 3
 
@@ -91,8 +93,9 @@ def context_for(
         at = flat.find(needle)
         if at < 0:
             continue
-        before = flat[max(0, at - WINDOW_CHARS) : at]
-        after = flat[at + len(needle) : at + len(needle) + WINDOW_CHARS]
+        start, end = _word_edges(flat, at - WINDOW_CHARS, at + len(needle) + WINDOW_CHARS)
+        before = flat[start:at]
+        after = flat[at + len(needle) : end]
         pieces.append(f"{before} … {after}".strip())
         used.append(host.value_id)
         if len(used) == MAX_HOSTS:
@@ -100,6 +103,20 @@ def context_for(
     if not used:
         return NO_CONTEXT
     return Context("\n".join(pieces), tuple(used))
+
+
+def _word_edges(text: str, start: int, end: int) -> tuple[int, int]:
+    """``start``/``end`` (clipped to ``text``) moved out to whole words: a window must not
+    cut "soldiers" into "sold". Scripts without spaces (Japanese) are cut where they fall,
+    at most ``WORD_SLACK`` characters further out."""
+    start, end = max(0, start), min(len(text), end)
+    space = text.rfind(" ", max(0, start - WORD_SLACK), start + 1) if start > 0 else 0
+    if space >= 0:
+        start = space
+    space = text.find(" ", end, end + WORD_SLACK) if end < len(text) else len(text)
+    if space >= 0:
+        end = space
+    return start, end
 
 
 class QuoteKeeper:
