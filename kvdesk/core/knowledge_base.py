@@ -20,6 +20,7 @@ from kvdesk.core.keys.confusable import MIN_DENSE, MIN_LEXICAL, ConfusableReport
 from kvdesk.core.keys.learned import AuditFinding, Learned, LearnedPair, LearnReport
 from kvdesk.core.keys.manager import DenseStatus, KeyManager, KeySet
 from kvdesk.core.keys.sets import KeySets
+from kvdesk.core.keys.stamped import counted
 from kvdesk.core.paths import default_vault_path
 from kvdesk.core.pilot.log import PilotLog
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
@@ -470,7 +471,15 @@ class KnowledgeBase:
         stamp = self._vault_stamp()
         cached = self._scans_waiting_at
         if cached is None or cached[0] != stamp:
-            cached = (stamp, self.scans_pending())
+            # Another process may have counted these very files (keys/stamped.py).
+            counts = counted(
+                self._keys.directory,
+                "scans-pending",
+                self._vault.path,
+                None,
+                lambda: {"pending": self.scans_pending()},
+            )
+            cached = (stamp, counts["pending"])
             self._scans_waiting_at = cached
         return cached[1]
 

@@ -172,7 +172,7 @@ def test_dense_status_is_counted_once_per_vault_state(tmp_path: Path) -> None:
     with KnowledgeBase.open(tmp_path / "v.kvdb", model=model) as kb:
         status = kb.dense_status()
         assert (status.keyed_values, status.total_values, status.ready) == (3, 3, True)
-    assert json.loads(saved.read_text())["keyed"] == 3
+    assert json.loads(saved.read_text())["counts"] == {"keyed": 3, "total": 3}
     # A value added by another process: the saved count no longer matches the files.
     (tmp_path / "docs" / "d.txt").write_text("a fourth note about bread", encoding="utf-8")
     with KnowledgeBase.open(tmp_path / "v.kvdb", model=model) as writer:
@@ -181,6 +181,27 @@ def test_dense_status_is_counted_once_per_vault_state(tmp_path: Path) -> None:
         status = kb.dense_status()
         assert (status.keyed_values, status.total_values, status.ready) == (3, 4, False)
     # A damaged record is recounted, never trusted.
-    saved.write_text('{"vault": [1], "keyed": "x"', encoding="utf-8")
+    saved.write_text('{"vault": [1], "counts": "x"', encoding="utf-8")
     with KnowledgeBase.open(tmp_path / "v.kvdb", model=model) as kb:
         assert kb.dense_status().total_values == 4
+
+
+def test_a_saved_count_is_used_only_for_the_same_files_and_key(tmp_path: Path) -> None:
+    from kvdesk.core.keys.stamped import counted
+
+    vault = tmp_path / "v.db"
+    vault.write_bytes(b"x" * 10)
+    calls: list[int] = []
+
+    def count() -> dict[str, int]:
+        calls.append(1)
+        return {"n": len(calls)}
+
+    assert counted(tmp_path, "c", vault, 1, count) == {"n": 1}
+    assert counted(tmp_path, "c", vault, 1, count) == {"n": 1}  # saved, not counted again
+    assert counted(tmp_path, "c", vault, 2, count) == {"n": 2}  # another key
+    with vault.open("ab") as f:  # a commit changes the files
+        f.write(b"y")
+    assert counted(tmp_path, "c", vault, 2, count) == {"n": 3}
+    assert len(calls) == 3
+    assert counted(tmp_path / "missing", "c", vault, 2, count) == {"n": 4}  # cannot save: fine

@@ -12,11 +12,9 @@ is enforced in one file rather than spread over several.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -45,6 +43,7 @@ from kvdesk.core.keys.folder import KeyFolder, key_fingerprint
 from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex, vault_files_stamp
 from kvdesk.core.keys.models import INSTALLABLE
 from kvdesk.core.keys.quotes import QuoteKeeper
+from kvdesk.core.keys.stamped import counted
 from kvdesk.core.keys.store import KeySet, KeySetState, KeyStore
 from kvdesk.core.keys.vectors import VectorMatrix
 from kvdesk.core.paths import keys_dir_for
@@ -61,8 +60,6 @@ from kvdesk.core.vault.vault import Vault
 log = logging.getLogger("kvdesk.keys")
 
 MAX_TOKENS = 256
-#: The last count of values with current dense keys, and the vault files it was counted on.
-DENSE_STATUS_FILE = "dense-status.json"
 OVERLAP_TOKENS = 32
 LEXICAL_COMMIT_EVERY = 2000
 # Small batches: with ~200-token passages on a CPU, batch 8 ran 1.2x faster than 32 (less memory
@@ -509,49 +506,21 @@ class KeyManager:
         if stamp[0] is not None and cached is not None and cached[0] == stamp:
             if cached[1].key_set == key_set:
                 return cached[1]
-        # Another process may have counted these very files (no commit since): read its count
-        # (counting reads every value: seconds on a million-value vault fresh from disk).
-        files = vault_files_stamp(self.vault.path)
-        status = self._saved_status(files, key_set)
-        if status is None:
+
+        def count() -> dict[str, int]:
             current = self.vault.values.current_versions()
-            total, done = len(current), 0
+            done = 0
             if key_set is not None:  # each store reads its own table: compared here
                 keyed = self._store.keyed_versions(key_set.id)
                 done = sum(1 for v, version in current.items() if keyed.get(v) == version)
-            status = DenseStatus(key_set, done, total)
-            self._save_status(files, status)
+            return {"keyed": done, "total": len(current)}
+
+        # Another process may have counted these very files (stamped.py).
+        key = key_set.id if key_set is not None else None
+        counts = counted(self.directory, "dense-status", self.vault.path, key, count)
+        status = DenseStatus(key_set, counts["keyed"], counts["total"])
         self._status_cache = (stamp, status)
         return status
-
-    def _saved_status(self, files: list[Any] | None, key_set: KeySet | None) -> DenseStatus | None:
-        if files is None:
-            return None
-        try:
-            saved = json.loads((self.directory / DENSE_STATUS_FILE).read_text(encoding="utf-8"))
-            if saved["vault"] != files or saved["key_set"] != (key_set.id if key_set else None):
-                return None
-            return DenseStatus(key_set, int(saved["keyed"]), int(saved["total"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def _save_status(self, files: list[Any] | None, status: DenseStatus) -> None:
-        if files is None or vault_files_stamp(self.vault.path) != files:
-            return  # a commit landed while counting: the count may be of either state
-        record = {
-            "vault": files,
-            "key_set": status.key_set.id if status.key_set else None,
-            "keyed": status.keyed_values,
-            "total": status.total_values,
-        }
-        path = self.directory / DENSE_STATUS_FILE
-        tmp = path.with_name(f".{DENSE_STATUS_FILE}.{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps(record), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError:  # a read-only or missing key folder: count again next time
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
 
     def missing_dense(self, key_set: KeySet) -> list[int]:
         """Values whose current version lacks keys in ``key_set``, most recently modified first
