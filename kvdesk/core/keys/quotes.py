@@ -162,10 +162,9 @@ class QuoteKeeper:
     ) -> list[int]:
         """Recompute the contexts that may have changed; the ids whose indexed context differs.
 
-        ``holders`` lists values that may quote a text, those of a title first (best first),
-        ``indexed`` the context
-        fingerprint each indexed value holds now, ``quoting_from`` the values whose indexed
-        context came from given values.
+        ``holders`` lists values that may quote a text (those of a title first, then best
+        first), ``indexed`` gives the context fingerprint each indexed value holds now, and
+        ``quoting_from`` the values whose indexed context came from given values.
         """
         changed, self._changed = self._changed, set()
         read, self._read = self._read, {}
