@@ -404,3 +404,23 @@ def test_real_default_model() -> None:
     assert float(full @ cut) < 0.99999  # the tokenizer.json's 128-token truncation is off
     batched = emb.embed_passages(["A man is eating food.", text])[0]  # padded next to `text`
     np.testing.assert_allclose(batched, eating, atol=1e-5)
+
+
+def test_model_input_is_cut_as_the_tokenizer_itself_would(tmp_path: Path) -> None:
+    """One untruncated tokenizer serves passage windows and the model; the model's input is
+    cut to max_tokens exactly as the tokenizer's own truncation cuts it (specials kept)."""
+    spec = default_model_spec()
+    embedder = Embedder(spec, threads=1)
+    assert embedder.passage_tokenizer is embedder._tokenizer  # held once
+    reference = Tokenizer.from_file(str(spec.tokenizer_path))
+    reference.no_padding()
+    reference.enable_truncation(spec.max_tokens)
+    texts = [*SENTENCES, "word " * 2000, "日本" * 900, "x"]
+    cut = 0
+    for text, (ids, types) in zip(texts, embedder._encode(texts), strict=True):
+        expected = reference.encode(text)
+        assert (ids, types) == (expected.ids, expected.type_ids)
+        cut += len(ids) == spec.max_tokens
+    assert cut == 2
+    long_text = "word " * 2000
+    assert embedder.count_tokens(long_text) == 2000  # windows still see every token

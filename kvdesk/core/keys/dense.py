@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # imported where a model is loaded: a lexical search never needs it
-    from tokenizers import Encoding, Tokenizer
+    from tokenizers import Tokenizer
 
 from kvdesk.core.errors import KvdeskError
 
@@ -437,10 +437,12 @@ class Embedder:
         self._pad_id = _pad_id(tokenizer)
         # The shipped MiniLM tokenizer.json bakes in truncation 128 and fixed padding to 128:
         # override both (we pad per batch ourselves, to the longest text in the batch).
+        # One tokenizer, neither truncating nor padding: passage windows count every token,
+        # and _encode truncates for the model (multilingual-e5's weighs ~290 MB: not twice).
         tokenizer.no_padding()
-        tokenizer.enable_truncation(spec.max_tokens)
+        tokenizer.no_truncation()
         self._tokenizer = tokenizer
-        self.passage_tokenizer = _plain_copy(tokenizer)
+        self.passage_tokenizer = tokenizer
         self.max_tokens = spec.max_tokens
         try:
             # One intra-op thread per run; on CPU, runs go in parallel instead (see _embed).
@@ -468,7 +470,7 @@ class Embedder:
         #: Padded tokens per run on CPU: small runs keep the attention scores in cache (a run
         #: of 8 x 256 tokens has 25 MB of them); a GPU wants whole batches.
         self.run_tokens = 1 << 30 if on_gpu else RUN_TOKENS
-        probe = self._run([self._tokenizer.encode("kvdesk")])
+        probe = self._run(self._encode(["kvdesk"]))
         self.dim = int(probe.shape[1])
         if spec.dim and spec.dim != self.dim:
             raise KvdeskError(
@@ -478,17 +480,39 @@ class Embedder:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _run(self, encodings: Sequence[Encoding]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """Token ids and type ids of each text, cut to ``max_tokens`` as the tokenizer's own
+        truncation would: the special tokens before and after are kept, the text between is
+        cut at its end."""
+        out = []
+        for enc in self._tokenizer.encode_batch(list(texts)):
+            ids, types = enc.ids, enc.type_ids
+            if len(ids) > self.max_tokens:
+                special = enc.special_tokens_mask
+                head = 0
+                while head < len(ids) and special[head]:
+                    head += 1
+                tail = 0
+                while tail < len(ids) - head and special[len(ids) - 1 - tail]:
+                    tail += 1
+                keep = max(0, self.max_tokens - head - tail)
+                cut = slice(head + keep, len(ids) - tail)
+                ids = ids[: cut.start] + ids[cut.stop :]
+                types = types[: cut.start] + types[cut.stop :]
+            out.append((ids, types))
+        return out
+
+    def _run(self, encodings: Sequence[tuple[list[int], list[int]]]) -> np.ndarray:
         """One session run on a batch, padded to its longest member; pooled + normalised."""
-        width = max(len(e.ids) for e in encodings)
+        width = max(len(e[0]) for e in encodings)
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
         types = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, enc in enumerate(encodings):
-            n = len(enc.ids)
-            ids[row, :n] = enc.ids
+        for row, (enc_ids, enc_types) in enumerate(encodings):
+            n = len(enc_ids)
+            ids[row, :n] = enc_ids
             mask[row, :n] = 1
-            types[row, :n] = enc.type_ids
+            types[row, :n] = enc_types
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = types
@@ -515,9 +539,9 @@ class Embedder:
     def _embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(list(texts))
+        encodings = self._encode(texts)
         result = np.empty((len(texts), self.dim), dtype=np.float32)
-        runs = plan_runs([len(e.ids) for e in encodings], batch_size, self.run_tokens)
+        runs = plan_runs([len(e[0]) for e in encodings], batch_size, self.run_tokens)
 
         def run(rows: list[int]) -> None:
             result[rows] = self._run([encodings[i] for i in rows])
