@@ -386,6 +386,7 @@ class LexicalIndex:
         self._index: Any = None
         self._generation: _Generation | None = None
         self._plans: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
+        self._title_terms: dict[str, list[Any]] = {}  # see quote_holders
 
     # ----------------------------------------------------------------------------------------
     # Opening
@@ -659,7 +660,7 @@ class LexicalIndex:
         """``value_id`` → fingerprint of the context keys it holds (0: none)."""
         return self._indexed("context_fp")
 
-    def quote_holders(self, text: str, title: str = "", limit: int = 30) -> list[int]:
+    def quote_holders(self, text: str, title: str = "", limit: int = 16) -> list[int]:
         """Values whose text holds every word (or CJK bigram) of ``text``, those that share
         ``title`` first, then best BM25 first: the values that may quote ``text`` verbatim
         (the caller checks)."""
@@ -668,7 +669,12 @@ class LexicalIndex:
         if not needed:
             return []
         query = self._all_of(needed)
-        liked = self._word_terms(title, "title", "title_cjk")
+        liked = self._title_terms.get(title)
+        if liked is None:  # the short values of one document share its title: build once
+            liked = self._word_terms(title, "title", "title_cjk")
+            if len(self._title_terms) > 4096:
+                self._title_terms.clear()
+            self._title_terms[title] = liked
         if liked:
             query = t.Query.boolean_query(
                 [(t.Occur.Must, query), (t.Occur.Should, self._boosted(self._any_of(liked), 10.0))]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kvdesk.core.vault.records import KeySource
 
@@ -24,6 +25,8 @@ SHORT_CHARS = 40
 WINDOW_CHARS = 60
 #: Characters a window may grow by to end on a whole word.
 WORD_SLACK = 20
+#: Short values whose hosts are read from the vault in one go.
+HOSTS_READ_TOGETHER = 500
 #: At most this many quoting values lend their context (same title first).
 MAX_HOSTS = 3
 
@@ -87,7 +90,9 @@ def context_for(
     pieces: list[str] = []
     used: list[int] = []
     for host in ordered:
-        flat = " ".join(host.text.split())
+        flat = host.text
+        if needle not in flat:  # flattened only when needed: most hosts are read as stored
+            flat = " ".join(flat.split())
         if len(flat) <= len(needle):
             continue  # a value does not lend context to its own equal
         at = flat.find(needle)
@@ -132,6 +137,9 @@ class QuoteKeeper:
         self._changed: set[int] = set()
         self._read: dict[int, KeySource] = {}  # changed values whose key text was at hand
         self._everything = False  # the next refresh looks at every short value
+        self._automaton: Any = None  # see _finder
+        self._automaton_of: dict[int, tuple[str, str]] | None = None
+        self._stale_finder = False
 
     def context(self, value_id: int) -> Context:
         return self._contexts.get(value_id, NO_CONTEXT)
@@ -150,6 +158,23 @@ class QuoteKeeper:
     def forget(self) -> None:
         """Look at every short value next time (the index was rebuilt, or a refresh failed)."""
         self._everything = True
+
+    def _finder(self) -> Any:
+        """An Aho-Corasick automaton of every short value's text (rebuilt when they change):
+        one pass over a document finds all it quotes."""
+        shorts = self._shorts or {}
+        if self._automaton is None or self._automaton_of is not shorts or self._stale_finder:
+            import ahocorasick
+
+            automaton = ahocorasick.Automaton()
+            by_needle: dict[str, set[int]] = {}
+            for value_id, (_title, needle) in shorts.items():
+                by_needle.setdefault(needle, set()).add(value_id)
+            for needle, ids in by_needle.items():
+                automaton.add_word(needle, frozenset(ids))
+            automaton.make_automaton()
+            self._automaton, self._automaton_of, self._stale_finder = automaton, shorts, False
+        return self._automaton
 
     def refresh(
         self,
@@ -189,30 +214,37 @@ class QuoteKeeper:
                 now = present.get(value_id)
                 needle = None if now is None else quotable(now.text)
                 if now is not None and needle is not None:
-                    self._shorts[value_id] = (now.title, needle)
+                    if self._shorts.get(value_id) != (now.title, needle):
+                        self._shorts[value_id] = (now.title, needle)
+                        self._stale_finder = True
                     targets.add(value_id)
                 else:
-                    self._shorts.pop(value_id, None)
+                    if self._shorts.pop(value_id, None) is not None:
+                        self._stale_finder = True
                     self._contexts.pop(value_id, None)
                     if now is not None:
                         longer.append(now.text)
             if longer and self._shorts:
-                flat = [" ".join(text.split()) for text in longer]
-                for short_id, (_title, needle) in self._shorts.items():
-                    if any(needle in text for text in flat):
-                        targets.add(short_id)  # a new or edited value quotes it
+                finder = self._finder()
+                for text in longer:  # a new or edited value quotes them
+                    for _end, quoted in finder.iter(" ".join(text.split())):
+                        targets.update(quoted)
             # Those whose context came from a value that changed or went.
             targets |= {v for v in quoting_from(changed) if v in self._shorts}
         if not targets:
             return []
-        for short_id in targets:
-            title, needle = self._shorts[short_id]
-            candidates = [v for v in holders(needle, title) if v != short_id]
-            order = {v: i for i, v in enumerate(candidates)}
-            hosts = sorted(
-                (QuoteHost(src.value_id, src.title, src.text) for src in sources(candidates)),
-                key=lambda h: order[h.value_id],  # sources come in id order: best first again
-            )
-            self._contexts[short_id] = context_for(needle, title, hosts, exclude=short_id)
+        ordered = sorted(targets)
+        for start in range(0, len(ordered), HOSTS_READ_TOGETHER):
+            # The hosts of many short values at once: they share most (one read each).
+            chunk = ordered[start : start + HOSTS_READ_TOGETHER]
+            wanted = {v: holders(self._shorts[v][1], self._shorts[v][0]) for v in chunk}
+            union = sorted({h for hosts in wanted.values() for h in hosts})
+            read_hosts = {
+                src.value_id: QuoteHost(src.value_id, src.title, src.text) for src in sources(union)
+            }
+            for short_id, candidates in wanted.items():
+                title, needle = self._shorts[short_id]
+                hosts = [read_hosts[h] for h in candidates if h in read_hosts]
+                self._contexts[short_id] = context_for(needle, title, hosts, exclude=short_id)
         held = indexed()
         return sorted(v for v in targets if v in held and held[v] != self.context(v).fingerprint)
