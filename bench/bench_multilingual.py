@@ -443,6 +443,11 @@ def part_crosslang(work: Path) -> dict[str, Any]:
     return out
 
 
+def _lexical_hits(kb: KnowledgeBase, text: str) -> tuple[Any, ...]:
+    """The top 100 in lexical mode, without explanations (the same ranking, faster)."""
+    return kb.search(text, k=100, mode="lexical", details=False).hits
+
+
 def part_quotes(eval_dir: Path, work: Path, seed: int) -> dict[str, Any]:
     """Context keys of short values (kvdesk/core/keys/quotes.py) on JaQuAD, lexical mode: their
     weight tuned on one seeded half of the queries, reported on the other; weight 0 is the
@@ -462,7 +467,7 @@ def part_quotes(eval_dir: Path, work: Path, seed: int) -> dict[str, Any]:
             LexicalIndex.CONTEXT_BOOST = boost
             index._plans.clear()  # cached query plans hold the old boost
             runs = {
-                q: [ext[h.value_id] for h in kb.search(text, k=100, mode="lexical").hits]
+                q: [ext[h.value_id] for h in _lexical_hits(kb, text)]
                 for q, text in collection.queries.items()
             }
             rows.append(
