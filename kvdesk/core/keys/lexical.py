@@ -700,12 +700,15 @@ class LexicalIndex:
         """Values whose context keys came from one of ``value_ids``."""
         if not value_ids:
             return set()
+        ids_of = [int(v) for v in value_ids]
+        return self._every_match(self._t.Query.term_set_query(self._schema, "context_of", ids_of))
+
+    def _every_match(self, query: Any) -> set[int]:
+        """The value ids of every document ``query`` matches (no cap)."""
         searcher = self._searcher()
         n = int(searcher.num_docs)
         if n == 0:
             return set()
-        ids_of = [int(v) for v in value_ids]
-        query = self._t.Query.term_set_query(self._schema, "context_of", ids_of)
         hits = searcher.search(query, n, count=False).hits
         ids = searcher.fast_field_values("value_id", [a for _, a in hits])
         return {int(i) for i in ids if i is not None}
@@ -748,15 +751,7 @@ class LexicalIndex:
     def excluded_ids(self, words: Iterable[str]) -> set[int]:
         """Every value that a ``-word`` / ``-"phrase"`` exclusion of ``words`` drops (no cap)."""
         queries = self._excluded_queries(words)
-        if not queries:
-            return set()
-        searcher = self._searcher()
-        n = int(searcher.num_docs)
-        if n == 0:
-            return set()
-        hits = searcher.search(self._any_of(queries), n, count=False).hits
-        ids = searcher.fast_field_values("value_id", [a for _, a in hits])
-        return {int(i) for i in ids if i is not None}
+        return self._every_match(self._any_of(queries)) if queries else set()
 
     # ----------------------------------------------------------------------------------------
     # Query building
