@@ -137,6 +137,8 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
                             )
                         )
                     )
+                    if part.get("quoted_in"):
+                        out.write(terminal_safe("; quoted in " + _quoted(part["quoted_in"])))
                 elif space == "dense":
                     out.write(
                         f"  cosine {part['cosine']:.3f}, passage {part['passage']}"
@@ -152,6 +154,13 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
                 out.write("\n")
     out.write(f"[{result.mode}, provider {result.provider}, {result.elapsed_ms:.0f} ms]\n")
     return 0
+
+
+def _quoted(places: list[dict[str, str]]) -> str:
+    """``DOC-1 «Fujiyama», DOC-7 «…»``: where a short hit is quoted."""
+    return ", ".join(
+        f"{q['identifier']} «{q['title']}»" if q["title"] else q["identifier"] for q in places
+    )
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:

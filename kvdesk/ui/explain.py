@@ -245,6 +245,11 @@ class HitExplanationView(QFrame):
             detail = ""
             if space == "lexical" and exp.lexical is not None:
                 detail = f"BM25 {exp.lexical.bm25:.2f}"
+                if exp.lexical.quoted_in:  # a short document found by the words around it
+                    detail += html.escape(
+                        " · quoted in "
+                        + ", ".join(q.title or q.identifier for q in exp.lexical.quoted_in)
+                    )
             elif space == "dense" and exp.dense is not None:
                 detail = f"cosine {exp.dense.cosine:.3f}"
             elif space == "tags" and exp.tags is not None:

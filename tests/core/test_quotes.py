@@ -171,3 +171,22 @@ def test_japanese_short_values_get_context(
         assert "a" in found[:2], found
         hit = next(h for h in kb.search(query, mode="lexical").hits if h.external_id == "a")
         assert any(t.field == "context_cjk" for t in hit.explanation.lexical.terms)
+
+
+def test_the_explanation_names_where_a_short_value_is_quoted(tmp_path: Path) -> None:
+    rows = [("p", "Fujiyama", PASSAGE), ("a", "", "southern comfort troupe"), ("o", "", OTHER)]
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
+        kb.import_records(_records(tmp_path / "r.jsonl", rows))
+        hits = {h.external_id: h for h in kb.search(QUERY, mode="lexical").hits}
+        passage = hits["p"]
+        quoted = hits["a"].explanation.lexical
+        assert quoted is not None
+        assert [(q.identifier, q.title) for q in quoted.quoted_in] == [
+            (passage.identifier, "Fujiyama")
+        ]
+        data = hits["a"].explanation.to_json(details=True)["lexical"]
+        assert data["quoted_in"] == [{"identifier": passage.identifier, "title": "Fujiyama"}]
+        # A hit found by its own words says nothing of quotes.
+        assert passage.explanation.lexical is not None
+        assert passage.explanation.lexical.quoted_in == ()
+        assert "quoted_in" not in passage.explanation.to_json(details=True)["lexical"]

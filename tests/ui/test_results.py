@@ -72,3 +72,38 @@ def test_compare_headings_wrap_instead_of_clipping(qtbot, window: MainWindow) ->
                 if table.isColumnHidden(col):
                     continue
                 assert header.sectionSize(col) >= header.sectionSizeHint(col) - 2 or col == 0
+
+
+def test_a_short_document_says_where_it_is_quoted(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from kvdesk.core.knowledge_base import KnowledgeBase
+    from kvdesk.ui.explain import HitExplanationView
+
+    passage = (
+        "In 1941 the Yomiuri newspaper formed a southern comfort troupe at the navy's request,"
+        " and the singer joined it to entertain soldiers stationed abroad."
+    )
+    records = tmp_path / "r.jsonl"
+    records.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in (
+                {"_id": "p", "title": "Fujiyama", "text": passage},
+                {"_id": "a", "title": "", "text": "southern comfort troupe"},
+            )
+        ),
+        encoding="utf-8",
+    )
+    with KnowledgeBase.open(tmp_path / "v.kvdb") as kb:
+        kb.import_records(records)
+        hit = next(
+            h
+            for h in kb.search("entertained soldiers", mode="lexical").hits
+            if h.external_id == "a"
+        )
+    view = HitExplanationView()
+    qtbot.addWidget(view)
+    view.show_hit(hit, 2, 1.0)
+    assert "quoted in Fujiyama" in view.legend["lexical"].text()
+    assert view.terms.item(0, 1).text() == "where quoted"

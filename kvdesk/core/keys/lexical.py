@@ -85,6 +85,7 @@ _FIELDS = (
     "context_fp",  # fingerprint of that context (see quotes.Context)
     "context_of",  # the values that context came from (to find it when one changes)
 )
+_CONTEXT_FIELDS = ("context", "context_cjk")
 _EN = "kv_en"  # simple + remove_long(40) + lowercase + ascii_fold + english stemmer
 _PLAIN = "kv_plain"  # simple + remove_long(40) + lowercase + ascii_fold (tags, paths)
 _CJK = "kv_cjk"  # character 1- and 2-grams + lowercase
@@ -181,6 +182,7 @@ class LexicalHit:
     score: float
     terms: tuple[TermScore, ...]
     snippet_html: str
+    quoted_in: tuple[int, ...] = ()  # when context keys matched: the values quoting it
 
 
 @dataclass(frozen=True)
@@ -351,7 +353,7 @@ class LexicalIndex:
 
     #: Bump when the schema or analyzers change: the next writable open starts an empty index
     #: in a new subfolder and the caller reindexes from the vault.
-    SCHEMA_VERSION: int = 6
+    SCHEMA_VERSION: int = 7
 
     #: Field boosts (BM25 per field, summed). Title relative to body, SciFact test nDCG@10:
     #: 2.0 → 0.622, 1.0 → 0.665, 0.7 → 0.682, 0.5 → 0.691, 0.3 → 0.685 (one combined field:
@@ -469,8 +471,8 @@ class LexicalIndex:
                 sb.add_text_field(name, stored=True, tokenizer_name="raw", index_option="basic")
             elif name in ("title", "body"):
                 sb.add_text_field(name, stored=True, tokenizer_name=_EN, index_option="position")
-            elif name == "context_of":
-                sb.add_integer_field(name, stored=False, indexed=True, fast=False)
+            elif name == "context_of":  # stored: an explanation names where it is quoted
+                sb.add_integer_field(name, stored=True, indexed=True, fast=False)
             elif name == "context":
                 sb.add_text_field(name, tokenizer_name=_EN, index_option="freq")
             elif name in ("title_cjk", "body_cjk", "context_cjk"):
@@ -1058,7 +1060,10 @@ class LexicalIndex:
                 # add up (it differs from tantivy's score by float32 rounding only).
                 score = math.fsum(t.score for t in terms)
             doc = searcher.doc(addr)
-            out.append(LexicalHit(vid, float(score), terms, snippets.make(doc)))
+            quoted_in: tuple[int, ...] = ()
+            if any(t.field in _CONTEXT_FIELDS for t in terms):
+                quoted_in = tuple(int(v) for v in doc.get_all("context_of"))
+            out.append(LexicalHit(vid, float(score), terms, snippets.make(doc), quoted_in))
         return out
 
     def _explain_phrases(

@@ -76,10 +76,20 @@ class TermContribution:
 
 
 @dataclass(frozen=True)
+class QuotedIn:
+    """A document that quotes a short hit: its words around the quote are that hit's keys."""
+
+    value_id: int
+    identifier: str = ""
+    title: str = ""
+
+
+@dataclass(frozen=True)
 class LexicalExplanation:
     score: float
     bm25: float
     terms: tuple[TermContribution, ...]
+    quoted_in: tuple[QuotedIn, ...] = ()  # when words around its quotes matched (quotes.py)
 
 
 @dataclass(frozen=True)
@@ -204,6 +214,11 @@ class Explanation:
                     }
                     for t in self.lexical.terms
                 ]
+                if self.lexical.quoted_in:
+                    lex["quoted_in"] = [
+                        {"identifier": q.identifier, "title": q.title}
+                        for q in self.lexical.quoted_in
+                    ]
             out["lexical"] = lex
         if self.dense is not None:
             den: dict[str, Any] = {"score": round(self.dense.score, 6)}
@@ -675,10 +690,18 @@ class Retriever:
         if not ranked:
             return []
         hits = []
-        shown = self._shown_records([r.value_id for r in ranked])
+        quoting = [
+            q.value_id
+            for r in ranked
+            if r.explanation.lexical is not None
+            for q in r.explanation.lexical.quoted_in
+        ]
+        shown = self._shown_records([r.value_id for r in ranked] + quoting)
         for r, weight in zip(ranked, weights, strict=True):
             value_id, score = r.value_id, r.score
             exp = self._with_passage_text(r.explanation) if details else r.explanation
+            if details and exp.lexical is not None and exp.lexical.quoted_in:
+                exp = replace(exp, lexical=_named_quotes(exp.lexical, shown))
             record = shown.get(value_id) or self.vault.values.get(value_id)  # gone: NotFound
             snippet = r.snippet_html or self._snippet(value_id, exp, details)
             hits.append(
@@ -797,12 +820,23 @@ def _tag_forms(name: str) -> Iterable[str]:
         yield " ".join(_WORD.findall(lower.rsplit("::", 1)[1]))
 
 
+def _named_quotes(lexical: LexicalExplanation, shown: dict[int, Any]) -> LexicalExplanation:
+    """The quoting documents with their identifiers and titles (those still in the vault)."""
+    named = tuple(
+        QuotedIn(q.value_id, shown[q.value_id].identifier, shown[q.value_id].title)
+        for q in lexical.quoted_in
+        if q.value_id in shown
+    )
+    return replace(lexical, quoted_in=named)
+
+
 def _lexical_exp(hit: LexicalHit | None, scale: float) -> LexicalExplanation | None:
     if hit is None:
         return LexicalExplanation(0.0, 0.0, ())
     terms = tuple(TermContribution(t.field, t.term, t.score, t.score * scale) for t in hit.terms)
     score = sum(t.score for t in terms) if terms else hit.score * scale
-    return LexicalExplanation(score=score, bm25=hit.score, terms=terms)
+    quoted = tuple(QuotedIn(v) for v in hit.quoted_in)
+    return LexicalExplanation(score=score, bm25=hit.score, terms=terms, quoted_in=quoted)
 
 
 def _learned_exp(
