@@ -14,7 +14,6 @@ the parser of tantivy's explanations must agree field by field, so they live tog
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import functools
 import hashlib
@@ -23,7 +22,6 @@ import json
 import logging
 import math
 import mimetypes
-import os
 import re
 import shutil
 import string
@@ -36,6 +34,7 @@ from typing import Any
 
 from kvdesk.core.errors import KvdeskError, VaultBusyError, VaultFormatError
 from kvdesk.core.keys.japanese import japanese_words
+from kvdesk.core.keys.stamped import save_record
 from kvdesk.core.search.identifiers import Identifier
 from kvdesk.core.search.identifiers import decode as decode_identifiers
 from kvdesk.core.search.identifiers import encode as encode_identifiers
@@ -51,7 +50,6 @@ __all__ = [
     "TermScore",
     "cjk_grams",
     "media_types_for",
-    "vault_files_stamp",
 ]
 
 _ALNUM_RUN_RE = re.compile(r"[^\W_]+")
@@ -232,33 +230,6 @@ class _Generation:
 _PLANS_KEPT = 64
 _RANKINGS_KEPT = 8
 _IN_STEP_FILE = "in-step.json"  # beside the schema folders: tantivy manages only those
-
-
-def vault_files_stamp(vault_path: Path) -> list[Any] | None:
-    """A stamp of a SQLite vault's files that changes with every commit, read in microseconds.
-
-    A commit appends frames to the write-ahead log (it grows) or restarts it (its header's
-    salts change); a checkpoint rewrites the database file (its mtime, ctime and maybe size
-    change; ctime also catches a copy put back with ``cp -p``); without a log, a commit writes
-    the database file (its mtime and ctime). An empty or missing log holds nothing, so
-    readers creating and removing one change nothing. None when the files cannot be read (then
-    nothing is assumed).
-    """
-    try:
-        # Never open() the database file itself: closing any descriptor of it releases every
-        # POSIX lock this process holds on it, SQLite's included (sqlite.org/howtocorrupt.html).
-        # The log is safe to read: SQLite locks the -shm file, not the -wal.
-        db = os.stat(vault_path)
-        stamp: list[Any] = [db.st_dev, db.st_ino, db.st_size, db.st_mtime_ns, db.st_ctime_ns]
-        try:
-            with open(f"{vault_path}-wal", "rb") as wal:
-                size = os.fstat(wal.fileno()).st_size
-                stamp += [size, wal.read(32).hex() if size else ""]
-        except FileNotFoundError:
-            stamp += [0, ""]
-    except OSError:
-        return None
-    return stamp
 
 
 def _unescape_rust(text: str) -> str:
@@ -622,7 +593,7 @@ class LexicalIndex:
 
     def known_in_step(self, vault_stamp: list[Any]) -> bool:
         """Whether a full check found these keys in step with the vault, and neither the vault
-        files (:func:`vault_files_stamp`) nor this index changed since."""
+        files (:func:`~kvdesk.core.keys.stamped.vault_files_stamp`) nor this index changed since."""
         try:
             recorded = json.loads((self.directory / _IN_STEP_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -640,15 +611,9 @@ class LexicalIndex:
         record = self._in_step_record(vault_stamp, generation.meta)
         if record is None:
             return
-        path = self.directory / _IN_STEP_FILE
-        tmp = path.with_name(f".{_IN_STEP_FILE}.{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps(record), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError:  # a read-only key folder: the next open checks in full again
-            log.debug("cannot record that the lexical keys are in step", exc_info=True)
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+        if not save_record(self.directory / _IN_STEP_FILE, record):
+            # A read-only key folder: the next open checks in full again.
+            log.debug("cannot record that the lexical keys are in step")
 
     def doc_count(self) -> int:
         """Number of live documents."""

@@ -40,10 +40,10 @@ from kvdesk.core.keys.dense import (
     probe_providers,
 )
 from kvdesk.core.keys.folder import KeyFolder, key_fingerprint
-from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex, vault_files_stamp
+from kvdesk.core.keys.lexical import LexicalDoc, LexicalIndex
 from kvdesk.core.keys.models import INSTALLABLE
 from kvdesk.core.keys.quotes import QuoteKeeper
-from kvdesk.core.keys.stamped import counted
+from kvdesk.core.keys.stamped import counted, vault_files_stamp
 from kvdesk.core.keys.store import KeySet, KeySetState, KeyStore
 from kvdesk.core.keys.vectors import VectorMatrix
 from kvdesk.core.paths import keys_dir_for
