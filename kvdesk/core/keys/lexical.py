@@ -34,6 +34,7 @@ from typing import Any
 
 from kvdesk.core.errors import KvdeskError, VaultBusyError, VaultFormatError
 from kvdesk.core.keys.japanese import japanese_words
+from kvdesk.core.keys.quotes import NO_CONTEXT, Context
 from kvdesk.core.keys.stamped import save_record
 from kvdesk.core.search.identifiers import Identifier
 from kvdesk.core.search.identifiers import decode as decode_identifiers
@@ -151,9 +152,7 @@ class LexicalDoc:
     updated: datetime.datetime
     built: int = 0  # fingerprint of the value state and tags these keys were built from
     identifiers: tuple[Identifier, ...] = ()
-    context: str = ""  # the words around where other values quote this one (quotes.py)
-    context_fp: int = 0  # fingerprint of ``context`` (0: none), to spot a stale context
-    context_hosts: tuple[int, ...] = ()  # the values whose quotes gave ``context``
+    context: Context = NO_CONTEXT  # the words around where other values quote this one
 
 
 @dataclass(frozen=True)
@@ -487,13 +486,13 @@ class LexicalIndex:
                 doc.add_integer("value_id", int(d.value_id))
                 doc.add_integer("version", int(d.version))
                 doc.add_integer("built", int(d.built))
-                doc.add_integer("context_fp", int(d.context_fp))
-                for host in d.context_hosts:
+                doc.add_integer("context_fp", d.context.fingerprint)  # 0: none
+                for host in d.context.hosts:
                     doc.add_integer("context_of", int(host))
-                if d.context:
-                    doc.add_text("context", d.context)
-                    if has_cjk(d.context):
-                        doc.add_text("context_cjk", d.context)
+                if d.context.text:
+                    doc.add_text("context", d.context.text)
+                    if has_cjk(d.context.text):
+                        doc.add_text("context_cjk", d.context.text)
                 doc.add_text("identifier", d.identifier)
                 if d.external_id:
                     doc.add_text("ext_id", d.external_id)

@@ -340,9 +340,7 @@ class KeyManager:
                     src.digest, src.identifier, src.updated_at, tags[src.value_id]
                 ),
                 identifiers=_identifiers(src),
-                context=self._quotes.context(src.value_id).text,
-                context_fp=self._quotes.context(src.value_id).fingerprint,
-                context_hosts=self._quotes.context(src.value_id).hosts,
+                context=self._quotes.context(src.value_id),
             )
             for src in sources
         ]
