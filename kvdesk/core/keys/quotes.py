@@ -137,9 +137,7 @@ class QuoteKeeper:
         self._changed: set[int] = set()
         self._read: dict[int, KeySource] = {}  # changed values whose key text was at hand
         self._everything = False  # the next refresh looks at every short value
-        self._automaton: Any = None  # see _finder
-        self._automaton_of: dict[int, tuple[str, str]] | None = None
-        self._stale_finder = False
+        self._automaton: Any = None  # see _finder; None whenever the short values change
 
     def context(self, value_id: int) -> Context:
         return self._contexts.get(value_id, NO_CONTEXT)
@@ -162,18 +160,17 @@ class QuoteKeeper:
     def _finder(self) -> Any:
         """An Aho-Corasick automaton of every short value's text (rebuilt when they change):
         one pass over a document finds all it quotes."""
-        shorts = self._shorts or {}
-        if self._automaton is None or self._automaton_of is not shorts or self._stale_finder:
+        if self._automaton is None:
             import ahocorasick
 
             automaton = ahocorasick.Automaton()
             by_needle: dict[str, set[int]] = {}
-            for value_id, (_title, needle) in shorts.items():
+            for value_id, (_title, needle) in (self._shorts or {}).items():
                 by_needle.setdefault(needle, set()).add(value_id)
             for needle, ids in by_needle.items():
                 automaton.add_word(needle, frozenset(ids))
             automaton.make_automaton()
-            self._automaton, self._automaton_of, self._stale_finder = automaton, shorts, False
+            self._automaton = automaton
         return self._automaton
 
     def refresh(
@@ -196,6 +193,7 @@ class QuoteKeeper:
         everything, self._everything = self._everything, False
         if self._shorts is None or everything:
             self._shorts = {}
+            self._automaton = None
             # Whitespace runs count as one: look past the limit (as quotable does).
             maybe = [v for v, n in text_lengths().items() if n <= 4 * SHORT_CHARS]
             for src in sources(maybe):
@@ -216,11 +214,11 @@ class QuoteKeeper:
                 if now is not None and needle is not None:
                     if self._shorts.get(value_id) != (now.title, needle):
                         self._shorts[value_id] = (now.title, needle)
-                        self._stale_finder = True
+                        self._automaton = None
                     targets.add(value_id)
                 else:
                     if self._shorts.pop(value_id, None) is not None:
-                        self._stale_finder = True
+                        self._automaton = None
                     self._contexts.pop(value_id, None)
                     if now is not None:
                         longer.append(now.text)
