@@ -495,10 +495,9 @@ class Embedder:
                 tail = 0
                 while tail < len(ids) - head and special[len(ids) - 1 - tail]:
                     tail += 1
-                keep = max(0, self.max_tokens - head - tail)
-                cut = slice(head + keep, len(ids) - tail)
-                ids = ids[: cut.start] + ids[cut.stop :]
-                types = types[: cut.start] + types[cut.stop :]
+                end = head + max(0, self.max_tokens - head - tail)  # text kept up to here
+                ids = ids[:end] + ids[len(ids) - tail :]
+                types = types[:end] + types[len(types) - tail :]
             out.append((ids, types))
         return out
 
