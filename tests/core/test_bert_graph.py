@@ -1,5 +1,5 @@
-"""The fused fp32 BERT graph rebuilt from a model's own weights, its disk cache, and the
-Embedder's run planning.
+"""The BERT graphs rebuilt from a model's own weights (fused fp32, int8), their disk cache, and
+the Embedder's run planning.
 
 Small tests use a tiny BERT written the way the shipped model is (Hugging Face weight names,
 int8 weights dequantised in the graph by Cast+Mul); one test (marked ``model``) rebuilds the
@@ -21,6 +21,7 @@ from kvdesk.core.keys import bert_graph
 from kvdesk.core.keys.bert_graph import BertLayer, BertWeights, NotBert
 from kvdesk.core.keys.dense import (
     GRAPH_FUSED,
+    GRAPH_INT8,
     GRAPH_SHIPPED,
     Embedder,
     default_model_spec,
@@ -245,75 +246,66 @@ def test_graphs_that_are_not_bert_are_refused() -> None:
 # ------------------------------------------------------------------------ Embedder + cache
 
 
+@pytest.mark.parametrize(
+    ("graph", "kind", "floor"), [(GRAPH_FUSED, "fp32", 0.9999), (GRAPH_INT8, "int8", 0.999)]
+)
 def test_embedder_rebuilds_once_caches_and_agrees_with_the_shipped_graph(
-    tmp_path: Path, _private_home: Path
+    tmp_path: Path, _private_home: Path, graph: str, kind: str, floor: float
 ) -> None:
     spec = load_model_spec(hf_model_folder(tmp_path / "hf"))
-    fused = Embedder(spec, prefer_gpu=False)
-    assert fused.graph == GRAPH_FUSED
-    cached = bert_graph.cached_path(spec.model_sha256)
+    rebuilt = Embedder(spec, prefer_gpu=False, graph=graph)
+    assert rebuilt.graph == graph
+    cached = bert_graph.cached_path(spec.model_sha256, kind)
     assert cached.is_relative_to(_private_home)  # KVDESK_HOME is honoured
     note = json.loads(cached.with_suffix(".json").read_text())
     assert note["source_sha256"] == spec.model_sha256 == file_sha256(spec.model_path)
-    assert note["sha256"] == file_sha256(cached)
+    assert (note["sha256"], note["kind"]) == (file_sha256(cached), kind)
     assert not list(cached.parent.glob("*.tmp"))  # written atomically, nothing left over
     shipped = Embedder(spec, prefer_gpu=False, graph=GRAPH_SHIPPED)
     assert shipped.graph == GRAPH_SHIPPED
-    a, b = fused.embed_passages(SENTENCES), shipped.embed_passages(SENTENCES)
-    assert float(np.min(np.sum(a * b, axis=1))) >= 0.9999
+    a, b = rebuilt.embed_passages(SENTENCES), shipped.embed_passages(SENTENCES)
+    assert float(np.min(np.sum(a * b, axis=1))) >= floor
     stamp = cached.stat().st_mtime_ns
-    assert Embedder(spec, prefer_gpu=False).graph == GRAPH_FUSED
+    assert Embedder(spec, prefer_gpu=False, graph=graph).graph == graph
     assert cached.stat().st_mtime_ns == stamp  # loaded from the cache, not rebuilt
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "no-note", "no-file"])
-def test_damaged_cache_is_rebuilt(tmp_path: Path, damage: str) -> None:
-    spec = load_model_spec(hf_model_folder(tmp_path / "hf"))
-    want = Embedder(spec, prefer_gpu=False).embed_passages(SENTENCES)
-    cached = bert_graph.cached_path(spec.model_sha256)
-    good = cached.read_bytes()
-    if damage == "flip":
-        data = bytearray(good)
-        data[len(data) // 2] ^= 0xFF
-        cached.write_bytes(bytes(data))
-    elif damage == "truncate":
-        cached.write_bytes(good[:1000])
-    elif damage == "no-note":
-        cached.with_suffix(".json").unlink()
-    else:
-        cached.unlink()
-    embedder = Embedder(spec, prefer_gpu=False)
-    assert embedder.graph == GRAPH_FUSED
-    assert cached.read_bytes() == good  # the build is deterministic
-    np.testing.assert_allclose(embedder.embed_passages(SENTENCES), want, atol=1e-6)
-
-
-def test_fallbacks_to_the_shipped_graph(
-    tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_cpu_runs_the_int8_graph_unless_it_fails_its_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tiny = load_model_spec(tiny_dir)  # not a Hugging Face BERT: used as shipped
-    with pytest.raises(KvdeskError, match="Cannot rebuild"):
-        Embedder(tiny, prefer_gpu=False, graph=GRAPH_FUSED)
-    assert "GELU" in (bert_graph.unsupported(tiny.model_sha256) or "")  # remembered ...
-    assert Embedder(tiny, prefer_gpu=False).graph == GRAPH_SHIPPED
-    with pytest.raises(KvdeskError, match="Cannot rebuild.*GELU"):  # ... and not parsed again
-        Embedder(tiny, prefer_gpu=False, graph=GRAPH_FUSED)
-    assert not bert_graph.cached_path(tiny.model_sha256).exists()
-    with pytest.raises(KvdeskError, match="Unknown model graph"):
-        Embedder(tiny, prefer_gpu=False, graph="int4")
     spec = load_model_spec(hf_model_folder(tmp_path / "hf"))
-    blocked = tmp_path / "a-file"
-    blocked.write_text("not a folder")
-    monkeypatch.setenv("KVDESK_HOME", str(blocked))  # the cache cannot be written
-    assert Embedder(spec, prefer_gpu=False).graph == GRAPH_SHIPPED
-    monkeypatch.setenv("KVDESK_MODEL_CACHE", str(tmp_path / "shared-cache"))  # overrides HOME
+    assert Embedder(spec, prefer_gpu=False).graph == GRAPH_INT8
+    assert not bert_graph.cached_path(spec.model_sha256, "fp32").exists()  # not built: unused
+    other = load_model_spec(hf_model_folder(tmp_path / "hf2", seed=5))
+    monkeypatch.setattr(bert_graph, "MIN_INT8_COSINE", 1.01)  # no int8 graph can pass
+    assert Embedder(other, prefer_gpu=False).graph == GRAPH_FUSED
+    assert "agree with the source's to" in (
+        bert_graph.unsupported(other.model_sha256, "int8") or ""
+    )
+    assert not bert_graph.cached_path(other.model_sha256, "int8").exists()
+    monkeypatch.setattr(bert_graph, "MIN_INT8_COSINE", 0.0)
+    assert Embedder(other, prefer_gpu=False).graph == GRAPH_FUSED  # remembered, not retried
+    with pytest.raises(KvdeskError, match="Cannot rebuild .* as int8: the int8 graph"):
+        Embedder(other, prefer_gpu=False, graph=GRAPH_INT8)
+    monkeypatch.setenv("KVDESK_MODEL_GRAPH", "fused-fp32")
     assert Embedder(spec, prefer_gpu=False).graph == GRAPH_FUSED
-    assert bert_graph.cached_path(spec.model_sha256).parent == tmp_path / "shared-cache"
-    monkeypatch.delenv("KVDESK_MODEL_CACHE")
-    monkeypatch.setenv("KVDESK_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KVDESK_MODEL_GRAPH", "shipped")
-    assert Embedder(spec, prefer_gpu=False).graph == GRAPH_SHIPPED
-    assert not bert_graph.cache_dir().exists()
+
+
+def test_int8_weights_keep_an_int8_grid_exactly() -> None:
+    rng = np.random.default_rng(3)
+    steps = rng.uniform(0.001, 0.01, 5).astype(np.float32)
+    on_grid = rng.integers(-127, 128, (200, 5)).astype(np.float32) * steps  # per-column int8
+    on_grid[0] = 127 * steps  # each column reaches its grid's end
+    free = rng.standard_normal((200, 3)).astype(np.float32)
+    w = np.concatenate([on_grid, free], axis=1)
+    packed, scales = bert_graph.quantize_columns(w, 128)
+    assert packed.shape == (8, 2, 128) and packed.dtype == np.uint8  # K=200 padded to 256
+    back = (packed.astype(np.float32) - 128) * scales.reshape(8, 2)[:, :, None]
+    back = back.reshape(8, 256).T
+    np.testing.assert_array_equal(back[200:], 0)
+    np.testing.assert_allclose(back[:200, :5], on_grid, rtol=1e-6, atol=1e-9)  # exact
+    error = np.abs(back[:200, 5:] - free)
+    assert 0 < error.max() <= np.abs(free).max() / 127 / 2 + 1e-6  # rounded to its block's grid
 
 
 @pytest.fixture(scope="module")
@@ -355,12 +347,13 @@ def test_parallel_runs_give_the_same_vectors_in_order(tiny_dir: Path) -> None:
 
 
 @pytest.mark.model
-def test_real_model_rebuilt_graph_matches_the_shipped_graph() -> None:
+def test_real_model_rebuilt_graphs_match_the_shipped_graph() -> None:
     spec = default_model_spec()
-    fused = Embedder(spec, prefer_gpu=False)
+    fused = Embedder(spec, prefer_gpu=False, graph=GRAPH_FUSED)
+    int8 = Embedder(spec, prefer_gpu=False)
     shipped = Embedder(spec, prefer_gpu=False, graph=GRAPH_SHIPPED)
-    assert (fused.graph, shipped.graph) == (GRAPH_FUSED, GRAPH_SHIPPED)
-    assert fused.spec == shipped.spec  # the key set identity (model sha256) is unchanged
+    assert (fused.graph, int8.graph, shipped.graph) == (GRAPH_FUSED, GRAPH_INT8, GRAPH_SHIPPED)
+    assert fused.spec == int8.spec == shipped.spec  # the key set identity (model sha256)
     texts = [
         "A man is eating food.",
         "The girl is carrying a baby.",
@@ -373,14 +366,24 @@ def test_real_model_rebuilt_graph_matches_the_shipped_graph() -> None:
         texts += [json.loads(next(f))["text"] for _ in range(20)]  # ~200-token abstracts
     a = fused.embed_passages(texts)
     b = shipped.embed_passages(texts)
+    c = int8.embed_passages(texts)
     assert float(np.min(np.sum(a * b, axis=1))) >= 0.9999
     assert float(np.max(np.abs(a - b))) < 1e-4
+    agree = np.sum(c * b, axis=1)
+    assert float(np.min(agree[[0, 1, 4, 5, *range(6, 26)]])) >= 0.9995  # real text
+    assert float(np.min(agree)) >= 0.997  # "" and "x": [CLS] [SEP] alone, the hardest case
+    # Same neighbours: each abstract's nearest other text is the same under both graphs.
+    nearest = [np.argsort(-(v[6:] @ v[6:].T), axis=1)[:, 1] for v in (b, c)]
+    assert np.mean(nearest[0] == nearest[1]) >= 0.95
     ops = [n.op_type for n in onnx.load(str(bert_graph.cached_path(spec.model_sha256))).graph.node]
     assert (ops.count("Attention"), ops.count("SkipLayerNormalization"), ops.count("BiasGelu")) == (
         6,
         12,
         6,
     )
+    graph = onnx.load(str(bert_graph.cached_path(spec.model_sha256, "int8"))).graph
+    ops = [n.op_type for n in graph.node]
+    assert (ops.count("MatMulNBits"), ops.count("Attention")) == (18, 0)
 
 
 def test_doctor_says_which_graph_runs(
@@ -389,9 +392,13 @@ def test_doctor_says_which_graph_runs(
     from kvdesk.core.doctor import _embedding_graph, diagnose
 
     spec = load_model_spec(hf_model_folder(tmp_path / "hf"))
-    assert _embedding_graph(spec.model_sha256).startswith("fused fp32, built on first use")
+    assert _embedding_graph(spec.model_sha256).startswith("int8 linear layers, built on first")
+    assert _embedding_graph(spec.model_sha256, on_gpu=True).startswith("fused fp32, built on")
     Embedder(spec, prefer_gpu=False)
-    assert _embedding_graph(spec.model_sha256).startswith("fused fp32, rebuilt from the model")
+    assert _embedding_graph(spec.model_sha256).startswith("int8 linear layers, rebuilt from the")
+    monkeypatch.setenv("KVDESK_MODEL_GRAPH", "fused-fp32")
+    assert _embedding_graph(spec.model_sha256).startswith("fused fp32, built on first use")
+    monkeypatch.delenv("KVDESK_MODEL_GRAPH")
     tiny = load_model_spec(tiny_dir)
     Embedder(tiny, prefer_gpu=False)
     assert "not rebuildable" in _embedding_graph(tiny.model_sha256)

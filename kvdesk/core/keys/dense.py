@@ -296,56 +296,88 @@ def probe_providers(*, prefer_gpu: bool = True) -> ProviderInfo:
     return info
 
 
-#: Which graph an Embedder runs: the model file as shipped, or the fused fp32 graph rebuilt from
-#: its weights (bert_graph.py; same vectors, faster, less memory). ``KVDESK_MODEL_GRAPH=shipped``
-#: forces the former (benchmarks compare the two).
+#: Which graph an Embedder runs: the model file as shipped, or a graph rebuilt from its weights
+#: (bert_graph.py): fused fp32 (the same vectors, faster, less memory; what a GPU runs) or
+#: int8 (quantised linear layers: vectors within cosine 0.999 of the model's, what a CPU runs).
+#: ``KVDESK_MODEL_GRAPH=shipped|fused-fp32|int8`` forces one (benchmarks compare them).
 GRAPH_AUTO = "auto"
 GRAPH_SHIPPED = "shipped"
 GRAPH_FUSED = "fused-fp32"
+GRAPH_INT8 = "int8"
+_GRAPHS = (GRAPH_AUTO, GRAPH_SHIPPED, GRAPH_FUSED, GRAPH_INT8)
+_GRAPH_KIND = {GRAPH_FUSED: "fp32", GRAPH_INT8: "int8"}
+
+
+def _gpu_in_use(prefer_gpu: bool) -> bool:
+    """Whether a session would really run on CUDA here (a tiny probe session, not the model)."""
+    if not prefer_gpu or os.environ.get("KVDESK_DEVICE", "").strip().lower() == "cpu":
+        return False
+    if CUDA not in _import_ort().get_available_providers():
+        return False
+    return probe_providers(prefer_gpu=True).provider == CUDA
+
+
+def _rebuilt_graph(
+    spec: ModelSpec, graph: str, *, strict: bool, threads: int | None
+) -> Path | None:
+    """The cached ``graph`` rebuilt from ``spec``'s model, built now if need be; None (or, when
+    ``strict``, an error) where it cannot be had: not a BERT, no ``onnx``, an unwritable cache,
+    or a graph that failed its check against the model (remembered, not retried)."""
+    from kvdesk.core.keys import bert_graph
+
+    kind = _GRAPH_KIND[graph]
+    path = bert_graph.load_cached(spec.model_sha256, kind)
+    if path is not None:
+        return path
+    known = bert_graph.unsupported(spec.model_sha256, kind) or bert_graph.unsupported(
+        spec.model_sha256
+    )
+    try:
+        if known is not None:
+            raise bert_graph.NotBert(known)
+        source, _ = _create_session(str(spec.model_path), prefer_gpu=False, threads=threads)
+        return bert_graph.build_and_cache(
+            spec.model_path, spec.model_sha256, lambda feeds: source.run(None, feeds)[0], kind
+        )
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own types; fall back, say why
+        if strict:
+            raise KvdeskError(f"Cannot rebuild {spec.model_path} as {graph}: {exc}") from exc
+        log.info("no %s graph for %s: %s", graph, spec.model_path, exc)
+        return None
 
 
 def _model_session(
     spec: ModelSpec, graph: str, *, prefer_gpu: bool, threads: int | None
 ) -> tuple[Any, ProviderInfo, str]:
-    """The session for ``spec``: its rebuilt fused graph where one can be had, else as shipped.
+    """The session for ``spec`` and the name of the graph it runs.
 
-    The rebuilt graph is built once per model file (keyed by its sha256) and cached; a model
-    that is not a BERT encoder, a missing ``onnx`` package or an unwritable cache folder means
-    the shipped graph, with a log line saying why.
+    ``auto``: on a GPU the fused fp32 graph (ORT's Attention kernel, keys equal to the CPU's to
+    fp32 precision), on a CPU the int8 graph; each falls back to the next (fused fp32, then the
+    model as shipped) with a log line saying why. Rebuilt graphs are built once per model file
+    (keyed by its sha256) and cached.
     """
-    if os.environ.get("KVDESK_MODEL_GRAPH", "").strip().lower() == GRAPH_SHIPPED:
-        graph = GRAPH_SHIPPED
-    if graph not in (GRAPH_AUTO, GRAPH_SHIPPED, GRAPH_FUSED):
-        raise KvdeskError(f"Unknown model graph {graph!r}: use auto, shipped or fused-fp32.")
-    if graph != GRAPH_SHIPPED:
-        from kvdesk.core.keys import bert_graph
-
-        path = bert_graph.load_cached(spec.model_sha256)
-        known = bert_graph.unsupported(spec.model_sha256) if path is None else None
-        if known is not None:
-            if graph == GRAPH_FUSED:
-                raise KvdeskError(f"Cannot rebuild {spec.model_path}: {known}")
-        elif path is None:
-            try:
-                source, _ = _create_session(str(spec.model_path), prefer_gpu=False, threads=threads)
-                path = bert_graph.build_and_cache(
-                    spec.model_path,
-                    spec.model_sha256,
-                    lambda feeds: source.run(None, feeds)[0],
-                )
-                del source
-            except (ImportError, bert_graph.NotBert, OSError) as exc:
-                if graph == GRAPH_FUSED:
-                    raise KvdeskError(f"Cannot rebuild {spec.model_path}: {exc}") from exc
-                log.info("using %s as shipped (no fused graph: %s)", spec.model_path, exc)
-        if path is not None:
-            try:
-                session, info = _create_session(str(path), prefer_gpu=prefer_gpu, threads=threads)
-                return session, info, GRAPH_FUSED
-            except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-                if graph == GRAPH_FUSED:
-                    raise
-                log.warning("the rebuilt graph %s does not load (%s); using the shipped", path, exc)
+    forced = os.environ.get("KVDESK_MODEL_GRAPH", "").strip().lower()
+    if forced in _GRAPHS:
+        graph = forced
+    if graph not in _GRAPHS:
+        raise KvdeskError(f"Unknown model graph {graph!r}: use one of {', '.join(_GRAPHS)}.")
+    if graph == GRAPH_AUTO:
+        on_gpu = _gpu_in_use(prefer_gpu)
+        candidates = [GRAPH_FUSED] if on_gpu else [GRAPH_INT8, GRAPH_FUSED]
+        prefer_gpu = on_gpu  # known now: no second CUDA attempt on a machine without one
+    else:
+        candidates = [] if graph == GRAPH_SHIPPED else [graph]
+    for candidate in candidates:
+        path = _rebuilt_graph(spec, candidate, strict=candidate == graph, threads=threads)
+        if path is None:
+            continue
+        try:
+            session, info = _create_session(str(path), prefer_gpu=prefer_gpu, threads=threads)
+            return session, info, candidate
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            if candidate == graph:
+                raise
+            log.warning("the rebuilt graph %s does not load (%s); trying the next", path, exc)
     session, info = _create_session(str(spec.model_path), prefer_gpu=prefer_gpu, threads=threads)
     return session, info, GRAPH_SHIPPED
 
