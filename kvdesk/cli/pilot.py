@@ -58,11 +58,7 @@ def cmd_pilot_mark(args: argparse.Namespace, out: TextIO) -> int:
     with open_kb(args) as kb:
         value_id = kb.values.resolve(args.doc) if args.doc else None
         session = kb.pilot.mark(args.session, args.outcome, value_id)
-        doc = (
-            kb.values.get(session.found_value_id).identifier
-            if session.found_value_id
-            else None
-        )
+        doc = kb.values.get(session.found_value_id).identifier if session.found_value_id else None
     if args.json:
         _json({"session": session.id, "outcome": session.outcome, "doc": doc}, out)
     else:

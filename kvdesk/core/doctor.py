@@ -81,8 +81,11 @@ def _embedding_graph(model_sha256: str, *, on_gpu: bool = False) -> str:
     if forced == "shipped":
         return "as shipped (KVDESK_MODEL_GRAPH=shipped)"
     labels = {"fp32": "fused fp32", "int8": "int8 linear layers"}
+    from kvdesk.core.keys.dense import cpu_has_int8_dot
+
+    int8 = not on_gpu and cpu_has_int8_dot()
     kinds = {"fused-fp32": ["fp32"], "int8": ["int8"]}.get(
-        forced, ["fp32"] if on_gpu else ["int8", "fp32"]
+        forced, ["int8", "fp32"] if int8 else ["fp32"]
     )
     not_bert = bert_graph.unsupported(model_sha256)
     for kind in kinds:

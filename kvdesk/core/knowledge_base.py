@@ -431,6 +431,7 @@ class KnowledgeBase:
         pending = self._scans.pending()
         for done, value_id in enumerate(pending, start=1):
             token.raise_if_cancelled()
+
             def page_read(p: Progress, done: int = done) -> None:
                 where = f"page {min(p.done + 1, p.total or 1)} of {p.total}" if p.total else ""
                 progress(Progress("reading scans", done - 1, len(pending), where))
@@ -639,7 +640,8 @@ class KnowledgeBase:
             raise KvdeskError("this vault has no dense key set yet; build dense keys first")
 
         external = (
-            self.values.external_ids() if self.golden.get_set(name).source.startswith("beir:")
+            self.values.external_ids()
+            if self.golden.get_set(name).source.startswith("beir:")
             else {}
         )
         without, with_learned = self._learned.evaluate(

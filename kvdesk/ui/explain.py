@@ -452,8 +452,7 @@ class ExplanationPanel(QWidget):
                 delta = pa.get(space, 0.0) - pb.get(space, 0.0)
                 colour = COLORS[space].name()
                 lines.append(
-                    f'<span style="color:{colour}">■</span> {LABELS[space]} '
-                    f"<b>{delta:+.3f}</b>"
+                    f'<span style="color:{colour}">■</span> {LABELS[space]} <b>{delta:+.3f}</b>'
                 )
         return f"Score difference <b>{a.score - b.score:+.3f}</b>: " + " &nbsp; ".join(lines)
 

@@ -273,9 +273,13 @@ def test_embedder_rebuilds_once_caches_and_agrees_with_the_shipped_graph(
 def test_a_cpu_runs_the_int8_graph_unless_it_fails_its_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from kvdesk.core.keys import dense
+
     spec = load_model_spec(hf_model_folder(tmp_path / "hf"))
+    monkeypatch.setattr(dense, "cpu_has_int8_dot", lambda: False)  # int8 unmeasured there
+    assert Embedder(spec, prefer_gpu=False).graph == GRAPH_FUSED
+    monkeypatch.setattr(dense, "cpu_has_int8_dot", lambda: True)
     assert Embedder(spec, prefer_gpu=False).graph == GRAPH_INT8
-    assert not bert_graph.cached_path(spec.model_sha256, "fp32").exists()  # not built: unused
     other = load_model_spec(hf_model_folder(tmp_path / "hf2", seed=5))
     monkeypatch.setattr(bert_graph, "MIN_INT8_COSINE", 1.01)  # no int8 graph can pass
     assert Embedder(other, prefer_gpu=False).graph == GRAPH_FUSED
@@ -306,6 +310,59 @@ def test_int8_weights_keep_an_int8_grid_exactly() -> None:
     np.testing.assert_allclose(back[:200, :5], on_grid, rtol=1e-6, atol=1e-9)  # exact
     error = np.abs(back[:200, 5:] - free)
     assert 0 < error.max() <= np.abs(free).max() / 127 / 2 + 1e-6  # rounded to its block's grid
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "no-note", "no-file"])
+@pytest.mark.parametrize(("graph", "kind"), [(GRAPH_FUSED, "fp32"), (GRAPH_INT8, "int8")])
+def test_damaged_cache_is_rebuilt(tmp_path: Path, damage: str, graph: str, kind: str) -> None:
+    spec = load_model_spec(hf_model_folder(tmp_path / "hf"))
+    want = Embedder(spec, prefer_gpu=False, graph=graph).embed_passages(SENTENCES)
+    cached = bert_graph.cached_path(spec.model_sha256, kind)
+    good = cached.read_bytes()
+    if damage == "flip":
+        data = bytearray(good)
+        data[len(data) // 2] ^= 0xFF
+        cached.write_bytes(bytes(data))
+    elif damage == "truncate":
+        cached.write_bytes(good[:1000])
+    elif damage == "no-note":
+        cached.with_suffix(".json").unlink()
+    else:
+        cached.unlink()
+    embedder = Embedder(spec, prefer_gpu=False, graph=graph)
+    assert embedder.graph == graph
+    assert cached.read_bytes() == good  # the build is deterministic
+    np.testing.assert_allclose(embedder.embed_passages(SENTENCES), want, atol=1e-6)
+
+
+def test_fallbacks_to_the_shipped_graph(
+    tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = load_model_spec(tiny_dir)  # not a Hugging Face BERT: used as shipped
+    with pytest.raises(KvdeskError, match="Cannot rebuild"):
+        Embedder(tiny, prefer_gpu=False, graph=GRAPH_FUSED)
+    with pytest.raises(KvdeskError, match="Cannot rebuild .* as int8: .*GELU"):
+        Embedder(tiny, prefer_gpu=False, graph=GRAPH_INT8)
+    assert "GELU" in (bert_graph.unsupported(tiny.model_sha256) or "")  # remembered ...
+    assert Embedder(tiny, prefer_gpu=False).graph == GRAPH_SHIPPED
+    with pytest.raises(KvdeskError, match="Cannot rebuild.*GELU"):  # ... and not parsed again
+        Embedder(tiny, prefer_gpu=False, graph=GRAPH_FUSED)
+    assert not bert_graph.cached_path(tiny.model_sha256).exists()
+    with pytest.raises(KvdeskError, match="Unknown model graph"):
+        Embedder(tiny, prefer_gpu=False, graph="int4")
+    spec = load_model_spec(hf_model_folder(tmp_path / "hf"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("KVDESK_HOME", str(blocked))  # the cache cannot be written
+    assert Embedder(spec, prefer_gpu=False).graph == GRAPH_SHIPPED
+    monkeypatch.setenv("KVDESK_MODEL_CACHE", str(tmp_path / "shared-cache"))  # overrides HOME
+    assert Embedder(spec, prefer_gpu=False, graph=GRAPH_INT8).graph == GRAPH_INT8
+    assert bert_graph.cached_path(spec.model_sha256, "int8").parent == tmp_path / "shared-cache"
+    monkeypatch.delenv("KVDESK_MODEL_CACHE")
+    monkeypatch.setenv("KVDESK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KVDESK_MODEL_GRAPH", "shipped")
+    assert Embedder(spec, prefer_gpu=False).graph == GRAPH_SHIPPED
+    assert not bert_graph.cache_dir().exists()
 
 
 @pytest.fixture(scope="module")
@@ -350,7 +407,7 @@ def test_parallel_runs_give_the_same_vectors_in_order(tiny_dir: Path) -> None:
 def test_real_model_rebuilt_graphs_match_the_shipped_graph() -> None:
     spec = default_model_spec()
     fused = Embedder(spec, prefer_gpu=False, graph=GRAPH_FUSED)
-    int8 = Embedder(spec, prefer_gpu=False)
+    int8 = Embedder(spec, prefer_gpu=False, graph=GRAPH_INT8)
     shipped = Embedder(spec, prefer_gpu=False, graph=GRAPH_SHIPPED)
     assert (fused.graph, int8.graph, shipped.graph) == (GRAPH_FUSED, GRAPH_INT8, GRAPH_SHIPPED)
     assert fused.spec == int8.spec == shipped.spec  # the key set identity (model sha256)

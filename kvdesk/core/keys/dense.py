@@ -317,6 +317,16 @@ def _gpu_in_use(prefer_gpu: bool) -> bool:
     return probe_providers(prefer_gpu=True).provider == CUDA
 
 
+def cpu_has_int8_dot() -> bool:
+    """Whether this CPU has AVX-512 VNNI (int8 dot products), where the int8 graph was measured
+    faster than fp32. Elsewhere (unmeasured) a CPU keeps the fused fp32 graph."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        return False
+    return bool(__cpu_features__.get("AVX512VNNI"))
+
+
 def _rebuilt_graph(
     spec: ModelSpec, graph: str, *, strict: bool, threads: int | None
 ) -> Path | None:
@@ -352,9 +362,9 @@ def _model_session(
     """The session for ``spec`` and the name of the graph it runs.
 
     ``auto``: on a GPU the fused fp32 graph (ORT's Attention kernel, keys equal to the CPU's to
-    fp32 precision), on a CPU the int8 graph; each falls back to the next (fused fp32, then the
-    model as shipped) with a log line saying why. Rebuilt graphs are built once per model file
-    (keyed by its sha256) and cached.
+    fp32 precision), on a CPU with VNNI the int8 graph; each falls back to the next (fused fp32,
+    then the model as shipped) with a log line saying why. Rebuilt graphs are built once per
+    model file (keyed by its sha256) and cached.
     """
     forced = os.environ.get("KVDESK_MODEL_GRAPH", "").strip().lower()
     if forced in _GRAPHS:
@@ -363,7 +373,8 @@ def _model_session(
         raise KvdeskError(f"Unknown model graph {graph!r}: use one of {', '.join(_GRAPHS)}.")
     if graph == GRAPH_AUTO:
         on_gpu = _gpu_in_use(prefer_gpu)
-        candidates = [GRAPH_FUSED] if on_gpu else [GRAPH_INT8, GRAPH_FUSED]
+        int8 = not on_gpu and cpu_has_int8_dot()
+        candidates = [GRAPH_INT8, GRAPH_FUSED] if int8 else [GRAPH_FUSED]
         prefer_gpu = on_gpu  # known now: no second CUDA attempt on a machine without one
     else:
         candidates = [] if graph == GRAPH_SHIPPED else [graph]

@@ -559,9 +559,7 @@ class Learned:
         fit, held = order[held_n:], order[:held_n]
         embed = self._embedder()
         # One vector per distinct query (keyed by its normal form), from the active model.
-        vectors = (
-            {q: embed(queries[q][0].query) for q in order} if embed is not None else {}
-        )
+        vectors = {q: embed(queries[q][0].query) for q in order} if embed is not None else {}
         sink = progress or (lambda _stage, _done, _total: None)
 
         fit_pairs = [p for q in fit for p in queries[q]]
@@ -695,9 +693,7 @@ class Learned:
         )
         folder = Path(tempfile.mkdtemp(prefix="kvdesk-learn-"))
         words = LearnedWords(folder / "words", keys)
-        source = LearnedKeys(
-            keys, matrix, words, weights, Visibility("", True), floor=floor
-        )
+        source = LearnedKeys(keys, matrix, words, weights, Visibility("", True), floor=floor)
         return _Scorer(self._vault, self._keys, source, folder, self._texts)
 
     def _embedder(self) -> Callable[[str], np.ndarray] | None:
@@ -856,9 +852,7 @@ def _leave_one_out(
             i = position.get(value_id)
             similarity = float(best[i]) if i is not None and best[i] > -1.0 else None
             evidence = (
-                None
-                if similarity is None
-                else LearnedEvidence(value_id, similarity, 0.0, 0, (), 0)
+                None if similarity is None else LearnedEvidence(value_id, similarity, 0.0, 0, (), 0)
             )
             candidates[value_id] = dataclasses.replace(c, learned=evidence)
         out[q] = dataclasses.replace(g, candidates=candidates)

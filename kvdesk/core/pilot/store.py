@@ -110,8 +110,7 @@ def _team_policies(conn: Connection) -> None:
         ' AND (s."user" = current_user OR ' + everyone + "))"
     )
     own = (
-        "EXISTS (SELECT 1 FROM pilot_session s WHERE s.id = session_id"
-        ' AND s."user" = current_user)'
+        'EXISTS (SELECT 1 FROM pilot_session s WHERE s.id = session_id AND s."user" = current_user)'
     )
     via_query = "EXISTS (SELECT 1 FROM pilot_query q WHERE q.id = query_id)"
     policies = {

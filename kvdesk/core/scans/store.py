@@ -205,9 +205,7 @@ class ScanStore:
         ]
 
     def failures(self) -> dict[int, str]:
-        rows = self._db.conn.execute(
-            "SELECT value_id, error FROM ocr_state WHERE state = 'failed'"
-        )
+        rows = self._db.conn.execute("SELECT value_id, error FROM ocr_state WHERE state = 'failed'")
         return {int(r[0]): str(r[1]) for r in rows}
 
     def check(self) -> list[str]:

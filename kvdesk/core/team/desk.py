@@ -347,9 +347,7 @@ class Desk:
                 frozenset(value_ids),
             )  # fmt: skip
 
-    def pull(
-        self, *, deadline: float | None = None, action: str = "sync"
-    ) -> tuple[int, set[int]]:
+    def pull(self, *, deadline: float | None = None, action: str = "sync") -> tuple[int, set[int]]:
         """Apply the server's changes after :attr:`last_seq`, a batch per local transaction;
         returns (changes applied, values touched). Stops early at ``deadline`` (monotonic)."""
         tables = {t.name: t for t in replicated_tables()}

@@ -31,7 +31,6 @@ APPLICATION_ID = 0x6B766462  # "kvdb": marks the file as a kvdesk vault
 WRITER_WAIT_SECONDS = 3.0
 
 
-
 class Vault:
     """A kvdesk vault file. Create with :meth:`open`; close with :meth:`close`."""
 
