@@ -279,7 +279,8 @@ def test_a_cpu_runs_the_int8_graph_unless_it_fails_its_check(
     monkeypatch.setattr(dense, "cpu_has_int8_dot", lambda: False)  # int8 unmeasured there
     assert Embedder(spec, prefer_gpu=False).graph == GRAPH_FUSED
     monkeypatch.setattr(dense, "cpu_has_int8_dot", lambda: True)
-    assert Embedder(spec, prefer_gpu=False).graph == GRAPH_INT8
+    int8 = Embedder(spec, prefer_gpu=False)
+    assert (int8.graph, int8.run_tokens) == (GRAPH_INT8, dense.RUN_TOKENS_INT8)
     other = load_model_spec(hf_model_folder(tmp_path / "hf2", seed=5))
     monkeypatch.setattr(bert_graph, "MIN_INT8_COSINE", 1.01)  # no int8 graph can pass
     assert Embedder(other, prefer_gpu=False).graph == GRAPH_FUSED
