@@ -665,8 +665,9 @@ def build_and_cache(
     ``run_source`` runs the source graph on feeds (it is used for the probe batches). The fp32
     graph must reproduce the source's hidden states (``MAX_ABS_DIFF``); the int8 graph its
     pooled vectors (``MIN_INT8_COSINE``). Raises :class:`NotBert` when the graph is not a BERT
-    this module can rebuild or when the rebuilt graph fails its check; either is remembered
-    beside the cache file, so it is not tried again at every start.
+    this module can rebuild or when the rebuilt graph fails its check. A graph that is no BERT,
+    and an int8 graph that failed its check, are remembered beside the cache file, so they are
+    not tried again at every start.
     """
     import onnx
 
