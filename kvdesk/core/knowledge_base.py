@@ -24,7 +24,7 @@ from kvdesk.core.keys.stamped import counted
 from kvdesk.core.paths import default_vault_path
 from kvdesk.core.pilot.log import PilotLog
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.scans.reader import ScanReader
+from kvdesk.core.scans.media import OCR_MEDIA_TYPES
 from kvdesk.core.scans.store import ScanStore, StoredPage
 from kvdesk.core.search.retrieval import FusionParams, Retriever, SearchResult
 from kvdesk.core.settings import SettingStore
@@ -35,6 +35,7 @@ from kvdesk.core.vault.vault import WRITER_WAIT_SECONDS, Vault
 
 if TYPE_CHECKING:  # imported where used: a search in a fresh process needs none of them
     from kvdesk.core.extract import Limits
+    from kvdesk.core.scans.reader import ScanReader
     from kvdesk.core.tags.manager import TagManager
     from kvdesk.core.vault.importer import Importer, ImportReport
 
@@ -398,11 +399,14 @@ class KnowledgeBase:
 
     @functools.cached_property
     def _scans(self) -> ScanReader:
+        from kvdesk.core.scans.reader import ScanReader  # OCR and every extractor: not for search
+
         return ScanReader(self._vault)
 
     def scans_pending(self) -> int:
         """Scans and photos not read yet (a search says so: their words are not keys yet)."""
-        return len(self._scans.pending())
+        current = self._vault.values.versions_of_types(OCR_MEDIA_TYPES)
+        return len(ScanStore(self._vault).pending(current))
 
     def rescan(self, value_ids: Sequence[int] | None = None) -> int:
         """Forget what OCR read (all scans, or ``value_ids``) so it is read again, e.g. with

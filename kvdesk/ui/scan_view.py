@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from kvdesk.core.extract.ocr import OCR_MEDIA_TYPES
+from kvdesk.core.scans.media import OCR_MEDIA_TYPES
 from kvdesk.core.scans.store import StoredPage, StoredWord
 from kvdesk.core.search.highlight import term_spans
 from kvdesk.core.search.identifiers import IdentifierMatch

@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvdesk.core.errors import ExtractionError
-from kvdesk.core.extract.ocr import OCR_MEDIA_TYPES, OcrPage
+from kvdesk.core.extract.ocr import OcrPage
 from kvdesk.core.progress import CancelToken, ProgressSink, no_progress
+from kvdesk.core.scans.media import OCR_MEDIA_TYPES
 from kvdesk.core.scans.store import ScanStore
 from kvdesk.core.scans.worker import OcrLimits, OcrWorker
 from kvdesk.core.vault.records import now_iso
@@ -56,9 +57,7 @@ class ScanReader:
 
     def pending(self) -> list[int]:
         """Values whose current version has not been read yet (oldest first)."""
-        candidates = self.vault.values.versions_of_types(OCR_MEDIA_TYPES)
-        done = self.store.states()
-        return sorted(v for v, version in candidates.items() if done.get(v, (0, ""))[0] != version)
+        return self.store.pending(self.vault.values.versions_of_types(OCR_MEDIA_TYPES))
 
     def read(
         self,

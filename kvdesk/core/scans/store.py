@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,12 @@ class ScanStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def pending(self, current: Mapping[int, int]) -> list[int]:
+        """Of ``current`` (value id → its current version), the ones not read at that
+        version, oldest first."""
+        done = self.states()
+        return sorted(v for v, version in current.items() if done.get(v, (0, ""))[0] != version)
 
     # writing
 
