@@ -24,7 +24,6 @@ from kvdesk.core.keys.stamped import counted
 from kvdesk.core.paths import default_vault_path
 from kvdesk.core.pilot.log import PilotLog
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink, no_progress
-from kvdesk.core.scans.media import OCR_MEDIA_TYPES
 from kvdesk.core.scans.store import ScanStore, StoredPage
 from kvdesk.core.search.retrieval import FusionParams, Retriever, SearchResult
 from kvdesk.core.settings import SettingStore
@@ -405,8 +404,7 @@ class KnowledgeBase:
 
     def scans_pending(self) -> int:
         """Scans and photos not read yet (a search says so: their words are not keys yet)."""
-        current = self._vault.values.versions_of_types(OCR_MEDIA_TYPES)
-        return len(ScanStore(self._vault).pending(current))
+        return len(ScanStore(self._vault).pending(self._vault.values))
 
     def rescan(self, value_ids: Sequence[int] | None = None) -> int:
         """Forget what OCR read (all scans, or ``value_ids``) so it is read again, e.g. with

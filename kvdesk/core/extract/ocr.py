@@ -37,15 +37,12 @@ from typing import TYPE_CHECKING, Any, cast
 from kvdesk.core.errors import ExtractionError, KvdeskError
 from kvdesk.core.extract.documents import _MAX_IMAGE_PIXELS, _PDFIUM_LOCK
 from kvdesk.core.progress import CancelToken, Progress, ProgressSink
-from kvdesk.core.scans.media import IMAGE_FORMATS, OCR_MEDIA_TYPES, PDF_TYPE
+from kvdesk.core.scans.media import IMAGE_FORMATS, PDF_TYPE
 from kvdesk.core.scans.text import CJK as _CJK
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
-
-# Media types `pages_of` reads (IMAGE_FORMATS: with the one Pillow decoder each may use).
-__all__ = ["IMAGE_FORMATS", "OCR_MEDIA_TYPES", "PDF_TYPE"]
 
 #: Longest side an image is read at. rapidocr's own limit is also 2000 px; resizing here, with
 #: Pillow's Lanczos filter, keeps a 24 MP photo from being copied whole into OpenCV and maps

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from kvdesk.core.errors import ExtractionError
 from kvdesk.core.extract.ocr import OcrPage
 from kvdesk.core.progress import CancelToken, ProgressSink, no_progress
-from kvdesk.core.scans.media import OCR_MEDIA_TYPES
 from kvdesk.core.scans.store import ScanStore
 from kvdesk.core.scans.worker import OcrLimits, OcrWorker
 from kvdesk.core.vault.records import now_iso
@@ -57,7 +56,7 @@ class ScanReader:
 
     def pending(self) -> list[int]:
         """Values whose current version has not been read yet (oldest first)."""
-        return self.store.pending(self.vault.values.versions_of_types(OCR_MEDIA_TYPES))
+        return self.store.pending(self.vault.values)
 
     def read(
         self,

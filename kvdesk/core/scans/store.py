@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvdesk.core.db import Connection, Database, SchemaStep
+from kvdesk.core.scans.media import OCR_MEDIA_TYPES
+
+if TYPE_CHECKING:
+    from kvdesk.core.vault.values import ValueStore
 
 SCHEMA: tuple[SchemaStep, ...] = (
     SchemaStep(
@@ -74,9 +78,10 @@ class ScanStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def pending(self, current: Mapping[int, int]) -> list[int]:
-        """Of ``current`` (value id → its current version), the ones not read at that
-        version, oldest first."""
+    def pending(self, values: ValueStore) -> list[int]:
+        """Scans and photos among ``values`` whose current version has not been read yet
+        (oldest first)."""
+        current = values.versions_of_types(OCR_MEDIA_TYPES)
         done = self.states()
         return sorted(v for v, version in current.items() if done.get(v, (0, ""))[0] != version)
 
