@@ -76,23 +76,23 @@ def _embedding_graph(model_sha256: str, *, on_gpu: bool = False) -> str:
     """Which graph the embedder runs: one rebuilt from the model (int8 on a CPU, fused fp32 on
     a GPU; cached), or the model as shipped, and why."""
     from kvdesk.core.keys import bert_graph
+    from kvdesk.core.keys.dense import (
+        GRAPH_AUTO,
+        GRAPH_KIND,
+        GRAPH_SHIPPED,
+        graph_candidates,
+        resolve_graph,
+    )
 
-    forced = os.environ.get("KVDESK_MODEL_GRAPH", "").strip().lower()
-    if forced == "shipped":
+    graph = resolve_graph(GRAPH_AUTO)
+    if graph == GRAPH_SHIPPED:
         return "as shipped (KVDESK_MODEL_GRAPH=shipped)"
     labels = {"fp32": "fused fp32", "int8": "int8 linear layers"}
-    from kvdesk.core.keys.dense import cpu_has_int8_dot
-
-    int8 = not on_gpu and cpu_has_int8_dot()
-    kinds = {"fused-fp32": ["fp32"], "int8": ["int8"]}.get(
-        forced, ["int8", "fp32"] if int8 else ["fp32"]
-    )
-    not_bert = bert_graph.unsupported(model_sha256)
+    kinds = [GRAPH_KIND[g] for g in graph_candidates(graph, on_gpu=on_gpu)]
     for kind in kinds:
         cached = bert_graph.load_cached(model_sha256, kind)
         if cached is not None:
             return f"{labels[kind]}, rebuilt from the model, cached at {cached}"
-        if not_bert is None and bert_graph.unsupported(model_sha256, kind) is None:
+        if bert_graph.unsupported(model_sha256, kind) is None:
             return f"{labels[kind]}, built on first use into {bert_graph.cache_dir()}"
-    why = not_bert or bert_graph.unsupported(model_sha256, kinds[-1])
-    return f"as shipped (not rebuildable: {why})"
+    return f"as shipped (not rebuildable: {bert_graph.unsupported(model_sha256, kinds[-1])})"

@@ -624,15 +624,20 @@ def _sha256(path: Path) -> str:
 
 
 def unsupported(source_sha256: str, kind: str = "fp32") -> str | None:
-    """Why the source model was found not to be rebuildable before (None: not known so)."""
-    try:
-        note = json.loads(_sidecar(cached_path(source_sha256, kind)).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(note, dict) or note.get("source_sha256") != source_sha256:
-        return None
-    reason = note.get("unsupported")
-    return str(reason) if reason is not None else None
+    """Why a ``kind`` graph was found not to be buildable from the source model before (None:
+    not known so): its own check failed, or the note beside the fp32 graph says the model is no
+    BERT (which rules out every kind)."""
+    for noted in dict.fromkeys((kind, "fp32")):
+        try:
+            path = _sidecar(cached_path(source_sha256, noted))
+            note = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(note, dict) and note.get("source_sha256") == source_sha256:
+            reason = note.get("unsupported")
+            if reason is not None:
+                return str(reason)
+    return None
 
 
 def load_cached(source_sha256: str, kind: str = "fp32") -> Path | None:

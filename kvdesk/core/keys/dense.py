@@ -305,16 +305,27 @@ GRAPH_SHIPPED = "shipped"
 GRAPH_FUSED = "fused-fp32"
 GRAPH_INT8 = "int8"
 _GRAPHS = (GRAPH_AUTO, GRAPH_SHIPPED, GRAPH_FUSED, GRAPH_INT8)
-_GRAPH_KIND = {GRAPH_FUSED: "fp32", GRAPH_INT8: "int8"}
+#: The bert_graph kind each rebuilt graph is cached as.
+GRAPH_KIND = {GRAPH_FUSED: "fp32", GRAPH_INT8: "int8"}
 
 
-def _gpu_in_use(prefer_gpu: bool) -> bool:
-    """Whether a session would really run on CUDA here (a tiny probe session, not the model)."""
-    if not prefer_gpu or os.environ.get("KVDESK_DEVICE", "").strip().lower() == "cpu":
-        return False
-    if CUDA not in _import_ort().get_available_providers():
-        return False
-    return probe_providers(prefer_gpu=True).provider == CUDA
+def resolve_graph(graph: str) -> str:
+    """``graph``, unless ``KVDESK_MODEL_GRAPH`` names another; an unknown name is an error."""
+    forced = os.environ.get("KVDESK_MODEL_GRAPH", "").strip().lower()
+    if forced in _GRAPHS:
+        graph = forced
+    if graph not in _GRAPHS:
+        raise KvdeskError(f"Unknown model graph {graph!r}: use one of {', '.join(_GRAPHS)}.")
+    return graph
+
+
+def graph_candidates(graph: str, *, on_gpu: bool) -> list[str]:
+    """The rebuilt graphs to try for a resolved ``graph``, best first; the model as shipped
+    comes after them. ``auto``: on a GPU the fused fp32 graph (ORT's Attention kernel, keys
+    equal to the CPU's to fp32 precision), on a CPU with VNNI the int8 graph, then fp32."""
+    if graph == GRAPH_AUTO:
+        return [GRAPH_INT8, GRAPH_FUSED] if not on_gpu and cpu_has_int8_dot() else [GRAPH_FUSED]
+    return [] if graph == GRAPH_SHIPPED else [graph]
 
 
 def cpu_has_int8_dot() -> bool:
@@ -335,13 +346,11 @@ def _rebuilt_graph(
     or a graph that failed its check against the model (remembered, not retried)."""
     from kvdesk.core.keys import bert_graph
 
-    kind = _GRAPH_KIND[graph]
+    kind = GRAPH_KIND[graph]
     path = bert_graph.load_cached(spec.model_sha256, kind)
     if path is not None:
         return path
-    known = bert_graph.unsupported(spec.model_sha256, kind) or bert_graph.unsupported(
-        spec.model_sha256
-    )
+    known = bert_graph.unsupported(spec.model_sha256, kind)
     try:
         if known is not None:
             raise bert_graph.NotBert(known)
@@ -361,24 +370,15 @@ def _model_session(
 ) -> tuple[Any, ProviderInfo, str]:
     """The session for ``spec`` and the name of the graph it runs.
 
-    ``auto``: on a GPU the fused fp32 graph (ORT's Attention kernel, keys equal to the CPU's to
-    fp32 precision), on a CPU with VNNI the int8 graph; each falls back to the next (fused fp32,
-    then the model as shipped) with a log line saying why. Rebuilt graphs are built once per
-    model file (keyed by its sha256) and cached.
+    The candidates (:func:`graph_candidates`) are tried in turn, each falling back to the next
+    and finally to the model as shipped, with a log line saying why. Rebuilt graphs are built
+    once per model file (keyed by its sha256) and cached.
     """
-    forced = os.environ.get("KVDESK_MODEL_GRAPH", "").strip().lower()
-    if forced in _GRAPHS:
-        graph = forced
-    if graph not in _GRAPHS:
-        raise KvdeskError(f"Unknown model graph {graph!r}: use one of {', '.join(_GRAPHS)}.")
+    graph = resolve_graph(graph)
     if graph == GRAPH_AUTO:
-        on_gpu = _gpu_in_use(prefer_gpu)
-        int8 = not on_gpu and cpu_has_int8_dot()
-        candidates = [GRAPH_INT8, GRAPH_FUSED] if int8 else [GRAPH_FUSED]
-        prefer_gpu = on_gpu  # known now: no second CUDA attempt on a machine without one
-    else:
-        candidates = [] if graph == GRAPH_SHIPPED else [graph]
-    for candidate in candidates:
+        # Known now: no second CUDA attempt on a machine without one.
+        prefer_gpu = prefer_gpu and probe_providers(prefer_gpu=True).provider == CUDA
+    for candidate in graph_candidates(graph, on_gpu=prefer_gpu):
         path = _rebuilt_graph(spec, candidate, strict=candidate == graph, threads=threads)
         if path is None:
             continue
